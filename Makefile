@@ -1,0 +1,47 @@
+# weir: convenience targets over CMake (build dir: build/).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all build test demo bench clean format format-check asan tsan install
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -G "Unix Makefiles" $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test:
+	scripts/deps.sh test
+	$(MAKE) build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+demo:
+	scripts/deps.sh demo
+	$(MAKE) build
+	scripts/demo.sh $(BUILD)
+
+bench:
+	scripts/deps.sh bench
+	$(MAKE) build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
+	bench/run.sh $(BUILD)
+
+asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
+
+tsan:
+	$(MAKE) test BUILD=build-tsan CMAKE_FLAGS="-DWEIR_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo"
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+
+format-check:
+	clang-format --dry-run -Werror include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+
+clean:
+	rm -rf build build-asan build-tsan

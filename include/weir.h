@@ -1,0 +1,553 @@
+/*
+ * weir.h: the whole public API of libweir.
+ *
+ * weir brings Erlang/OTP's process model to C: lightweight processes with
+ * mailboxes on an M:N scheduler, gen_server-style behaviours, supervisors, a
+ * partition supervisor, bounded mailboxes with explicit overload policies,
+ * overload alarms and live introspection.
+ *
+ * Conventions (they hold for every function below unless its comment says
+ * otherwise):
+ *   - Functions return WEIR_OK (0) or a negative error code from the list
+ *     below; weir_strerror() and weir_err_name() describe it.
+ *   - A function that fails calls no callback and takes no ownership.
+ *   - Message payloads are copied: the caller may reuse its buffer as soon as
+ *     the call returns. A weir_msg is a view valid only during the callback
+ *     it is handed to.
+ *   - Pids are values. A pid whose process has ended is stale: using it
+ *     returns WEIR_ENOPROC and never touches freed memory.
+ *   - "From a process" means from inside a callback (a weir_ctx exists);
+ *     "from a thread" means any thread that is not running a callback.
+ */
+#ifndef WEIR_H
+#define WEIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WEIR_BUILDING) && defined(__GNUC__)
+#define WEIR_API __attribute__((visibility("default")))
+#else
+#define WEIR_API
+#endif
+
+#define WEIR_VERSION_MAJOR 0
+#define WEIR_VERSION_MINOR 1
+#define WEIR_VERSION_PATCH 0
+#define WEIR_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* One list; the enum, weir_strerror and weir_err_name all come from it. */
+#define WEIR_ERRNO_MAP(X)                                                      \
+  X(EINVAL, -1, "invalid argument")                                            \
+  X(ENOMEM, -2, "out of memory")                                               \
+  X(ENOPROC, -3, "no such process")                                            \
+  X(EFULL, -4, "mailbox full")                                                 \
+  X(ETIMEDOUT, -5, "timed out")                                                \
+  X(EEXIST, -6, "already exists")                                              \
+  X(ESTOPPED, -7, "runtime stopped")                                           \
+  X(EDEADLK, -8, "would block a scheduler thread")                             \
+  X(E2BIG, -9, "reply larger than the buffer")                                 \
+  X(ENOTFOUND, -10, "not found")                                               \
+  X(ELIMIT, -11, "process table full")                                         \
+  X(ESYS, -12, "system call failed")                                           \
+  X(ESHUTDOWN, -13, "process is shutting down")                                \
+  X(EBUDGET, -14, "node mailbox memory budget exhausted")                      \
+  X(ENOTSUP, -15, "not supported")
+
+typedef enum {
+  WEIR_OK = 0,
+#define WEIR__ERRENUM(name, code, text) WEIR_##name = code,
+  WEIR_ERRNO_MAP(WEIR__ERRENUM)
+#undef WEIR__ERRENUM
+} weir_errno;
+
+/* Human text for an error code ("mailbox full"); never NULL. */
+WEIR_API const char *weir_strerror(int err);
+/* Symbolic name for an error code ("WEIR_EFULL"); never NULL. */
+WEIR_API const char *weir_err_name(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weir_rt weir_rt;   /* a running node */
+typedef struct weir_ctx weir_ctx; /* the process a callback runs in */
+
+typedef struct weir_rt_opts {
+  unsigned schedulers;     /* scheduler threads; 0 = online CPUs */
+  unsigned io_threads;     /* max threads of the blocking pool; 0 = 64 */
+  uint32_t max_processes;  /* process table capacity; 0 = 1,048,576 */
+  const char *node_name;   /* shown in diagnostics; NULL = "weir" (copied) */
+  const char *console;     /* console socket path, "" = default path under
+                              the run dir, NULL = no console (copied) */
+  unsigned batch;          /* messages a process handles per run; 0 = 64 */
+  /* Alarm defaults (see weir_spawn_opts); 0 = off. */
+  uint32_t alarm_enable;   /* long_message_queue on at this length */
+  uint32_t alarm_disable;  /* ... and off again at this length */
+  uint32_t alarm_growth_ms; /* queue_growth: grown for this long; 0 = 2000 */
+  int alarm_log;           /* 1 = log each alarm as one line on stderr
+                              (default 1) */
+  uint64_t max_mailbox_bytes; /* node budget for all queued bytes; 0 = none */
+} weir_rt_opts;
+
+/* Fills *o with the defaults. */
+WEIR_API void weir_rt_opts_init(weir_rt_opts *o);
+/* Starts a node: threads, process table, console (if asked). On success *rt
+   is owned by the caller until weir_rt_stop. Errors: EINVAL, ENOMEM, ESYS. */
+WEIR_API int weir_rt_start(const weir_rt_opts *o, weir_rt **rt);
+/* Stops a node: supervision trees top-down in reverse start order, then every
+   other process; processes may drain their mailboxes for up to timeout_ms
+   (< 0 = wait forever), after which the rest are killed. Joins every thread
+   and frees everything, including *rt. Must not be called from a process.
+   Returns WEIR_OK, or WEIR_ETIMEDOUT if processes had to be killed. */
+WEIR_API int weir_rt_stop(weir_rt *rt, int timeout_ms);
+/* Number of scheduler threads. */
+WEIR_API unsigned weir_rt_schedulers(const weir_rt *rt);
+/* The node name (owned by rt). */
+WEIR_API const char *weir_rt_node_name(const weir_rt *rt);
+/* The console socket path, or NULL if the node has no console. */
+WEIR_API const char *weir_rt_console_path(const weir_rt *rt);
+
+/* The one door for memory: replace it before the first weir_rt_start (all
+   three non-NULL; realloc may be NULL). Returns EINVAL if a runtime runs. */
+typedef struct weir_allocator {
+  void *(*malloc)(size_t size, void *ud);
+  void *(*realloc)(void *p, size_t size, void *ud);
+  void (*free)(void *p, void *ud);
+  void *ud;
+} weir_allocator;
+WEIR_API int weir_set_allocator(const weir_allocator *a);
+
+/* ------------------------------------------------------------------------ */
+/* Processes and messages                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct { uint64_t id; } weir_pid; /* (generation << 32) | slot */
+#define WEIR_PID_NONE ((weir_pid){0})
+static inline int weir_pid_eq(weir_pid a, weir_pid b) { return a.id == b.id; }
+static inline int weir_pid_is_none(weir_pid p) { return p.id == 0; }
+
+/* A reference: monitors, async calls, timers. 0 is never a valid ref. */
+typedef uint64_t weir_ref;
+
+typedef struct weir_msg { /* a view, valid during the callback only */
+  uint32_t tag;
+  uint32_t len;
+  const void *data;
+  weir_pid from;     /* sender, or WEIR_PID_NONE from a thread/timer */
+  weir_ref ref;      /* REPLY: the call_async ref; DOWN: the monitor ref;
+                        timer messages: the timer ref; else 0 */
+} weir_msg;
+
+/* Tags at or above WEIR_TAG_SYSTEM are the runtime's. User tags are below. */
+#define WEIR_TAG_SYSTEM 0xFFFF0000u
+#define WEIR_TAG_REPLY 0xFFFF0001u  /* handle_info: reply to call_async;
+                                        data = reply bytes, ref = the ref */
+#define WEIR_TAG_DOWN 0xFFFF0002u   /* handle_info: a monitored process ended;
+                                        from = it, ref = monitor ref,
+                                        data = int32 reason */
+#define WEIR_TAG_EXIT 0xFFFF0003u   /* handle_info when trapping exits:
+                                        from = linked pid, data = int32 reason */
+#define WEIR_TAG_ALARM 0xFFFF0004u  /* handle_info: a weir_alarm */
+#define WEIR_TAG_DEAD_LETTER 0xFFFF0005u /* handle_info: a weir_dead_letter */
+#define WEIR_TAG_TIMEOUT 0xFFFF0006u /* handle_info: call_async timed out;
+                                         ref = the ref, no data */
+
+/* Exit reasons. Callbacks crash by returning a negative value, which becomes
+   the reason. */
+#define WEIR_REASON_NORMAL 0    /* process ended normally (WEIR_STOP) */
+#define WEIR_REASON_SHUTDOWN 1  /* asked to stop by its supervisor / rt_stop */
+#define WEIR_REASON_KILL 2      /* untrappable kill signal */
+#define WEIR_REASON_KILLED 3    /* what links see of a KILL */
+#define WEIR_REASON_NOPROC 4    /* monitor/link target did not exist */
+
+/* Callback return values. */
+#define WEIR_STOP 1 /* end the process normally (reason NORMAL) */
+
+typedef struct weir_from { /* where a reply goes; a value, copy it freely */
+  uint64_t a, b;
+} weir_from;
+
+typedef struct weir_server { /* the behaviour: a table of callbacks */
+  const char *name; /* shown as module in diagnostics; static storage */
+  /* Runs in the new process before any message. Sets *state. Return WEIR_OK,
+     or < 0 to fail the spawn (weir_spawn returns that code). May be NULL. */
+  int (*init)(weir_ctx *cx, void *arg, void **state);
+  int (*handle_cast)(weir_ctx *cx, void *state, const weir_msg *m);
+  /* Reply now or later with weir_reply(cx, from, ...). May be NULL. */
+  int (*handle_call)(weir_ctx *cx, void *state, const weir_msg *m,
+                     weir_from from);
+  /* System messages (tags >= WEIR_TAG_SYSTEM), timers, replies. May be NULL. */
+  int (*handle_info)(weir_ctx *cx, void *state, const weir_msg *m);
+  /* Last call; frees the state. in_hand is the message being handled when
+     the process crashed (NULL otherwise): weir_requeue() puts it back at the
+     head of the mailbox for the next incarnation. May be NULL. */
+  void (*terminate)(weir_ctx *cx, void *state, int reason,
+                    const weir_msg *in_hand);
+  /* Optional: bytes of state, for process_info's memory. May be NULL. */
+  size_t (*state_size)(const void *state);
+} weir_server; /* callbacks return WEIR_OK, WEIR_STOP, or < 0 = crash */
+
+/* What a bounded mailbox does when full. */
+typedef enum {
+  WEIR_OVERFLOW_REJECT = 0, /* the send returns WEIR_EFULL (default) */
+  WEIR_OVERFLOW_DROP_OLDEST, /* the oldest queued message is shed */
+  WEIR_OVERFLOW_DROP_NEWEST, /* the new message is shed; the send returns OK */
+  WEIR_OVERFLOW_BLOCK        /* wait up to push_timeout_ms, then EFULL;
+                                EDEADLK on a scheduler thread */
+} weir_overflow;
+
+typedef struct weir_spawn_opts {
+  const char *name;        /* register under this name (copied); NULL none */
+  int blocking;            /* 1 = runs on the blocking I/O pool */
+  uint32_t max_queue_len;  /* 0 = unbounded (the BEAM default) */
+  uint64_t max_queue_bytes; /* 0 = unbounded */
+  weir_overflow overflow;  /* policy once bounded */
+  int push_timeout_ms;     /* BLOCK: how long a sender waits; < 0 forever */
+  uint32_t alarm_enable;   /* long_message_queue alarm on at this length;
+                              0 = the node default */
+  uint32_t alarm_disable;  /* ... off again at this length */
+  int link;                /* 1 = link to the spawning process */
+  int trap_exit;           /* 1 = exit signals arrive as WEIR_TAG_EXIT */
+} weir_spawn_opts;
+
+WEIR_API void weir_spawn_opts_init(weir_spawn_opts *so);
+/* Starts a process running server with arg; init runs in the new process and
+   weir_spawn waits for it (so a failing init is its return value). From a
+   process on a scheduler thread it does not wait: init runs asynchronously
+   and a failure is seen as an exit. so may be NULL. server must outlive the
+   process. Errors: EINVAL, ENOMEM, ELIMIT, EEXIST (name taken), ESTOPPED, or
+   init's own negative return. */
+WEIR_API int weir_spawn(weir_rt *rt, const weir_server *server, void *arg,
+                        const weir_spawn_opts *so, weir_pid *pid);
+
+/* Sends a cast (handle_cast). Copies data. Errors: ENOPROC, EFULL (bounded
+   mailbox, REJECT/BLOCK), EDEADLK (BLOCK policy from a scheduler thread),
+   ENOMEM, EINVAL (tag >= WEIR_TAG_SYSTEM). Callable from any thread. */
+WEIR_API int weir_cast(weir_rt *rt, weir_pid pid, uint32_t tag,
+                       const void *data, uint32_t len);
+/* Sends a message that arrives in handle_info (Erlang's plain send). */
+WEIR_API int weir_send(weir_rt *rt, weir_pid pid, uint32_t tag,
+                       const void *data, uint32_t len);
+/* Synchronous call (handle_call) from a thread or a blocking process; blocks
+   until the reply or timeout_ms (< 0 = forever). reply/reply_len: a buffer
+   of *reply_len bytes (reply may be NULL with *reply_len 0); on return
+   *reply_len holds the reply's length. Errors: ENOPROC (also if the server
+   ends before replying), ETIMEDOUT, EDEADLK (from a scheduler thread: use
+   weir_call_async), E2BIG (reply truncated to the buffer), EFULL, ENOMEM. */
+WEIR_API int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag,
+                       const void *data, uint32_t len, void *reply,
+                       uint32_t *reply_len, int timeout_ms);
+/* Asynchronous call from a process: the reply arrives in handle_info with
+   tag WEIR_TAG_REPLY and msg.ref == *ref; if the server ends first, a
+   WEIR_TAG_DOWN with the same ref arrives instead; if timeout_ms >= 0 and
+   nothing came by then, WEIR_TAG_TIMEOUT with the ref. */
+WEIR_API int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag,
+                             const void *data, uint32_t len, int timeout_ms,
+                             weir_ref *ref);
+/* Replies to a call, now or later (from any process or thread). A reply to a
+   caller that has gone (timed out, ended) is discarded: returns ENOPROC. */
+WEIR_API int weir_reply(weir_ctx *cx, weir_from from, const void *data,
+                        uint32_t len);
+/* The same from outside a callback (a deferred reply from another thread). */
+WEIR_API int weir_reply_rt(weir_rt *rt, weir_from from, const void *data,
+                           uint32_t len);
+
+/* Sends {tag, data} to pid's handle_info after ms milliseconds. *timer (may
+   be NULL) identifies it for cancel. */
+WEIR_API int weir_send_after(weir_rt *rt, weir_pid pid, uint32_t tag,
+                             const void *data, uint32_t len, uint32_t ms,
+                             weir_ref *timer);
+/* Cancels a timer; ENOTFOUND if it already fired or was cancelled. */
+WEIR_API int weir_cancel_timer(weir_rt *rt, weir_ref timer);
+
+/* The calling process's pid. */
+WEIR_API weir_pid weir_self(weir_ctx *cx);
+/* The runtime a callback runs in. */
+WEIR_API weir_rt *weir_ctx_rt(weir_ctx *cx);
+/* Sends an exit signal with reason to pid (Erlang's exit/2). pid == self
+   ends the calling process after its callback returns. KILL cannot be
+   trapped; NORMAL is ignored by a process other than the caller unless it
+   traps exits. */
+WEIR_API int weir_exit(weir_rt *rt, weir_pid pid, int reason);
+/* Links the calling process with pid (both ways). If pid does not exist the
+   caller gets an exit signal with WEIR_REASON_NOPROC. */
+WEIR_API int weir_link(weir_ctx *cx, weir_pid pid);
+WEIR_API int weir_unlink(weir_ctx *cx, weir_pid pid);
+/* Monitors pid: when it ends, a WEIR_TAG_DOWN message with *ref arrives
+   (at once, with reason NOPROC, if pid does not exist). */
+WEIR_API int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref);
+/* Removes a monitor; no DOWN for it arrives afterwards. */
+WEIR_API int weir_demonitor(weir_ctx *cx, weir_ref ref);
+/* Sets or clears exit trapping for the calling process. */
+WEIR_API void weir_trap_exit(weir_ctx *cx, int on);
+/* Puts the message in hand back at the head of the mailbox (in terminate:
+   for the next incarnation; in a handler: it is handled again next). */
+WEIR_API int weir_requeue(weir_ctx *cx, const weir_msg *m);
+
+/* Registry: names -> pids. A name is freed when its process ends. */
+WEIR_API int weir_register(weir_rt *rt, const char *name, weir_pid pid);
+WEIR_API int weir_unregister(weir_rt *rt, const char *name);
+WEIR_API int weir_whereis(weir_rt *rt, const char *name, weir_pid *pid);
+
+/* "<0.SLOT.GEN>" into buf of n bytes (24 is always enough); returns the
+   length written (without NUL) or EINVAL. */
+WEIR_API int weir_pid_format(weir_pid pid, char *buf, size_t n);
+/* Parses "<0.SLOT.GEN>" (or "0.SLOT.GEN"); EINVAL on anything else. */
+WEIR_API int weir_pid_parse(const char *str, weir_pid *pid);
+/* Length of the calling process's mailbox. */
+WEIR_API uint64_t weir_queue_len(weir_ctx *cx);
+
+/* ------------------------------------------------------------------------ */
+/* Supervision                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  WEIR_PERMANENT = 0, /* always restarted */
+  WEIR_TRANSIENT,     /* restarted if it ended abnormally */
+  WEIR_TEMPORARY      /* never restarted */
+} weir_restart;
+
+typedef enum {
+  WEIR_ONE_FOR_ONE = 0,
+  WEIR_ONE_FOR_ALL,
+  WEIR_REST_FOR_ONE
+} weir_strategy;
+
+typedef struct weir_child_spec {
+  const char *id;            /* unique among siblings (copied) */
+  const weir_server *server; /* the child's behaviour */
+  void *arg;                 /* passed to init at each (re)start */
+  weir_spawn_opts opts;      /* spawn options (name, bounds, blocking...) */
+  weir_restart restart;
+  int shutdown_ms;           /* wait this long for a clean stop; < 0 forever */
+  int keep_mailbox;          /* 1 (default): a restarted child inherits the
+                                messages queued for its previous incarnation */
+  int is_supervisor;         /* set by weir_sup_child_spec */
+  const void *sup_def;       /* internal: a nested supervisor's definition */
+} weir_child_spec;
+
+WEIR_API void weir_child_spec_init(weir_child_spec *cs, const char *id,
+                                   const weir_server *server, void *arg);
+
+typedef struct weir_sup_opts {
+  const char *name;       /* registered name, or NULL */
+  weir_strategy strategy; /* default ONE_FOR_ONE */
+  int max_restarts;       /* default 3 */
+  int max_seconds;        /* default 5 */
+} weir_sup_opts;
+
+WEIR_API void weir_sup_opts_init(weir_sup_opts *o);
+/* Starts a supervisor and its n children in order. If a child fails to
+   start, the ones started are stopped in reverse order and the error is
+   returned. children is copied. */
+WEIR_API int weir_sup_start(weir_rt *rt, const weir_sup_opts *o,
+                            const weir_child_spec *children, size_t n,
+                            weir_pid *pid);
+/* A child spec that starts a nested supervisor (supervisors of supervisors).
+   The definition is copied into storage owned by the runtime. */
+WEIR_API int weir_sup_child_spec(weir_rt *rt, weir_child_spec *cs,
+                                 const char *id, const weir_sup_opts *o,
+                                 const weir_child_spec *children, size_t n);
+
+typedef struct weir_child_info {
+  char id[64];
+  weir_pid pid;      /* WEIR_PID_NONE if not running */
+  int is_supervisor;
+  weir_restart restart;
+} weir_child_info;
+
+typedef struct weir_child_counts {
+  uint32_t specs, active, supervisors, workers;
+} weir_child_counts;
+
+/* Up to n children into out; *count = how many the supervisor has. */
+WEIR_API int weir_sup_which_children(weir_rt *rt, weir_pid sup,
+                                     weir_child_info *out, size_t n,
+                                     size_t *count);
+WEIR_API int weir_sup_count_children(weir_rt *rt, weir_pid sup,
+                                     weir_child_counts *c);
+WEIR_API int weir_sup_terminate_child(weir_rt *rt, weir_pid sup,
+                                      const char *id);
+WEIR_API int weir_sup_restart_child(weir_rt *rt, weir_pid sup,
+                                    const char *id);
+
+/* ------------------------------------------------------------------------ */
+/* Partitions (Elixir's PartitionSupervisor)                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weir_partsup_opts {
+  const char *name;       /* registered name (for weirctl partitions) */
+  weir_child_spec child;  /* the worker template */
+  unsigned partitions;    /* 0 = weir_rt_schedulers() */
+  /* Optional: the init arg for partition i; default: child.arg. */
+  void *(*with_arguments)(void *arg, unsigned partition);
+  weir_strategy strategy; /* ONE_FOR_ONE (default) */
+  int max_restarts;       /* default 3 */
+  int max_seconds;        /* default 5 */
+} weir_partsup_opts;
+
+WEIR_API void weir_partsup_opts_init(weir_partsup_opts *o);
+WEIR_API int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o,
+                                weir_pid *pid);
+/* Routes by key % partitions. Same errors as weir_cast. */
+WEIR_API int weir_partition_cast(weir_rt *rt, weir_pid ps, uint64_t key,
+                                 uint32_t tag, const void *data, uint32_t len);
+/* Routes by XXH3 of the key bytes. */
+WEIR_API int weir_partition_cast_bytes(weir_rt *rt, weir_pid ps,
+                                       const void *key, size_t keylen,
+                                       uint32_t tag, const void *data,
+                                       uint32_t len);
+WEIR_API int weir_partition_call(weir_rt *rt, weir_pid ps, uint64_t key,
+                                 uint32_t tag, const void *data, uint32_t len,
+                                 void *reply, uint32_t *reply_len,
+                                 int timeout_ms);
+WEIR_API int weir_partition_whereis(weir_rt *rt, weir_pid ps, uint64_t key,
+                                    weir_pid *pid);
+/* Number of partitions, or a negative error. */
+WEIR_API int weir_partitions(weir_rt *rt, weir_pid ps);
+/* Grows or shrinks to n partitions while traffic flows; per-key order kept. */
+WEIR_API int weir_partsup_resize(weir_rt *rt, weir_pid ps, unsigned n);
+
+typedef struct weir_hot_key {
+  uint64_t key;   /* integer key, or the 64-bit hash of a byte key */
+  uint64_t count; /* estimated messages routed with it (sampled) */
+} weir_hot_key;
+/* Top keys of one partition, largest first; *count = how many. */
+WEIR_API int weir_partition_hot_keys(weir_rt *rt, weir_pid ps,
+                                     unsigned partition, weir_hot_key *out,
+                                     size_t n, size_t *count);
+
+/* ------------------------------------------------------------------------ */
+/* Diagnostics                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  WEIR_STATUS_RUNNING = 0,
+  WEIR_STATUS_RUNNABLE,
+  WEIR_STATUS_WAITING,
+  WEIR_STATUS_EXITING
+} weir_status;
+
+typedef struct weir_proc_info {
+  weir_pid pid;
+  char registered_name[64];  /* "" if none */
+  char initial_call[64];     /* the behaviour's name */
+  char current_function[80]; /* "module:callback" or "waiting" */
+  weir_status status;
+  uint64_t message_queue_len;
+  uint64_t mailbox_bytes;
+  uint64_t memory;           /* process + state + queued bytes */
+  uint64_t reductions;       /* callbacks run */
+  uint64_t messages_in;
+  uint64_t messages_out;
+  uint64_t dropped;          /* shed by the overflow policy */
+  uint64_t queue_high_water;
+  uint64_t max_queue_len;    /* 0 = unbounded */
+  double in_rate, out_rate;  /* messages per second, smoothed */
+  weir_pid supervisor;       /* WEIR_PID_NONE if none */
+  int partition;             /* partition index, or -1 */
+  int blocking;
+} weir_proc_info;
+
+WEIR_API int weir_process_info(weir_rt *rt, weir_pid pid,
+                               weir_proc_info *info);
+/* A status as text ("running", ...). */
+WEIR_API const char *weir_status_name(weir_status s);
+
+typedef enum {
+  WEIR_ATTR_MESSAGE_QUEUE_LEN = 0,
+  WEIR_ATTR_MAILBOX_BYTES,
+  WEIR_ATTR_MEMORY,
+  WEIR_ATTR_REDUCTIONS,
+  WEIR_ATTR_MESSAGES_IN,
+  WEIR_ATTR_MESSAGES_OUT,
+  WEIR_ATTR_DROPPED,
+  WEIR_ATTR_QUEUE_HIGH_WATER,
+  WEIR_ATTR__COUNT
+} weir_attr;
+/* "message_queue_len" <-> WEIR_ATTR_MESSAGE_QUEUE_LEN; parse returns EINVAL
+   for an unknown name. */
+WEIR_API const char *weir_attr_name(weir_attr a);
+WEIR_API int weir_attr_parse(const char *name, weir_attr *a);
+
+typedef struct weir_proc_sample {
+  weir_pid pid;
+  uint64_t value;
+} weir_proc_sample;
+/* recon's proc_count: the top n processes by attr, largest first. */
+WEIR_API int weir_proc_count(weir_rt *rt, weir_attr attr, size_t n,
+                             weir_proc_sample *out, size_t *count);
+/* recon's proc_window: the top n by attr's increase over ms milliseconds
+   (a process born inside the window counts its absolute value). Sleeps ms;
+   call it from a thread. */
+WEIR_API int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n,
+                              uint32_t ms, weir_proc_sample *out,
+                              size_t *count);
+
+typedef struct weir_stats { /* weir_node_stats() fills it */
+  uint64_t processes;
+  uint64_t max_processes;
+  uint64_t spawned, exited, crashed;
+  uint64_t messages_sent;
+  uint64_t queued_messages, queued_bytes;
+  uint64_t mailbox_budget;   /* 0 = none */
+  uint64_t dropped;
+  uint64_t dead_letters;
+  uint64_t alarms_active;
+  uint64_t rss_bytes;
+  unsigned schedulers, io_threads_live, io_threads_max;
+  double uptime_s;
+} weir_stats;
+WEIR_API int weir_node_stats(weir_rt *rt, weir_stats *s);
+
+/* Fraction of time each scheduler was busy over ms milliseconds (sleeps). */
+WEIR_API int weir_scheduler_usage(weir_rt *rt, uint32_t ms, double *out,
+                                  size_t n, size_t *count);
+
+/* ------------------------------------------------------------------------ */
+/* Overload: alarms and dead letters                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  WEIR_ALARM_LONG_MESSAGE_QUEUE = 0,
+  WEIR_ALARM_QUEUE_GROWTH,
+  WEIR_ALARM_MAILBOX_BUDGET
+} weir_alarm_kind;
+
+typedef struct weir_alarm { /* the payload of a WEIR_TAG_ALARM message */
+  weir_alarm_kind kind;
+  int on;                    /* 1 = raised, 0 = cleared */
+  weir_pid pid;
+  char registered_name[64];
+  char current_function[80];
+  uint64_t queue_len;
+  double in_rate, out_rate;  /* per second */
+  double secs_to_limit;      /* until the bound or budget; < 0 = never */
+} weir_alarm;
+
+/* pid receives every alarm as WEIR_TAG_ALARM in handle_info. */
+WEIR_API int weir_alarm_subscribe(weir_rt *rt, weir_pid pid);
+WEIR_API int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid);
+
+typedef struct weir_dead_letter { /* payload header of WEIR_TAG_DEAD_LETTER */
+  weir_pid to;      /* the intended receiver */
+  uint32_t tag;     /* the shed message's tag */
+  uint32_t len;     /* its length; the bytes follow this header */
+  int reason;       /* WEIR_EFULL (shed) or WEIR_ENOPROC (receiver gone) */
+} weir_dead_letter;
+/* pid receives shed and undeliverable messages as WEIR_TAG_DEAD_LETTER. */
+WEIR_API int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEIR_H */

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs the Debian 12 packages weir needs to build, test and demo.
+# Usage: scripts/deps.sh [build|test|demo|bench|ci]   (default: test)
+# Installs only what is missing; needs root (or sudo) when something is.
+set -eu
+what=${1:-test}
+pkgs="build-essential cmake pkg-config libxxhash-dev"
+case "$what" in
+  build) ;;
+  test|demo) pkgs="$pkgs libsqlite3-dev sqlite3 libpq-dev libmicrohttpd-dev libjansson-dev postgresql prometheus" ;;
+  bench) pkgs="$pkgs libsqlite3-dev libpq-dev libmicrohttpd-dev libjansson-dev elixir erlang-nox" ;;
+  ci) pkgs="$pkgs libsqlite3-dev sqlite3 libpq-dev libmicrohttpd-dev libjansson-dev postgresql prometheus clang libclang-rt-14-dev clang-format valgrind" ;;
+  *) echo "deps.sh: unknown target '$what' (build, test, demo, bench, ci)" >&2; exit 2 ;;
+esac
+missing=""
+for p in $pkgs; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+echo "deps.sh: installing:$missing"
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
+  echo "deps.sh: missing packages:$missing; run as root or install them with apt-get" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get install -y --no-install-recommends $missing; then
+  $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends $missing
+fi

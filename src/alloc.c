@@ -1,0 +1,290 @@
+/*
+ * alloc.c: the one door for memory, and the pools messages and process slots
+ * come from.
+ *
+ * Every allocation in libweir goes through weir__malloc/weir__free, which
+ * call the replaceable weir_allocator (malloc by default), can be made to fail
+ * on purpose (weir__alloc_fail_nth) and are counted.
+ *
+ * Small objects of the hot path (messages, slots) come from size-class pools.
+ * Each thread keeps a free list per class, with no synchronisation. A message
+ * is usually allocated by its sender and freed by its receiver, so free lists
+ * drift between threads: a thread whose list passes WEIR__POOL_HIGH objects
+ * hands a batch of WEIR__POOL_BATCH to a shared per-class stack (one mutex
+ * acquisition per batch), and a thread whose list is empty takes a batch from
+ * there before carving a new slab. Objects carry no header: the caller passes
+ * the size back to weir__pool_free, which maps it to the same class.
+ *
+ * Slabs live until the last runtime stops; then they are freed all at once
+ * and an epoch bump makes every thread drop its (now dangling) free lists.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+static void *default_malloc(size_t n, void *ud) {
+  (void)ud;
+  return malloc(n);
+}
+static void *default_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  return realloc(p, n);
+}
+static void default_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+static weir_allocator g_alloc = {default_malloc, default_realloc, default_free,
+                                 NULL};
+/* Relaxed is enough for the counters: they order nothing, tests read them
+   after joining the threads that allocate. */
+static _Atomic uint64_t g_alloc_count;
+static _Atomic uint64_t g_fail_at; /* allocation number that fails; 0 none */
+static _Atomic int g_runtimes;
+
+uint64_t weir__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int weir_set_allocator(const weir_allocator *a) {
+  if (!a || !a->malloc || !a->free) return WEIR_EINVAL;
+  if (atomic_load(&g_runtimes) > 0) return WEIR_EINVAL;
+  g_alloc = *a;
+  return WEIR_OK;
+}
+
+void weir__alloc_fail_nth(uint64_t n) {
+  uint64_t now = atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
+  atomic_store(&g_fail_at, n ? now + n : 0);
+}
+
+uint64_t weir__alloc_count(void) {
+  return atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
+}
+
+static bool should_fail(void) {
+  uint64_t k =
+      atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed) + 1;
+  uint64_t f = atomic_load_explicit(&g_fail_at, memory_order_relaxed);
+  return WEIR__UNLIKELY(f != 0 && k == f);
+}
+
+void *weir__malloc(size_t n) {
+  if (should_fail()) return NULL;
+  return g_alloc.malloc(n ? n : 1, g_alloc.ud);
+}
+
+void *weir__calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  void *p = weir__malloc(n * size);
+  if (p) memset(p, 0, n * size);
+  return p;
+}
+
+void *weir__realloc(void *p, size_t n) {
+  if (should_fail()) return NULL;
+  if (g_alloc.realloc) return g_alloc.realloc(p, n ? n : 1, g_alloc.ud);
+  return NULL; /* an allocator without realloc: callers grow by copying */
+}
+
+void weir__free(void *p) {
+  if (p) g_alloc.free(p, g_alloc.ud);
+}
+
+char *weir__strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = weir__malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* ---- pools ------------------------------------------------------------ */
+
+#define WEIR__NCLASS 14
+#define WEIR__POOL_HIGH 1024
+#define WEIR__POOL_BATCH 256
+#define WEIR__SLAB_BYTES (256u * 1024u)
+
+static const uint32_t class_size[WEIR__NCLASS] = {
+    48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 2048};
+
+typedef struct pool_obj {
+  struct pool_obj *next;       /* next object in a list */
+  struct pool_obj *next_batch; /* in the shared stack: next batch */
+} pool_obj;
+
+typedef struct {
+  pool_obj *head;
+  uint32_t count;
+} tl_class;
+
+typedef struct {
+  uint64_t epoch;
+  tl_class cls[WEIR__NCLASS];
+  bool registered;
+} tl_cache;
+
+typedef struct slab {
+  struct slab *next;
+} slab;
+
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pool_obj *g_batches[WEIR__NCLASS]; /* stacks of full batches */
+static slab *g_slabs;
+/* Carving cursor per class, protected by g_pool_mu. */
+static char *g_carve[WEIR__NCLASS];
+static char *g_carve_end[WEIR__NCLASS];
+/* Bumped when slabs are freed; a thread cache of another epoch is stale.
+   Acquire/release pairs the bump with the frees that precede it. */
+static _Atomic uint64_t g_epoch = 1;
+
+static __thread tl_cache tl;
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static inline int class_of(size_t n) {
+  if (n <= 64) return n <= 48 ? 0 : 1;
+  if (n <= 96) return n <= 80 ? 2 : 3;
+  for (int c = 4; c < WEIR__NCLASS; c++)
+    if (n <= class_size[c]) return c;
+  return -1;
+}
+
+/* Hands a thread's lists back to the shared stacks (thread exit). */
+static void tl_flush(void *unused) {
+  (void)unused;
+  /* Under the lock: a release between the check and the push would hand
+     objects of freed slabs to the shared stacks. */
+  pthread_mutex_lock(&g_pool_mu);
+  if (tl.epoch != atomic_load_explicit(&g_epoch, memory_order_acquire)) {
+    pthread_mutex_unlock(&g_pool_mu);
+    return;
+  }
+  for (int c = 0; c < WEIR__NCLASS; c++) {
+    if (tl.cls[c].head) {
+      tl.cls[c].head->next_batch = g_batches[c];
+      g_batches[c] = tl.cls[c].head;
+    }
+    tl.cls[c].head = NULL;
+    tl.cls[c].count = 0;
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+}
+
+static void key_once(void) { pthread_key_create(&g_key, tl_flush); }
+
+static inline void tl_check(void) {
+  uint64_t e = atomic_load_explicit(&g_epoch, memory_order_acquire);
+  if (WEIR__UNLIKELY(tl.epoch != e)) {
+    memset(tl.cls, 0, sizeof tl.cls);
+    tl.epoch = e;
+    if (!tl.registered) {
+      pthread_once(&g_key_once, key_once);
+      pthread_setspecific(g_key, &tl);
+      tl.registered = true;
+    }
+  }
+}
+
+static void *pool_refill(int c) {
+  size_t sz = class_size[c];
+  pool_obj *got = NULL;
+  pthread_mutex_lock(&g_pool_mu);
+  if (g_batches[c]) {
+    got = g_batches[c];
+    g_batches[c] = got->next_batch;
+  } else {
+    if (g_carve[c] + sz > g_carve_end[c]) {
+      slab *s = weir__malloc(WEIR__SLAB_BYTES);
+      if (!s) {
+        pthread_mutex_unlock(&g_pool_mu);
+        return NULL;
+      }
+      s->next = g_slabs;
+      g_slabs = s;
+      g_carve[c] = (char *)s + WEIR__CACHELINE;
+      g_carve_end[c] = (char *)s + WEIR__SLAB_BYTES;
+    }
+    /* Carve up to a batch at once so the lock is taken rarely. */
+    pool_obj *list = NULL;
+    for (int i = 0; i < WEIR__POOL_BATCH && g_carve[c] + sz <= g_carve_end[c];
+         i++) {
+      pool_obj *o = (pool_obj *)g_carve[c];
+      g_carve[c] += sz;
+      o->next = list;
+      list = o;
+    }
+    got = list;
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+  /* The batch's first object is returned; the rest become the local list. */
+  uint32_t n = 0;
+  for (pool_obj *o = got->next; o; o = o->next) n++;
+  tl.cls[c].head = got->next;
+  tl.cls[c].count = n;
+  return got;
+}
+
+void *weir__pool_alloc(size_t n) {
+  int c = class_of(n);
+  if (c < 0) return weir__malloc(n);
+  if (should_fail()) return NULL;
+  tl_check();
+  tl_class *tc = &tl.cls[c];
+  pool_obj *o = tc->head;
+  if (WEIR__LIKELY(o != NULL)) {
+    tc->head = o->next;
+    tc->count--;
+    return o;
+  }
+  return pool_refill(c);
+}
+
+void weir__pool_free(void *p, size_t n) {
+  if (!p) return;
+  int c = class_of(n);
+  if (c < 0) {
+    weir__free(p);
+    return;
+  }
+  tl_check();
+  tl_class *tc = &tl.cls[c];
+  pool_obj *o = p;
+  o->next = tc->head;
+  tc->head = o;
+  if (WEIR__UNLIKELY(++tc->count > WEIR__POOL_HIGH)) {
+    /* Split off a batch from the front of the list and publish it. */
+    pool_obj *batch = tc->head, *last = batch;
+    for (int i = 1; i < WEIR__POOL_BATCH; i++) last = last->next;
+    tc->head = last->next;
+    last->next = NULL;
+    tc->count -= WEIR__POOL_BATCH;
+    pthread_mutex_lock(&g_pool_mu);
+    batch->next_batch = g_batches[c];
+    g_batches[c] = batch;
+    pthread_mutex_unlock(&g_pool_mu);
+  }
+}
+
+void weir__pools_acquire(void) { atomic_fetch_add(&g_runtimes, 1); }
+
+void weir__pools_release(void) {
+  pthread_mutex_lock(&g_pool_mu);
+  if (atomic_fetch_sub(&g_runtimes, 1) == 1) {
+    /* Last runtime gone: every pooled object is dead. */
+    while (g_slabs) {
+      slab *s = g_slabs;
+      g_slabs = s->next;
+      weir__free(s);
+    }
+    memset(g_batches, 0, sizeof g_batches);
+    memset(g_carve, 0, sizeof g_carve);
+    memset(g_carve_end, 0, sizeof g_carve_end);
+    atomic_fetch_add_explicit(&g_epoch, 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+}

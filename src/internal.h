@@ -1,0 +1,380 @@
+/*
+ * internal.h: the runtime's private structures, shared by the modules in
+ * src/. Nothing here is API; names are weir__ (exported only to the static
+ * library, for the tests).
+ *
+ * The central object is the process slot (weir__proc). A slot owns a mailbox
+ * that outlives any one incarnation of a process: a pid is (generation, slot)
+ * and every queued message is stamped with the generation it was sent to. A
+ * message whose generation the slot no longer accepts is a dead letter. So a
+ * sender that raced with the receiver's exit never touches freed memory (slots
+ * are type-stable until weir_rt_stop), and a supervisor can restart a child in
+ * the same slot so that the next incarnation inherits the queued messages.
+ */
+#ifndef WEIR_INTERNAL_H
+#define WEIR_INTERNAL_H
+
+#include "weir.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define WEIR__CACHELINE 64
+#define WEIR__ALIGNED __attribute__((aligned(WEIR__CACHELINE)))
+#define WEIR__UNUSED(x) ((void)(x))
+#define WEIR__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEIR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+static inline void weir__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+uint64_t weir__now_ns(void); /* CLOCK_MONOTONIC */
+
+/* ---- alloc.c: the one door for memory --------------------------------- */
+void *weir__malloc(size_t n);
+void *weir__calloc(size_t n, size_t size);
+void *weir__realloc(void *p, size_t n);
+void weir__free(void *p);
+char *weir__strdup(const char *s);
+/* Pooled objects (messages, process slots): per-thread caches, cross-thread
+   frees returned to a shared list in batches. */
+void *weir__pool_alloc(size_t n);
+void weir__pool_free(void *p, size_t n);
+void weir__pools_acquire(void);  /* a runtime starts */
+void weir__pools_release(void);  /* a runtime stopped; last one frees slabs */
+/* Fault injection for tests: the nth allocation from now fails (0 = off). */
+void weir__alloc_fail_nth(uint64_t n);
+uint64_t weir__alloc_count(void); /* allocations made so far */
+
+/* ---- messages --------------------------------------------------------- */
+enum {
+  WEIR__K_CAST = 1, /* handle_cast */
+  WEIR__K_CALL,     /* handle_call; payload prefix: weir_from */
+  WEIR__K_INFO,     /* handle_info (send, timers); prefix: weir_ref */
+  WEIR__K_REPLY,    /* call_async reply; prefix: weir_ref */
+  WEIR__K_EXIT,     /* exit signal; data: int32 reason */
+  WEIR__K_LINK,
+  WEIR__K_UNLINK,
+  WEIR__K_MONITOR,   /* prefix: weir_ref */
+  WEIR__K_DEMONITOR, /* prefix: weir_ref */
+  WEIR__K_DOWN,      /* prefix: weir_ref; data: int32 reason */
+  WEIR__K_TIMEOUT,   /* call_async timeout; prefix: weir_ref */
+  WEIR__K_STOP,      /* drain what is queued before it, then exit SHUTDOWN */
+  WEIR__K_WAKE,      /* schedules the process; carries nothing */
+  WEIR__K_SYSCALL    /* runtime-internal request run inside the process;
+                        data: weir__syscall */
+};
+
+typedef struct weir__msg {
+  _Atomic(struct weir__msg *) next; /* Vyukov link */
+  uint64_t from;                    /* sender pid id */
+  uint32_t tag;
+  uint32_t len;    /* payload bytes including the kind's prefix */
+  uint32_t gen;    /* generation of the receiver it was sent to */
+  uint16_t kind;   /* WEIR__K_* */
+  uint16_t flags;  /* WEIR__MF_* */
+} weir__msg;       /* payload follows, 8-byte aligned */
+
+#define WEIR__MF_ANYGEN 1u  /* routed by slot (partitions): any generation */
+#define WEIR__MF_NOBOUND 2u /* runtime message: not counted against bounds */
+#define WEIR__MF_FRONT 4u   /* popped from the requeue list: caller frees */
+
+static inline void *weir__msg_data(weir__msg *m) { return (void *)(m + 1); }
+static inline size_t weir__msg_size(uint32_t len) {
+  return sizeof(weir__msg) + len;
+}
+weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len);
+void weir__msg_free(weir__msg *m);
+
+/* A request a thread asks a process to run in its own context. */
+typedef struct weir__syscall {
+  void (*fn)(weir_ctx *cx, void *arg);
+  void *arg;
+} weir__syscall;
+
+/* ---- processes -------------------------------------------------------- */
+enum {
+  WEIR__P_FREE = 0, /* slot unused */
+  WEIR__P_LIVE,     /* an incarnation runs here */
+  WEIR__P_EXITING,  /* ending: terminate, signals, drain */
+  WEIR__P_HELD      /* ended, mailbox kept for a restart in this slot */
+};
+
+typedef struct weir__link {
+  weir_pid pid;
+} weir__link;
+
+typedef struct weir__mon {
+  weir_ref ref;
+  weir_pid pid;
+  uint8_t watcher; /* 1: pid watches me; 0: I watch pid */
+} weir__mon;
+
+typedef struct weir__pending {
+  weir_ref ref;   /* call_async ref (= its monitor ref) */
+  weir_pid to;
+  weir_ref timer; /* 0 = none */
+} weir__pending;
+
+/* Rarely-needed per-incarnation data, allocated on first use so that an idle
+   process stays small. Owned by the process; touched only from its own run. */
+typedef struct weir__ext {
+  weir__link *links;
+  uint32_t nlinks, caplinks;
+  weir__mon *mons;
+  uint32_t nmons, capmons;
+  weir__pending *calls;
+  uint32_t ncalls, capcalls;
+} weir__ext;
+
+/* Process-level diagnostics kept beside the slot (read lock-free). */
+typedef struct weir__pstat {
+  _Atomic uint64_t reductions;
+  _Atomic uint64_t messages_out;
+  _Atomic uint64_t dropped;
+  _Atomic uint64_t high_water;
+  _Atomic uint64_t base_in; /* in_count at this incarnation's start */
+} weir__pstat;
+
+typedef struct weir__proc weir__proc;
+struct weir__proc {
+  /* ---- the senders' cache line: every send writes head and the counters */
+  _Atomic(uintptr_t) head;     /* Vyukov head; bit 0 = "empty, unscheduled" */
+  _Atomic uint64_t in_count;   /* messages ever pushed to this slot */
+  _Atomic uint64_t in_bytes;   /* payload bytes ever pushed */
+  _Atomic uint32_t gen;        /* generation of the live incarnation */
+  _Atomic uint32_t life;       /* WEIR__P_* */
+  _Atomic uint32_t accept_gen; /* oldest generation whose messages count */
+  _Atomic int32_t kill;        /* a pending KILL (prompt, untrappable) */
+  /* Bounds: written at spawn before gen is published, then read-only. */
+  uint32_t max_len;
+  uint8_t overflow;
+  uint8_t blocking;
+  uint8_t trap_exit;   /* owner-only */
+  uint8_t keep_on_exit; /* owner-only: hold the mailbox for a restart */
+  uint8_t served_calls; /* owner-only: took a call from a thread */
+  uint64_t max_bytes;
+
+  /* ---- the receiver's line */
+  weir__msg *tail WEIR__ALIGNED; /* consumer-owned */
+  weir__msg *front;              /* requeued messages, consumer-owned */
+  _Atomic uint64_t out_count;    /* messages taken off the queue */
+  _Atomic uint64_t out_bytes;
+  weir__msg stub;                /* the queue's initial node */
+  const weir_server *srv;
+  void *state;
+  weir_rt *rt;
+  weir__ext *ext;
+  weir__pstat stat;
+  _Atomic(const char *) current; /* callback running now, or NULL */
+  uint32_t slot;
+  int32_t partition; /* -1 if none */
+  uint64_t supervisor; /* pid id of the supervisor (0 = none) */
+  uint64_t spawn_seq;  /* start order, for top-down stop */
+  uint64_t born_ns;    /* incarnation start */
+  weir__proc *rq_next; /* link in a shared run queue */
+  _Atomic uint32_t status; /* weir_status for diagnostics */
+  char *name;              /* registered name (owned), or NULL */
+};
+
+struct weir_ctx {
+  weir__proc *p;
+  weir__msg *in_hand;
+  int requeued;
+  int exit_reason; /* set by weir_exit(self) */
+  int exiting;
+};
+
+static inline uint32_t weir__pid_slot(weir_pid p) {
+  return (uint32_t)(p.id & 0xffffffffu);
+}
+static inline uint32_t weir__pid_gen(weir_pid p) {
+  return (uint32_t)(p.id >> 32);
+}
+static inline weir_pid weir__pid_make(uint32_t slot, uint32_t gen) {
+  weir_pid p = {((uint64_t)gen << 32) | slot};
+  return p;
+}
+
+/* mailbox.c */
+void weir__mbox_init(weir__proc *p);
+/* Pushes m; returns true if the mailbox was empty-and-unscheduled, in which
+   case the caller (exactly one sender) must schedule the process. */
+bool weir__mbox_push(weir__proc *p, weir__msg *m);
+/* Consumer only: the next message, or NULL. The returned message stays the
+   queue's tail node until the next pop; weir__mbox_release frees it then. */
+weir__msg *weir__mbox_pop(weir__proc *p);
+/* Consumer only: after pop returned NULL, try to mark the mailbox empty and
+   give up the schedule token. false: a message arrived; keep running. */
+bool weir__mbox_markempty(weir__proc *p);
+/* Consumer only: puts a copy of a popped message back at the head. */
+void weir__mbox_unpop(weir__proc *p, weir__msg *copy);
+uint64_t weir__mbox_len(const weir__proc *p);
+uint64_t weir__mbox_bytes(const weir__proc *p);
+/* Consumer only: frees every queued node (runtime teardown). */
+void weir__mbox_destroy(weir__proc *p);
+
+/* proc.c */
+weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid); /* NULL if stale */
+weir__proc *weir__proc_slot(weir_rt *rt, uint32_t slot);
+weir_pid weir__proc_pid(const weir__proc *p);
+/* Delivers a message to pid; stamps and schedules. Takes ownership of m in
+   all cases (frees it on error). */
+int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m);
+/* The same to a slot, any generation (partition routing). */
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, weir__msg *m);
+void weir__proc_run(weir__proc *p, unsigned budget);
+void weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand);
+weir__ext *weir__ext_get(weir__proc *p);
+weir_ref weir__new_ref(weir_rt *rt);
+/* Sends a runtime signal (kind, no tag) from `from` to `to`; its payload is
+   ref (8), aux (8), reason (4), pad (4). */
+#define WEIR__SIG_PREFIX 24u
+int weir__signal(weir_rt *rt, weir_pid from, weir_pid to, uint32_t kind,
+                 weir_ref ref, uint64_t aux, int32_t reason);
+void weir__link_add(weir__ext *e, weir_pid pid);
+/* Spawns into slot p whose token the caller holds; accept_from > 0 lets the
+   new incarnation take messages queued for generations since accept_from. */
+int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
+                   void *arg, const weir_spawn_opts *so, uint32_t accept_from,
+                   weir_pid *pid);
+void weir__proc_release_held(weir_rt *rt, weir__proc *p);
+/* overload.c: admits m into bounded p (counts it) or sheds it. Consumes m
+   on any error. */
+int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m);
+void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason);
+/* overload.c: called at each exit (after links/monitors were signalled). */
+void weir__exit_hook(weir_rt *rt, weir__proc *p, weir_pid self, int reason);
+void weir__overload_free(weir_rt *rt);
+void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
+                 double *out_rate);
+uint64_t weir__alarms_active(weir_rt *rt);
+/* server.c */
+int weir__calls_init(weir_rt *rt);
+void weir__calls_server_gone(weir_rt *rt, weir_pid server);
+/* console.c */
+int weir__console_start(weir_rt *rt, const char *path);
+void weir__console_stop(weir_rt *rt);
+/* registry.c */
+void weir__registry_name(weir_rt *rt, weir__proc *p, char *buf, size_t n);
+void weir__dead_letter(weir_rt *rt, weir__msg *m, int reason);
+/* Runs fn(cx, arg) inside process pid, asynchronously. */
+int weir__syscall_send(weir_rt *rt, weir_pid pid,
+                       void (*fn)(weir_ctx *, void *), void *arg);
+
+/* sched.c */
+typedef struct weir__sched weir__sched;
+void weir__schedule(weir_rt *rt, weir__proc *p);
+int weir__sched_start(weir_rt *rt);
+void weir__sched_stop(weir_rt *rt);
+bool weir__on_scheduler(void);   /* current thread is a scheduler thread */
+weir_ctx *weir__current_ctx(void); /* the process running on this thread */
+void weir__set_current_ctx(weir_ctx *cx);
+
+/* iopool.c */
+int weir__io_start(weir_rt *rt);
+void weir__io_stop(weir_rt *rt);
+void weir__io_schedule(weir_rt *rt, weir__proc *p);
+bool weir__on_io_thread(void);
+
+/* timer.c */
+int weir__timer_start(weir_rt *rt);
+void weir__timer_stop(weir_rt *rt);
+int weir__timer_add(weir_rt *rt, uint64_t due_ns, weir_pid to, weir__msg *m,
+                    weir_ref ref);
+int weir__timer_cancel(weir_rt *rt, weir_ref ref);
+
+/* registry.c */
+int weir__registry_init(weir_rt *rt);
+void weir__registry_free(weir_rt *rt);
+void weir__registry_drop_pid(weir_rt *rt, weir__proc *p);
+
+/* server.c */
+void weir__calls_free(weir_rt *rt);
+int weir__reply_to(weir_rt *rt, weir_pid self, weir_from from, const void *d,
+                   uint32_t len);
+void weir__call_fail(weir_rt *rt, weir_from from, int err);
+/* Takes a pending call_async entry: why 0 = reply (demonitor, cancel
+   timer), 1 = timeout (demonitor), 2 = down (cancel timer). false if the
+   ref is not pending. */
+bool weir__pending_take(weir__proc *p, weir_ref ref, int why);
+
+/* The node. */
+typedef struct weir__waiter weir__waiter;
+struct weir_rt {
+  weir_rt_opts opts;
+  char *node_name;
+  char *console_path;
+  uint64_t rt_id;
+  uint64_t start_ns;
+  _Atomic int stopping;
+
+  /* process table */
+  _Atomic(weir__proc *) *slots;
+  uint32_t max_processes;
+  pthread_mutex_t table_mu;
+  uint32_t *free_slots; /* stack of free slot indexes */
+  uint32_t nfree;
+  uint32_t next_fresh; /* slots never used start here */
+  _Atomic uint64_t nprocs;
+  _Atomic uint64_t spawn_seq;
+  _Atomic uint64_t next_ref;
+
+  /* counters for node_stats */
+  _Atomic uint64_t spawned, exited, crashed, sent, dead_letters, dropped;
+  _Atomic uint64_t queued_bytes; /* node-wide, for the budget */
+
+  /* schedulers */
+  weir__sched *scheds;
+  unsigned nscheds;
+  _Atomic unsigned nsleeping;
+  _Atomic unsigned nspinning;
+  pthread_mutex_t inject_mu; /* the shared queue from outside threads */
+  weir__proc *inject_head, *inject_tail;
+  _Atomic uint64_t inject_len;
+
+  /* I/O pool */
+  pthread_mutex_t io_mu;
+  pthread_cond_t io_cv;
+  weir__proc *io_head, *io_tail;
+  unsigned io_live, io_idle, io_max;
+  int io_stop;
+
+  /* timers */
+  pthread_t timer_thread;
+  pthread_mutex_t timer_mu;
+  pthread_cond_t timer_cv;
+  void *timers; /* timer.c's heap */
+  int timer_stop;
+
+  /* calls from threads */
+  pthread_mutex_t calls_mu;
+  weir__waiter **waiters;
+  uint32_t nwaiters, capwaiters;
+
+  /* registry */
+  pthread_mutex_t reg_mu;
+  void *registry;
+
+  /* subscribers */
+  pthread_mutex_t sub_mu;
+  weir_pid *alarm_subs;
+  size_t nalarm_subs;
+  weir_pid dead_letter_sub;
+
+  /* hooks for later modules (supervisors, console, alarms) */
+  void *console;
+  void *alarm;
+};
+
+extern _Atomic uint64_t weir__rt_ids;
+
+#endif

@@ -1,0 +1,872 @@
+/*
+ * proc.c: the process table, spawn, delivery, the run loop, exit, links and
+ * monitors.
+ *
+ * Slots are type-stable: a weir__proc, once allocated for a slot, lives until
+ * weir_rt_stop. A pid names (generation, slot); each incarnation in a slot
+ * gets the next generation. Delivery reads the slot's generation and state,
+ * then pushes a message stamped with that generation. If the process ends
+ * between the check and the push, the message lands in a mailbox whose
+ * generation has moved on and becomes a dead letter, counted and reported;
+ * nothing ever touches freed memory, and no lock is taken on the send path.
+ *
+ * The schedule token: a process runs on at most one thread at a time because
+ * only the holder of its mailbox's "scheduled" state runs it (mailbox.c).
+ * weir_spawn takes the token of the fresh slot before publishing the pid, runs
+ * init in the caller's thread as the new process, then hands the token back
+ * (scheduling the process if messages arrived meanwhile). Exit with
+ * keep_on_exit leaves the token held so that a supervisor restarts a child in
+ * the same slot with its queued messages intact.
+ *
+ * Signals (link, monitor, exit, down) travel as messages of runtime kinds in
+ * the same mailbox, so they keep Erlang's per-sender ordering with respect to
+ * ordinary messages. A KILL also raises a flag checked once per batch, so a
+ * process with a million queued messages still dies promptly.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+
+static void proc_drain_dead(weir__proc *p);
+
+/* ---- messages --------------------------------------------------------- */
+
+weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len) {
+  weir__msg *m = weir__pool_alloc(weir__msg_size(len));
+  if (!m) return NULL;
+  m->from = 0;
+  m->tag = tag;
+  m->len = len;
+  m->gen = 0;
+  m->kind = (uint16_t)kind;
+  m->flags = 0;
+  return m;
+}
+
+void weir__msg_free(weir__msg *m) {
+  weir__pool_free(m, weir__msg_size(m->len));
+}
+
+/* Payload prefix per kind: bytes of runtime data before the user's bytes. */
+static inline uint32_t kind_prefix(uint32_t kind) {
+  switch (kind) {
+  case WEIR__K_CAST:
+  case WEIR__K_WAKE:
+  case WEIR__K_STOP:
+    return 0;
+  case WEIR__K_CALL:
+    return (uint32_t)sizeof(weir_from);
+  case WEIR__K_SYSCALL:
+    return (uint32_t)sizeof(weir__syscall);
+  case WEIR__K_EXIT:
+  case WEIR__K_LINK:
+  case WEIR__K_UNLINK:
+  case WEIR__K_MONITOR:
+  case WEIR__K_DEMONITOR:
+  case WEIR__K_DOWN:
+    return WEIR__SIG_PREFIX; /* ref, aux, int32 reason, pad */
+  default:
+    return (uint32_t)sizeof(weir_ref);
+  }
+}
+
+/* ---- the table -------------------------------------------------------- */
+
+weir__proc *weir__proc_slot(weir_rt *rt, uint32_t slot) {
+  if (slot >= rt->max_processes) return NULL;
+  /* acquire: pairs with the release store that published the slot. */
+  return atomic_load_explicit(&rt->slots[slot], memory_order_acquire);
+}
+
+weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid) {
+  weir__proc *p = weir__proc_slot(rt, weir__pid_slot(pid));
+  if (!p) return NULL;
+  /* acquire on gen: pairs with spawn's release store, so the bounds and
+     flags written before it are visible. */
+  if (atomic_load_explicit(&p->gen, memory_order_acquire) !=
+      weir__pid_gen(pid))
+    return NULL;
+  if (atomic_load_explicit(&p->life, memory_order_relaxed) != WEIR__P_LIVE)
+    return NULL;
+  return p;
+}
+
+weir_pid weir__proc_pid(const weir__proc *p) {
+  return weir__pid_make(p->slot,
+                        atomic_load_explicit(&p->gen, memory_order_relaxed));
+}
+
+weir_ref weir__new_ref(weir_rt *rt) {
+  /* relaxed: refs need uniqueness, not ordering. */
+  return atomic_fetch_add_explicit(&rt->next_ref, 1, memory_order_relaxed);
+}
+
+/* Takes a slot off the free list (or a fresh one), allocating its proc. */
+static int slot_alloc(weir_rt *rt, weir__proc **out) {
+  pthread_mutex_lock(&rt->table_mu);
+  uint32_t slot;
+  weir__proc *p = NULL;
+  if (rt->nfree > 0) {
+    slot = rt->free_slots[--rt->nfree];
+    p = atomic_load_explicit(&rt->slots[slot], memory_order_relaxed);
+  } else if (rt->next_fresh < rt->max_processes) {
+    slot = rt->next_fresh;
+    p = weir__pool_alloc(sizeof(weir__proc));
+    if (!p) {
+      pthread_mutex_unlock(&rt->table_mu);
+      return WEIR_ENOMEM;
+    }
+    memset(p, 0, sizeof *p);
+    p->slot = slot;
+    p->rt = rt;
+    weir__mbox_init(p);
+    atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_relaxed);
+    rt->next_fresh++;
+    /* release: the initialised proc is visible to anyone loading the slot */
+    atomic_store_explicit(&rt->slots[slot], p, memory_order_release);
+  } else {
+    pthread_mutex_unlock(&rt->table_mu);
+    return WEIR_ELIMIT;
+  }
+  pthread_mutex_unlock(&rt->table_mu);
+  *out = p;
+  return WEIR_OK;
+}
+
+static void slot_release(weir_rt *rt, weir__proc *p) {
+  pthread_mutex_lock(&rt->table_mu);
+  rt->free_slots[rt->nfree++] = p->slot;
+  pthread_mutex_unlock(&rt->table_mu);
+}
+
+/* Takes the schedule token of a free slot: waits out a runner that is still
+   dead-lettering the previous incarnation's leftovers (short). */
+static void token_take(weir__proc *p) {
+  for (;;) {
+    uintptr_t h = atomic_load_explicit(&p->head, memory_order_acquire);
+    if ((h & 1u) &&
+        atomic_compare_exchange_weak_explicit(&p->head, &h, h & ~(uintptr_t)1,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed))
+      return;
+    weir__cpu_relax();
+  }
+}
+
+/* Gives the token back: schedules the process if its mailbox is not empty. */
+static void token_release(weir_rt *rt, weir__proc *p) {
+  if (p->front ||
+      atomic_load_explicit(&p->tail->next, memory_order_acquire) != NULL ||
+      !weir__mbox_markempty(p))
+    weir__schedule(rt, p);
+}
+
+weir__ext *weir__ext_get(weir__proc *p) {
+  if (!p->ext) p->ext = weir__calloc(1, sizeof(weir__ext));
+  return p->ext;
+}
+
+static void ext_free(weir__proc *p) {
+  if (!p->ext) return;
+  weir__free(p->ext->links);
+  weir__free(p->ext->mons);
+  weir__free(p->ext->calls);
+  weir__free(p->ext);
+  p->ext = NULL;
+}
+
+/* ---- spawn ------------------------------------------------------------ */
+
+void weir_spawn_opts_init(weir_spawn_opts *so) {
+  if (!so) return;
+  memset(so, 0, sizeof *so);
+  so->overflow = WEIR_OVERFLOW_REJECT;
+  so->push_timeout_ms = -1;
+}
+
+/* Prepares slot p for a new incarnation; the caller holds the token. */
+static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
+                      const weir_spawn_opts *so, uint32_t accept_from) {
+  uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+  if (g == 0) g = 1;
+  p->srv = srv;
+  p->state = NULL;
+  p->ext = NULL;
+  p->max_len = so->max_queue_len;
+  p->max_bytes = so->max_queue_bytes;
+  p->overflow = (uint8_t)so->overflow;
+  p->blocking = so->blocking ? 1 : 0;
+  p->trap_exit = so->trap_exit ? 1 : 0;
+  p->keep_on_exit = 0;
+  p->served_calls = 0;
+  p->partition = -1;
+  p->supervisor = 0;
+  p->name = NULL;
+  p->spawn_seq = atomic_fetch_add_explicit(&rt->spawn_seq, 1,
+                                           memory_order_relaxed);
+  p->born_ns = weir__now_ns();
+  atomic_store_explicit(&p->kill, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->stat.reductions, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->stat.messages_out, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->stat.dropped, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->stat.high_water, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->stat.base_in,
+                        atomic_load_explicit(&p->in_count,
+                                             memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
+  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
+  atomic_store_explicit(&p->accept_gen, accept_from ? accept_from : g,
+                        memory_order_relaxed);
+  atomic_store_explicit(&p->life, WEIR__P_LIVE, memory_order_relaxed);
+  /* release: everything above is visible to a sender whose acquire load of
+     gen sees g (weir__proc_get). */
+  atomic_store_explicit(&p->gen, g, memory_order_release);
+}
+
+/* Runs init for a freshly incarnated p (token held); on failure undoes the
+   incarnation. Returns init's result. */
+static int run_init(weir__proc *p, void *arg) {
+  int rc = WEIR_OK;
+  if (p->srv->init) {
+    weir_ctx cx = {.p = p};
+    weir_ctx *prev = weir__current_ctx();
+    weir__set_current_ctx(&cx);
+    atomic_store_explicit(&p->current, "init", memory_order_relaxed);
+    rc = p->srv->init(&cx, arg, &p->state);
+    atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->stat.reductions, 1, memory_order_relaxed);
+    weir__set_current_ctx(prev);
+    if (rc > 0) rc = WEIR_EINVAL; /* init may not return WEIR_STOP */
+  }
+  return rc;
+}
+
+/* The common tail of spawn and restart: init, publish, hand the token. */
+int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
+                   void *arg, const weir_spawn_opts *so, uint32_t accept_from,
+                   weir_pid *pid) {
+  incarnate(rt, p, srv, so, accept_from);
+  weir_pid self = weir__proc_pid(p);
+  atomic_fetch_add_explicit(&rt->nprocs, 1, memory_order_relaxed);
+  int rc = WEIR_OK;
+  if (so->name) {
+    rc = weir_register(rt, so->name, self);
+  }
+  if (rc == WEIR_OK) rc = run_init(p, arg);
+  if (rc != WEIR_OK) {
+    /* The process never lived: undo without terminate, dead-letter what
+       arrived during init, free the slot, hand back the token. */
+    weir_ctx cx = {.p = p};
+    p->srv = NULL;
+    p->keep_on_exit = 0;
+    weir__proc_exit_now(&cx, rc, NULL);
+    token_release(rt, p);
+    return rc;
+  }
+  atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+  if (so->link) {
+    weir_ctx *cx = weir__current_ctx();
+    if (cx) {
+      /* Both ends at once: the parent records the link, and the child
+         records the parent before anyone can run it (we hold its token). */
+      weir__ext *e1 = weir__ext_get(cx->p), *e2 = weir__ext_get(p);
+      if (e1 && e2) {
+        weir__link_add(e1, self);
+        weir__link_add(e2, weir__proc_pid(cx->p));
+      }
+    }
+  }
+  if (pid) *pid = self;
+  token_release(rt, p);
+  return WEIR_OK;
+}
+
+int weir_spawn(weir_rt *rt, const weir_server *server, void *arg,
+               const weir_spawn_opts *so, weir_pid *pid) {
+  weir_spawn_opts def;
+  if (!rt || !server) return WEIR_EINVAL;
+  if (!so) {
+    weir_spawn_opts_init(&def);
+    so = &def;
+  }
+  if (so->overflow > WEIR_OVERFLOW_BLOCK) return WEIR_EINVAL;
+  if (so->overflow == WEIR_OVERFLOW_DROP_OLDEST ||
+      so->overflow == WEIR_OVERFLOW_BLOCK)
+    return WEIR_ENOTSUP; /* arrive with the overload issue */
+  if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+    return WEIR_ESTOPPED;
+  weir__proc *p;
+  int rc = slot_alloc(rt, &p);
+  if (rc) return rc;
+  token_take(p);
+  return weir__spawn_in(rt, p, server, arg, so, 0, pid);
+}
+
+/* ---- delivery --------------------------------------------------------- */
+
+static inline void count_in(weir__proc *p, weir__msg *m) {
+  /* relaxed: the counters order nothing; the push publishes the message. */
+  atomic_fetch_add_explicit(&p->in_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
+}
+
+static inline void count_out_sender(weir_rt *rt) {
+  weir_ctx *cx = weir__current_ctx();
+  if (cx && cx->p->rt == rt)
+    atomic_store_explicit(
+        &cx->p->stat.messages_out,
+        atomic_load_explicit(&cx->p->stat.messages_out,
+                             memory_order_relaxed) +
+            1,
+        memory_order_relaxed);
+}
+
+static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
+                               uint32_t gen) {
+  m->gen = gen;
+  if (p->max_len | p->max_bytes) {
+    int rc = weir__bound_admit(rt, p, m);
+    if (rc != WEIR_OK) return rc; /* m consumed (shed or freed) */
+  } else {
+    count_in(p, m);
+  }
+  if (weir__mbox_push(p, m)) weir__schedule(rt, p);
+  return WEIR_OK;
+}
+
+int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m) {
+  weir__proc *p = weir__proc_get(rt, to);
+  if (WEIR__UNLIKELY(!p)) {
+    weir__msg_free(m);
+    return WEIR_ENOPROC;
+  }
+  count_out_sender(rt);
+  return push_counted(rt, p, m, weir__pid_gen(to));
+}
+
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, weir__msg *m) {
+  uint32_t st = atomic_load_explicit(&p->life, memory_order_acquire);
+  if (st != WEIR__P_LIVE && st != WEIR__P_HELD) {
+    weir__msg_free(m);
+    return WEIR_ENOPROC;
+  }
+  m->flags |= WEIR__MF_ANYGEN;
+  count_out_sender(rt);
+  return push_counted(rt, p, m, atomic_load_explicit(&p->gen,
+                                                     memory_order_acquire));
+}
+
+int weir__signal(weir_rt *rt, weir_pid from, weir_pid to, uint32_t kind,
+                 weir_ref ref, uint64_t aux, int32_t reason) {
+  weir__msg *m = weir__msg_new(kind, 0, WEIR__SIG_PREFIX);
+  if (!m) return WEIR_ENOMEM;
+  m->from = from.id;
+  m->flags |= WEIR__MF_NOBOUND;
+  char *d = weir__msg_data(m);
+  memcpy(d, &ref, sizeof ref);
+  memcpy(d + 8, &aux, sizeof aux);
+  memcpy(d + 16, &reason, sizeof reason);
+  memset(d + 20, 0, 4);
+  return weir__deliver(rt, to, m);
+}
+
+int weir__syscall_send(weir_rt *rt, weir_pid pid,
+                       void (*fn)(weir_ctx *, void *), void *arg) {
+  weir__msg *m = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
+  if (!m) return WEIR_ENOMEM;
+  weir__syscall sc = {fn, arg};
+  memcpy(weir__msg_data(m), &sc, sizeof sc);
+  m->flags |= WEIR__MF_NOBOUND;
+  return weir__deliver(rt, pid, m);
+}
+
+/* An undeliverable message: answer what expects an answer, count the rest. */
+void weir__dead_letter(weir_rt *rt, weir__msg *m, int reason) {
+  weir_pid from = {m->from};
+  weir_ref ref = 0;
+  uint64_t aux = 0;
+  switch (m->kind) {
+  case WEIR__K_CALL: {
+    weir_from f;
+    memcpy(&f, weir__msg_data(m), sizeof f);
+    weir__call_fail(rt, f, WEIR_ENOPROC);
+    break;
+  }
+  case WEIR__K_LINK:
+    /* The linker learns its partner was gone: an exit signal noproc from
+       the partner (aux), which also removes the linker's link entry. */
+    memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
+    weir__signal(rt, (weir_pid){aux}, from, WEIR__K_EXIT, 0, 0,
+                 WEIR_REASON_NOPROC);
+    break;
+  case WEIR__K_MONITOR:
+    memcpy(&ref, weir__msg_data(m), sizeof ref);
+    memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
+    weir__signal(rt, (weir_pid){aux}, from, WEIR__K_DOWN, ref, 0,
+                 WEIR_REASON_NOPROC);
+    break;
+  case WEIR__K_EXIT:
+  case WEIR__K_UNLINK:
+  case WEIR__K_DEMONITOR:
+  case WEIR__K_DOWN:
+  case WEIR__K_WAKE:
+  case WEIR__K_STOP:
+  case WEIR__K_TIMEOUT:
+    break;
+  case WEIR__K_SYSCALL: {
+    /* The requester waits for its syscall: run it with no process. */
+    weir__syscall sc;
+    memcpy(&sc, weir__msg_data(m), sizeof sc);
+    sc.fn(NULL, sc.arg);
+    break;
+  }
+  default:
+    atomic_fetch_add_explicit(&rt->dead_letters, 1, memory_order_relaxed);
+    weir__dead_letter_notify(rt, m, reason);
+    break;
+  }
+  if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+}
+
+/* ---- links and monitors (owner-side bookkeeping) ---------------------- */
+
+void weir__link_add(weir__ext *e, weir_pid pid) {
+  for (uint32_t i = 0; i < e->nlinks; i++)
+    if (weir_pid_eq(e->links[i].pid, pid)) return;
+  if (e->nlinks == e->caplinks) {
+    uint32_t cap = e->caplinks ? e->caplinks * 2 : 4;
+    weir__link *n = weir__malloc(cap * sizeof *n);
+    if (!n) return; /* the link is lost; the signal path stays safe */
+    if (e->nlinks) memcpy(n, e->links, e->nlinks * sizeof *n);
+    weir__free(e->links);
+    e->links = n;
+    e->caplinks = cap;
+  }
+  e->links[e->nlinks++].pid = pid;
+}
+
+static bool link_del(weir__ext *e, weir_pid pid) {
+  if (!e) return false;
+  for (uint32_t i = 0; i < e->nlinks; i++)
+    if (weir_pid_eq(e->links[i].pid, pid)) {
+      e->links[i] = e->links[--e->nlinks];
+      return true;
+    }
+  return false;
+}
+
+static int mon_add(weir__ext *e, weir_ref ref, weir_pid pid, uint8_t watcher) {
+  if (e->nmons == e->capmons) {
+    uint32_t cap = e->capmons ? e->capmons * 2 : 4;
+    weir__mon *n = weir__malloc(cap * sizeof *n);
+    if (!n) return WEIR_ENOMEM;
+    if (e->nmons) memcpy(n, e->mons, e->nmons * sizeof *n);
+    weir__free(e->mons);
+    e->mons = n;
+    e->capmons = cap;
+  }
+  e->mons[e->nmons].ref = ref;
+  e->mons[e->nmons].pid = pid;
+  e->mons[e->nmons].watcher = watcher;
+  e->nmons++;
+  return WEIR_OK;
+}
+
+static bool mon_del(weir__ext *e, weir_ref ref, uint8_t watcher,
+                    weir_pid *pid) {
+  if (!e) return false;
+  for (uint32_t i = 0; i < e->nmons; i++)
+    if (e->mons[i].ref == ref && e->mons[i].watcher == watcher) {
+      if (pid) *pid = e->mons[i].pid;
+      e->mons[i] = e->mons[--e->nmons];
+      return true;
+    }
+  return false;
+}
+
+int weir_link(weir_ctx *cx, weir_pid pid) {
+  if (!cx) return WEIR_EINVAL;
+  weir__proc *p = cx->p;
+  weir_pid self = weir__proc_pid(p);
+  if (weir_pid_eq(self, pid)) return WEIR_OK;
+  weir__ext *e = weir__ext_get(p);
+  if (!e) return WEIR_ENOMEM;
+  weir__link_add(e, pid);
+  /* The LINK signal carries the target's pid (aux) so that a dead-lettered
+     LINK can answer with an exit signal from the right pid. */
+  int rc = weir__signal(p->rt, self, pid, WEIR__K_LINK, 0, pid.id, 0);
+  if (rc == WEIR_ENOPROC)
+    rc = weir__signal(p->rt, pid, self, WEIR__K_EXIT, 0, 0,
+                      WEIR_REASON_NOPROC);
+  /* The exit signal to ourselves may fail only with ENOMEM. */
+  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
+}
+
+int weir_unlink(weir_ctx *cx, weir_pid pid) {
+  if (!cx) return WEIR_EINVAL;
+  weir__proc *p = cx->p;
+  link_del(p->ext, pid);
+  int rc = weir__signal(p->rt, weir__proc_pid(p), pid, WEIR__K_UNLINK, 0, 0, 0);
+  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
+}
+
+int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref) {
+  if (!cx) return WEIR_EINVAL;
+  weir__proc *p = cx->p;
+  weir__ext *e = weir__ext_get(p);
+  if (!e) return WEIR_ENOMEM;
+  weir_ref r = weir__new_ref(p->rt);
+  int rc = mon_add(e, r, pid, 0);
+  if (rc) return rc;
+  weir_pid self = weir__proc_pid(p);
+  rc = weir__signal(p->rt, self, pid, WEIR__K_MONITOR, r, pid.id, 0);
+  if (rc == WEIR_ENOPROC)
+    rc = weir__signal(p->rt, pid, self, WEIR__K_DOWN, r, 0,
+                      WEIR_REASON_NOPROC);
+  if (rc) {
+    mon_del(e, r, 0, NULL);
+    return rc;
+  }
+  if (ref) *ref = r;
+  return WEIR_OK;
+}
+
+int weir_demonitor(weir_ctx *cx, weir_ref ref) {
+  if (!cx) return WEIR_EINVAL;
+  weir__proc *p = cx->p;
+  weir_pid target;
+  if (!mon_del(p->ext, ref, 0, &target)) return WEIR_ENOTFOUND;
+  int rc = weir__signal(p->rt, weir__proc_pid(p), target, WEIR__K_DEMONITOR,
+                        ref, 0, 0);
+  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
+}
+
+void weir_trap_exit(weir_ctx *cx, int on) {
+  if (cx) cx->p->trap_exit = on ? 1 : 0;
+}
+
+int weir_exit(weir_rt *rt, weir_pid pid, int reason) {
+  if (!rt) return WEIR_EINVAL;
+  weir_ctx *cx = weir__current_ctx();
+  if (cx && cx->p->rt == rt && weir_pid_eq(weir__proc_pid(cx->p), pid)) {
+    cx->exiting = 1;
+    cx->exit_reason = reason == WEIR_REASON_KILL ? WEIR_REASON_KILLED : reason;
+    return WEIR_OK;
+  }
+  weir__proc *p = weir__proc_get(rt, pid);
+  if (!p) return WEIR_ENOPROC;
+  if (reason == WEIR_REASON_KILL)
+    atomic_store_explicit(&p->kill, 1, memory_order_release);
+  weir_pid from = cx && cx->p->rt == rt ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
+  return weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0,
+                      reason);
+}
+
+weir_pid weir_self(weir_ctx *cx) {
+  return cx ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
+}
+
+weir_rt *weir_ctx_rt(weir_ctx *cx) { return cx ? cx->p->rt : NULL; }
+
+uint64_t weir_queue_len(weir_ctx *cx) {
+  return cx ? weir__mbox_len(cx->p) : 0;
+}
+
+int weir_requeue(weir_ctx *cx, const weir_msg *m) {
+  if (!cx || !cx->in_hand || !m) return WEIR_EINVAL;
+  if (cx->requeued) return WEIR_EEXIST;
+  weir__msg *h = cx->in_hand;
+  weir__msg *c = weir__msg_new(h->kind, h->tag, h->len);
+  if (!c) return WEIR_ENOMEM;
+  memcpy(weir__msg_data(c), weir__msg_data(h), h->len);
+  c->from = h->from;
+  c->gen = h->gen;
+  c->flags = (uint16_t)(h->flags & ~WEIR__MF_FRONT);
+  weir__mbox_unpop(cx->p, c);
+  cx->requeued = 1;
+  return WEIR_OK;
+}
+
+/* ---- exit ------------------------------------------------------------- */
+
+/* Ends the incarnation in cx (token held by the caller). */
+void weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
+  weir__proc *p = cx->p;
+  weir_rt *rt = p->rt;
+  weir_pid self = weir__proc_pid(p);
+  atomic_store_explicit(&p->status, WEIR_STATUS_EXITING, memory_order_relaxed);
+  atomic_store_explicit(&p->life, WEIR__P_EXITING, memory_order_release);
+
+  if (p->srv && p->srv->terminate) {
+    weir_msg view, *vp = NULL;
+    if (in_hand) {
+      uint32_t pre = kind_prefix(in_hand->kind);
+      view.tag = in_hand->tag;
+      view.len = in_hand->len - pre;
+      view.data = (char *)weir__msg_data(in_hand) + pre;
+      view.from.id = in_hand->from;
+      view.ref = 0;
+      vp = &view;
+    }
+    cx->in_hand = in_hand;
+    cx->requeued = 0;
+    weir_ctx *prev = weir__current_ctx();
+    weir__set_current_ctx(cx);
+    atomic_store_explicit(&p->current, "terminate", memory_order_relaxed);
+    p->srv->terminate(cx, p->state, reason, vp);
+    atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
+    weir__set_current_ctx(prev);
+  }
+  p->state = NULL;
+
+  weir__registry_drop_pid(rt, p);
+  int32_t out_reason = reason == WEIR_REASON_KILL ? WEIR_REASON_KILLED : reason;
+  weir__ext *e = p->ext;
+  if (e) {
+    for (uint32_t i = 0; i < e->nlinks; i++)
+      weir__signal(rt, self, e->links[i].pid, WEIR__K_EXIT, 0, 0, out_reason);
+    for (uint32_t i = 0; i < e->nmons; i++) {
+      if (e->mons[i].watcher)
+        weir__signal(rt, self, e->mons[i].pid, WEIR__K_DOWN, e->mons[i].ref,
+                     0, out_reason);
+      else
+        weir__signal(rt, self, e->mons[i].pid, WEIR__K_DEMONITOR,
+                     e->mons[i].ref, 0, 0);
+    }
+    for (uint32_t i = 0; i < e->ncalls; i++)
+      if (e->calls[i].timer) weir__timer_cancel(rt, e->calls[i].timer);
+    ext_free(p);
+  }
+  atomic_fetch_add_explicit(&rt->exited, 1, memory_order_relaxed);
+  if (reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN)
+    atomic_fetch_add_explicit(&rt->crashed, 1, memory_order_relaxed);
+  weir__exit_hook(rt, p, self, reason);
+
+  /* From here weir__proc_get fails (state is not LIVE): ENOPROC. */
+  if (p->keep_on_exit) {
+    /* Held for a restart in this slot: messages stay, the token stays with
+       the slot (the restart hands it back), generation reserved. */
+    atomic_store_explicit(&p->life, WEIR__P_HELD, memory_order_release);
+    atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
+    return;
+  }
+  atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
+  proc_drain_dead(p);
+  atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
+  atomic_store_explicit(&p->status, WEIR_STATUS_WAITING, memory_order_relaxed);
+  slot_release(rt, p);
+}
+
+/* Dead-letters everything queued (token held, state FREE). */
+static void proc_drain_dead(weir__proc *p) {
+  weir__msg *m;
+  while ((m = weir__mbox_pop(p)) != NULL)
+    weir__dead_letter(p->rt, m, WEIR_ENOPROC);
+}
+
+/* Frees a held slot whose restart will not come (token held by the slot). */
+void weir__proc_release_held(weir_rt *rt, weir__proc *p) {
+  atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
+  proc_drain_dead(p);
+  slot_release(rt, p);
+  token_release(rt, p);
+}
+
+/* ---- the run loop ----------------------------------------------------- */
+
+static inline bool msg_accepted(weir__proc *p, weir__msg *m) {
+  uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed);
+  if (WEIR__LIKELY(m->gen == g)) return true;
+  if (m->flags & WEIR__MF_ANYGEN) return true;
+  uint32_t lo = atomic_load_explicit(&p->accept_gen, memory_order_relaxed);
+  return (uint32_t)(m->gen - lo) <= (uint32_t)(g - lo);
+}
+
+static int call_cb(weir_ctx *cx, weir__proc *p, const char *what,
+                   int (*cb)(weir_ctx *, void *, const weir_msg *),
+                   const weir_msg *v) {
+  if (!cb) return WEIR_OK;
+  atomic_store_explicit(&p->current, what, memory_order_relaxed);
+  int rc = cb(cx, p->state, v);
+  atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
+  atomic_store_explicit(
+      &p->stat.reductions,
+      atomic_load_explicit(&p->stat.reductions, memory_order_relaxed) + 1,
+      memory_order_relaxed);
+  return rc;
+}
+
+/* Handles one accepted message; returns the callback's result (or a reason
+   to exit). */
+static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
+  const weir_server *srv = p->srv;
+  uint32_t pre = kind_prefix(m->kind);
+  char *d = weir__msg_data(m);
+  weir_msg v;
+  v.tag = m->tag;
+  v.len = m->len - pre;
+  v.data = d + pre;
+  v.from.id = m->from;
+  v.ref = 0;
+  weir_ref ref = 0;
+  int32_t reason = 0;
+  if (pre == WEIR__SIG_PREFIX || pre == sizeof(weir_ref))
+    memcpy(&ref, d, sizeof ref);
+  if (pre == WEIR__SIG_PREFIX) memcpy(&reason, d + 16, sizeof reason);
+
+  switch (m->kind) {
+  case WEIR__K_CAST:
+    return call_cb(cx, p, "handle_cast", srv->handle_cast, &v);
+  case WEIR__K_CALL: {
+    weir_from f;
+    memcpy(&f, d, sizeof f);
+    if (f.a == 0) p->served_calls = 1;
+    if (!srv->handle_call) {
+      weir__call_fail(p->rt, f, WEIR_ENOTSUP);
+      return WEIR_OK;
+    }
+    atomic_store_explicit(&p->current, "handle_call", memory_order_relaxed);
+    int rc = srv->handle_call(cx, p->state, &v, f);
+    atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
+    atomic_store_explicit(
+        &p->stat.reductions,
+        atomic_load_explicit(&p->stat.reductions, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    return rc;
+  }
+  case WEIR__K_INFO:
+    v.ref = ref;
+    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
+  case WEIR__K_REPLY:
+  case WEIR__K_TIMEOUT: {
+    if (!weir__pending_take(p, ref, m->kind == WEIR__K_TIMEOUT))
+      return WEIR_OK; /* a late reply, or its call timed out */
+    v.tag = m->kind == WEIR__K_REPLY ? WEIR_TAG_REPLY : WEIR_TAG_TIMEOUT;
+    v.ref = ref;
+    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
+  }
+  case WEIR__K_DOWN: {
+    if (!mon_del(p->ext, ref, 0, NULL)) return WEIR_OK; /* demonitored */
+    weir__pending_take(p, ref, 2);
+    v.tag = WEIR_TAG_DOWN;
+    v.ref = ref;
+    v.data = d + 16;
+    v.len = sizeof(int32_t);
+    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
+  }
+  case WEIR__K_EXIT: {
+    weir_pid from = {m->from};
+    bool linked = link_del(p->ext, from);
+    bool explicit_sig = ref == 1;
+    if (!linked && !explicit_sig)
+      return WEIR_OK; /* from a partner we unlinked: stale */
+    if (reason == WEIR_REASON_KILL && explicit_sig) {
+      cx->exiting = 1;
+      cx->exit_reason = WEIR_REASON_KILLED;
+      return WEIR_OK;
+    }
+    if (p->trap_exit) {
+      v.tag = WEIR_TAG_EXIT;
+      v.data = d + 16;
+      v.len = sizeof(int32_t);
+      return call_cb(cx, p, "handle_info", srv->handle_info, &v);
+    }
+    if (reason == WEIR_REASON_NORMAL) return WEIR_OK;
+    cx->exiting = 1;
+    cx->exit_reason = reason;
+    return WEIR_OK;
+  }
+  case WEIR__K_LINK: {
+    weir__ext *e = weir__ext_get(p);
+    if (e) weir__link_add(e, (weir_pid){m->from});
+    return WEIR_OK;
+  }
+  case WEIR__K_UNLINK:
+    link_del(p->ext, (weir_pid){m->from});
+    return WEIR_OK;
+  case WEIR__K_MONITOR: {
+    weir__ext *e = weir__ext_get(p);
+    if (!e || mon_add(e, ref, (weir_pid){m->from}, 1) != WEIR_OK)
+      weir__signal(p->rt, weir__proc_pid(p), (weir_pid){m->from},
+                   WEIR__K_DOWN, ref, 0, WEIR_ENOMEM);
+    return WEIR_OK;
+  }
+  case WEIR__K_DEMONITOR:
+    mon_del(p->ext, ref, 1, NULL);
+    return WEIR_OK;
+  case WEIR__K_STOP:
+    cx->exiting = 1;
+    cx->exit_reason = WEIR_REASON_SHUTDOWN;
+    return WEIR_OK;
+  case WEIR__K_SYSCALL: {
+    weir__syscall sc;
+    memcpy(&sc, d, sizeof sc);
+    sc.fn(cx, sc.arg);
+    return WEIR_OK;
+  }
+  case WEIR__K_WAKE:
+  default:
+    return WEIR_OK;
+  }
+}
+
+void weir__proc_run(weir__proc *p, unsigned budget) {
+  weir_rt *rt = p->rt;
+  weir_ctx cx = {.p = p};
+  weir_ctx *prev = weir__current_ctx();
+  weir__set_current_ctx(&cx);
+  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
+  unsigned n = 0;
+  /* acquire: pairs with weir_exit's release store of kill. */
+  if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire)) &&
+      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE) {
+    weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL);
+    if (atomic_load_explicit(&p->life, memory_order_relaxed) ==
+        WEIR__P_HELD)
+      goto out;
+  }
+  while (n < budget) {
+    weir__msg *m = weir__mbox_pop(p);
+    if (!m) {
+      uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
+      if (st == WEIR__P_LIVE)
+        atomic_store_explicit(&p->status, WEIR_STATUS_WAITING,
+                              memory_order_relaxed);
+      weir__set_current_ctx(prev);
+      if (weir__mbox_markempty(p)) return; /* p may run elsewhere now */
+      weir__set_current_ctx(&cx);
+      continue; /* a push is in flight; its link appears shortly */
+    }
+    uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
+    if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
+      weir__dead_letter(rt, m, WEIR_ENOPROC);
+      continue;
+    }
+    n++;
+    cx.in_hand = m;
+    cx.requeued = 0;
+    int rc = dispatch(&cx, p, m);
+    if (WEIR__UNLIKELY(rc != WEIR_OK || cx.exiting)) {
+      int reason = rc < 0            ? rc
+                   : rc == WEIR_STOP ? WEIR_REASON_NORMAL
+                                     : cx.exit_reason;
+      if (rc > 0 && rc != WEIR_STOP) reason = WEIR_EINVAL;
+      weir__proc_exit_now(&cx, reason, rc < 0 ? m : NULL);
+      if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+      if (atomic_load_explicit(&p->life, memory_order_relaxed) ==
+          WEIR__P_HELD)
+        goto out;
+      cx.exiting = 0;
+      continue;
+    }
+    if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+  }
+  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE,
+                        memory_order_relaxed);
+  weir__set_current_ctx(prev);
+  weir__schedule(rt, p);
+  return;
+out:
+  weir__set_current_ctx(prev);
+}

@@ -1,0 +1,334 @@
+/*
+ * sched.c: scheduler threads, run queues, work stealing, parking.
+ *
+ * One thread per scheduler. Each owns a bounded ring of runnable processes
+ * (Go's runq design): only the owner pushes, at tail; anyone takes from head
+ * with a CAS, so the owner runs its queue in FIFO order (fair: a pair of
+ * processes that keep waking each other cannot starve the rest) and idle
+ * schedulers steal from the same end. A full ring spills half of itself to
+ * the shared inject queue, which is also where threads outside the runtime
+ * put processes they wake. A woken process goes to the waker's own ring: the
+ * data it is about to read is in the waker's cache.
+ *
+ * An idle scheduler spins a while (checking its ring, the inject queue and
+ * its peers'), then parks on a futex. Lost wake-ups are ruled out by a
+ * Dekker-style handshake: the sleeper announces itself (nsleeping, seq_cst)
+ * and then re-checks every queue; a waker makes its work visible and then
+ * (seq_cst) reads nsleeping.
+ *
+ * Blocking processes never come here: weir__schedule hands them to iopool.c.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define RQ_SIZE 256u
+#define SPIN_ROUNDS 200
+
+struct weir__sched {
+  /* head: CAS by any thread taking; tail: stored by the owner only. */
+  _Atomic uint32_t head WEIR__ALIGNED;
+  _Atomic uint32_t tail WEIR__ALIGNED;
+  _Atomic(weir__proc *) ring[RQ_SIZE];
+  _Atomic uint32_t parked WEIR__ALIGNED; /* futex word: 1 = asleep */
+  weir_rt *rt;
+  unsigned index;
+  pthread_t thread;
+  uint64_t rng;
+  /* busy time, for scheduler_usage: written by the owner, read by anyone */
+  _Atomic uint64_t busy_ns;
+  _Atomic uint64_t busy_since; /* 0 = idle now */
+};
+
+typedef struct {
+  weir_rt *rt;
+  weir__sched *sched;
+  weir_ctx *cx;
+} tl_thread;
+
+static __thread tl_thread tl;
+
+bool weir__on_scheduler(void) { return tl.sched != NULL; }
+weir_ctx *weir__current_ctx(void) { return tl.cx; }
+void weir__set_current_ctx(weir_ctx *cx) { tl.cx = cx; }
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val) {
+  return syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
+}
+
+/* ---- the shared inject queue ------------------------------------------ */
+
+static void inject_push(weir_rt *rt, weir__proc *p) {
+  pthread_mutex_lock(&rt->inject_mu);
+  p->rq_next = NULL;
+  if (rt->inject_tail)
+    rt->inject_tail->rq_next = p;
+  else
+    rt->inject_head = p;
+  rt->inject_tail = p;
+  atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&rt->inject_mu);
+}
+
+static weir__proc *inject_pop(weir_rt *rt) {
+  /* Cheap peek first; the mutex makes the real answer. */
+  if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&rt->inject_mu);
+  weir__proc *p = rt->inject_head;
+  if (p) {
+    rt->inject_head = p->rq_next;
+    if (!rt->inject_head) rt->inject_tail = NULL;
+    atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&rt->inject_mu);
+  return p;
+}
+
+/* ---- the per-scheduler ring ------------------------------------------- */
+
+static weir__proc *rq_take(weir__sched *s) {
+  for (;;) {
+    /* acquire on head and tail: the slot we read was published by the
+       owner's release store of tail. */
+    uint32_t h = atomic_load_explicit(&s->head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&s->tail, memory_order_acquire);
+    if (h == t) return NULL;
+    weir__proc *p =
+        atomic_load_explicit(&s->ring[h % RQ_SIZE], memory_order_relaxed);
+    /* The owner can overwrite slot h only once head has moved past h, so
+       a successful CAS proves p was still the item at h. */
+    if (atomic_compare_exchange_weak_explicit(&s->head, &h, h + 1,
+                                              memory_order_acq_rel,
+                                              memory_order_relaxed))
+      return p;
+  }
+}
+
+static void rq_push(weir__sched *s, weir__proc *p) {
+  for (;;) {
+    uint32_t t = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&s->head, memory_order_acquire);
+    if (t - h < RQ_SIZE) {
+      atomic_store_explicit(&s->ring[t % RQ_SIZE], p, memory_order_relaxed);
+      /* release: publishes the slot (and p's state) to takers. */
+      atomic_store_explicit(&s->tail, t + 1, memory_order_release);
+      return;
+    }
+    /* Full: move half to the inject queue, then retry. */
+    for (uint32_t i = 0; i < RQ_SIZE / 2; i++) {
+      weir__proc *q = rq_take(s);
+      if (!q) break;
+      inject_push(s->rt, q);
+    }
+  }
+}
+
+static void wake_one(weir_rt *rt) {
+  /* seq_cst: orders our enqueue before this read (Dekker with park). */
+  if (atomic_load_explicit(&rt->nsleeping, memory_order_seq_cst) == 0) return;
+  if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) > 0) return;
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *s = &rt->scheds[i];
+    uint32_t one = 1;
+    if (atomic_compare_exchange_strong_explicit(&s->parked, &one, 0,
+                                                memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+      atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
+      futex(&s->parked, FUTEX_WAKE_PRIVATE, 1);
+      return;
+    }
+  }
+}
+
+static void wake_all(weir_rt *rt) {
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *s = &rt->scheds[i];
+    uint32_t one = 1;
+    if (atomic_compare_exchange_strong(&s->parked, &one, 0)) {
+      atomic_fetch_sub(&rt->nsleeping, 1);
+      futex(&s->parked, FUTEX_WAKE_PRIVATE, 1);
+    }
+  }
+}
+
+void weir__schedule(weir_rt *rt, weir__proc *p) {
+  if (p->blocking) {
+    weir__io_schedule(rt, p);
+    return;
+  }
+  if (tl.sched && tl.rt == rt) {
+    rq_push(tl.sched, p);
+  } else {
+    inject_push(rt, p);
+  }
+  atomic_thread_fence(memory_order_seq_cst);
+  wake_one(rt);
+}
+
+/* ---- the scheduler loop ----------------------------------------------- */
+
+static uint64_t xorshift(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+static weir__proc *find_work(weir__sched *s) {
+  weir_rt *rt = s->rt;
+  weir__proc *p = rq_take(s);
+  if (p) return p;
+  p = inject_pop(rt);
+  if (p) return p;
+  if (rt->nscheds > 1) {
+    unsigned start = (unsigned)(xorshift(&s->rng) % rt->nscheds);
+    for (unsigned i = 0; i < rt->nscheds; i++) {
+      weir__sched *v = &rt->scheds[(start + i) % rt->nscheds];
+      if (v == s) continue;
+      p = rq_take(v);
+      if (p) return p;
+    }
+  }
+  return NULL;
+}
+
+static void busy_begin(weir__sched *s) {
+  atomic_store_explicit(&s->busy_since, weir__now_ns(), memory_order_relaxed);
+}
+
+static void busy_end(weir__sched *s) {
+  uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
+  if (!since) return;
+  atomic_store_explicit(&s->busy_ns,
+                        atomic_load_explicit(&s->busy_ns,
+                                             memory_order_relaxed) +
+                            (weir__now_ns() - since),
+                        memory_order_relaxed);
+  atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
+}
+
+static void *sched_main(void *arg) {
+  weir__sched *s = arg;
+  weir_rt *rt = s->rt;
+  tl.rt = rt;
+  tl.sched = s;
+  unsigned budget = rt->opts.batch;
+  busy_begin(s);
+  for (;;) {
+    weir__proc *p = find_work(s);
+    if (p) {
+      weir__proc_run(p, budget);
+      continue;
+    }
+    if (atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) break;
+    /* Spin a little: work often arrives within microseconds. */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
+    for (int i = 0; i < SPIN_ROUNDS && !p; i++) {
+      for (int k = 0; k < 32; k++) weir__cpu_relax();
+      p = find_work(s);
+    }
+    atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
+    if (p) {
+      weir__proc_run(p, budget);
+      continue;
+    }
+    /* Park: announce, re-check, sleep. */
+    busy_end(s);
+    atomic_store_explicit(&s->parked, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
+    p = find_work(s);
+    if (p || atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) {
+      uint32_t one = 1;
+      if (atomic_compare_exchange_strong_explicit(&s->parked, &one, 0,
+                                                  memory_order_seq_cst,
+                                                  memory_order_relaxed))
+        atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
+      busy_begin(s);
+      if (p) weir__proc_run(p, budget);
+      continue;
+    }
+    while (atomic_load_explicit(&s->parked, memory_order_acquire) == 1)
+      futex(&s->parked, FUTEX_WAIT_PRIVATE, 1);
+    busy_begin(s);
+  }
+  busy_end(s);
+  return NULL;
+}
+
+int weir__sched_start(weir_rt *rt) {
+  rt->nscheds = rt->opts.schedulers;
+  rt->scheds = weir__calloc(rt->nscheds, sizeof(weir__sched));
+  if (!rt->scheds) return WEIR_ENOMEM;
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *s = &rt->scheds[i];
+    s->rt = rt;
+    s->index = i;
+    s->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+  }
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    if (pthread_create(&rt->scheds[i].thread, NULL, sched_main,
+                       &rt->scheds[i]) != 0) {
+      atomic_store(&rt->stopping, 2);
+      wake_all(rt);
+      for (unsigned j = 0; j < i; j++) pthread_join(rt->scheds[j].thread, NULL);
+      weir__free(rt->scheds);
+      rt->scheds = NULL;
+      return WEIR_ESYS;
+    }
+  }
+  return WEIR_OK;
+}
+
+void weir__sched_stop(weir_rt *rt) {
+  if (!rt->scheds) return;
+  /* stopping == 2: the schedulers leave once they find no work. */
+  atomic_store_explicit(&rt->stopping, 2, memory_order_seq_cst);
+  while (atomic_load(&rt->nsleeping) > 0) {
+    wake_all(rt);
+  }
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    wake_all(rt);
+    pthread_join(rt->scheds[i].thread, NULL);
+  }
+  weir__free(rt->scheds);
+  rt->scheds = NULL;
+}
+
+int weir_scheduler_usage(weir_rt *rt, uint32_t ms, double *out, size_t n,
+                         size_t *count) {
+  if (!rt || (!out && n)) return WEIR_EINVAL;
+  if (weir__on_scheduler()) return WEIR_EDEADLK;
+  unsigned ns = rt->nscheds;
+  uint64_t b0[256], b1[256];
+  if (ns > 256) ns = 256;
+  uint64_t t0 = weir__now_ns();
+  for (unsigned i = 0; i < ns; i++) {
+    weir__sched *s = &rt->scheds[i];
+    uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
+    b0[i] = atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
+            (since && since < t0 ? t0 - since : 0);
+  }
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  uint64_t t1 = weir__now_ns();
+  for (unsigned i = 0; i < ns; i++) {
+    weir__sched *s = &rt->scheds[i];
+    uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
+    b1[i] = atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
+            (since && since < t1 ? t1 - since : 0);
+  }
+  double span = (double)(t1 - t0);
+  for (unsigned i = 0; i < ns && i < n; i++) {
+    double u = b1[i] > b0[i] ? (double)(b1[i] - b0[i]) / span : 0.0;
+    out[i] = u > 1.0 ? 1.0 : u;
+  }
+  if (count) *count = ns;
+  return WEIR_OK;
+}
