@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# bench/run.sh: weir and the BEAM peer, side by side, in one run.
+#
+# Usage: bench/run.sh [BUILD_DIR]        (default: build; needs BUILD_DIR/weir-bench)
+#   ROUNDS=N          rounds (default 3); the table shows medians
+#   BENCH_TIMEOUT=S   kill a run after S seconds (default 600)
+#   BENCH_FANIN="P M", BENCH_PINGPONG="PAIRS N", BENCH_SPAWN_CALL="N CALLS",
+#   BENCH_BACKLOG="N MQD", BENCH_IO_BOUND="P EVENTS MS"   override arguments
+#
+# Every workload runs in weir (BUILD_DIR/weir-bench NAME ARGS) and in BEAM
+# (elixir bench/beam/NAME.exs ARGS) alternately, weir then BEAM, so that both
+# see the same machine at nearly the same moment; absolute figures on a
+# shared machine drift, ratios measured this way do not. The raw lines go to
+# BUILD_DIR/bench-results.txt; the table compares the medians with the goals
+# of DESIGN.md ("Performance targets"); the last lines are `ratio NAME=X`
+# (weir / BEAM) for scripts. Exit status: 0 if every run completed (goals
+# met or not; the table says), 1 if a run failed or timed out.
+#
+# Not yet run: partitioned.exs (it needs weir's partition supervisor; it
+# comes with the partition issue, as does a partsup-based io_bound).
+set -u
+
+BUILD=${1:-build}
+ROUNDS=${ROUNDS:-3}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$BUILD/weir-bench
+out=$BUILD/bench-results.txt
+
+declare -A ARGS=(
+  [fanin]=${BENCH_FANIN:-2 1000000}
+  [pingpong]=${BENCH_PINGPONG:-1 1000000}
+  [spawn_call]=${BENCH_SPAWN_CALL:-1000000 100000}
+  [backlog]=${BENCH_BACKLOG:-1000000 on_heap}
+  [io_bound]=${BENCH_IO_BOUND:-64 20000 5}
+)
+WORKLOADS="fanin pingpong spawn_call backlog io_bound"
+
+if [ ! -x "$bin" ]; then
+  echo "run.sh: $bin not found; build first: make bench (or cmake --build $BUILD --target weir-bench)" >&2
+  exit 1
+fi
+case "$ROUNDS" in '' | *[!0-9]* | 0)
+  echo "run.sh: ROUNDS must be a positive integer" >&2
+  exit 2
+  ;;
+esac
+
+beam=1
+if ! command -v elixir >/dev/null 2>&1; then
+  beam=0
+  echo "run.sh: elixir not found: running weir only. Install the BEAM peer with" >&2
+  echo "  scripts/deps.sh bench     (or: apt-get install -y elixir erlang-nox)" >&2
+fi
+
+{
+  echo "# weir-bench results, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# host: $(uname -srm), $(nproc) CPUs"
+  echo "# weir: $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if [ $beam = 1 ]; then
+    echo "# beam: $(elixir --version 2>/dev/null | tr '\n' ' ')"
+  fi
+  echo "# rounds: $ROUNDS"
+} >"$out"
+
+failed=0
+# run SIDE NAME ROUND: one run; its `weir|beam ...` lines go to stdout and
+# the results file, a failure is recorded as a comment.
+run() {
+  local side=$1 name=$2 round=$3 args=${ARGS[$2]} rc lines errf
+  errf=$(mktemp)
+  if [ "$side" = weir ]; then
+    # shellcheck disable=SC2086
+    lines=$(timeout "$TIMEOUT" "$bin" "$name" $args 2>"$errf")
+  else
+    local erl=""
+    # BEAM's default process limit (262,144) is below spawn_call's N.
+    [ "$name" = spawn_call ] && erl="+P $((${args%% *} + 65536))"
+    # shellcheck disable=SC2086
+    lines=$(timeout "$TIMEOUT" elixir ${erl:+--erl "$erl"} "$here/beam/$name.exs" $args 2>"$errf")
+  fi
+  rc=$?
+  lines=$(printf '%s\n' "$lines" | grep "^$side ")
+  if [ $rc -ne 0 ] || [ -z "$lines" ]; then
+    failed=1
+    [ $rc -eq 124 ] && echo "run.sh: $side $name timed out after ${TIMEOUT}s" >&2
+    echo "run.sh: $side $name $args failed (exit $rc):" >&2
+    sed 's/^/  /' "$errf" | tail -n 20 >&2
+    echo "# round $round: $side $name $args FAILED (exit $rc): $(tail -n 3 "$errf" | tr '\n' ' ')" >>"$out"
+  else
+    printf '%s\n' "$lines" | tee -a "$out"
+  fi
+  rm -f "$errf"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round of $ROUNDS"
+  for w in $WORKLOADS; do
+    run weir "$w" "$round"
+    [ $beam = 1 ] && run beam "$w" "$round"
+  done
+done
+
+# median SIDE LINE KEY: the median of KEY over the lines `SIDE LINE k=v...`.
+# Two derived keys: drain_ratio (drain / stream) and pct_of_ideal.
+median() {
+  awk -v side="$1" -v name="$2" -v key="$3" '
+    $1 == side && $2 == name {
+      split("", kv)
+      for (i = 3; i <= NF; i++) {
+        eq = index($i, "=")
+        if (eq > 0) kv[substr($i, 1, eq - 1)] = substr($i, eq + 1)
+      }
+      if (key == "drain_ratio") {
+        if (kv["stream_msgs_per_s"] > 0)
+          v[n++] = kv["drain_msgs_per_s"] / kv["stream_msgs_per_s"]
+      } else if (key == "pct_of_ideal") {
+        if (kv["ideal"] > 0) v[n++] = 100 * kv["events_per_s"] / kv["ideal"]
+      } else if (key in kv) {
+        v[n++] = kv[key] + 0
+      }
+    }
+    END {
+      if (n == 0) { print "-"; exit }
+      for (i = 1; i < n; i++) {
+        x = v[i]
+        for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]
+        v[j + 1] = x
+      }
+      m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+      printf "%.10g\n", m
+    }' "$out"
+}
+
+# Rows: id|label|line|weir key|beam key|goal on (ratio or weir)|op|goal|fmt
+# "ratio" goals compare weir / BEAM; "weir" goals compare weir's own figure.
+ROWS='fanin|fan-in msgs/s|fanin|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+pingpong|ping-pong round trips/s|pingpong|round_trips_per_s|round_trips_per_s|ratio|>=|4|%.0f
+call|call round trips/s|call|calls_per_s|calls_per_s|ratio|>=|2|%.0f
+call_thread|call from a thread/s|call|sync_calls_per_s|calls_per_s|none|-|-|%.0f
+spawn|spawns/s|spawn|spawns_per_s|spawns_per_s|ratio|>=|20|%.0f
+bytes_per_process|bytes per idle process|spawn|bytes_per_process|bytes_per_process|ratio|<=|0.1|%.0f
+bytes_per_event|bytes per queued event|backlog|vm_bytes_per_msg|vm_bytes_per_msg|ratio|<=|0.333|%.1f
+drain|drain / stream rate|backlog|drain_ratio|drain_ratio|weir|>=|0.9|%.3f
+io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|weir|>=|95|%.1f'
+
+table=$(mktemp)
+ratios=$(mktemp)
+printf '%-26s %14s %14s %9s  %-19s %s\n' workload weir BEAM ratio goal status >"$table"
+while IFS='|' read -r id label line wkey bkey on op goal fmt; do
+  w=$(median weir "$line" "$wkey")
+  b=$(median beam "$line" "$bkey")
+  ratio=$(awk -v w="$w" -v b="$b" 'BEGIN {
+    if (w == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.3f", w / b }')
+  case $on in
+    ratio) goaltxt="weir/BEAM $op $goal"; subject=$ratio ;;
+    weir) goaltxt="weir $op $goal"; subject=$w ;;
+    *) goaltxt="-"; subject="-" ;;
+  esac
+  if [ "$on" = none ]; then
+    status="(info)"
+  elif [ "$subject" = "-" ]; then
+    status="n/a"
+  else
+    status=$(awk -v s="$subject" -v g="$goal" -v op="$op" 'BEGIN {
+      ok = (op == ">=") ? (s + 0 >= g + 0) : (s + 0 <= g + 0)
+      print ok ? "met" : "NOT MET" }')
+  fi
+  wf=$w bf=$b
+  [ "$w" != "-" ] && wf=$(awk -v x="$w" -v f="$fmt" 'BEGIN { printf f, x }')
+  [ "$b" != "-" ] && bf=$(awk -v x="$b" -v f="$fmt" 'BEGIN { printf f, x }')
+  printf '%-26s %14s %14s %9s  %-19s %s\n' "$label" "$wf" "$bf" "$ratio" "$goaltxt" "$status" >>"$table"
+  [ "$on" != none ] && echo "ratio $id=$ratio" >>"$ratios"
+done <<<"$ROWS"
+
+echo
+echo "== medians of $ROUNDS round(s), weir vs BEAM ($(nproc) CPUs); raw lines: $out"
+cat "$table" "$ratios"
+{
+  echo "# table"
+  sed 's/^/# /' "$table"
+  cat "$ratios"
+} >>"$out"
+rm -f "$table" "$ratios"
+exit $failed
