@@ -83,7 +83,7 @@ typedef struct weir__msg {
   uint16_t flags;  /* WEIR__MF_* */
 } weir__msg;       /* payload follows, 8-byte aligned */
 
-#define WEIR__MF_ANYGEN 1u  /* routed by slot (partitions): any generation */
+#define WEIR__MF_ROUTED 1u  /* sent through a partition router */
 #define WEIR__MF_NOBOUND 2u /* runtime message: not counted against bounds */
 #define WEIR__MF_FRONT 4u   /* popped from the requeue list: caller frees */
 
@@ -153,7 +153,7 @@ struct weir__proc {
   _Atomic uint32_t gen;        /* generation of the live incarnation */
   _Atomic uint32_t life;       /* WEIR__P_* */
   _Atomic uint32_t accept_gen; /* oldest generation whose messages count */
-  _Atomic int32_t kill;        /* a pending KILL (prompt, untrappable) */
+  _Atomic uint32_t kill;       /* generation with a pending KILL, or 0 */
   /* Bounds: written at spawn before gen is published, then read-only. */
   uint32_t max_len;
   uint8_t overflow;
@@ -180,6 +180,9 @@ struct weir__proc {
   uint64_t supervisor; /* pid id of the supervisor (0 = none) */
   uint64_t spawn_seq;  /* start order, for top-down stop */
   uint64_t born_ns;    /* incarnation start */
+  void *route;         /* the partition supervisor routing here, or NULL */
+  weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
+                                         progress (consumer-owned) */
   weir__proc *rq_next; /* link in a shared run queue */
   _Atomic uint32_t status; /* weir_status for diagnostics */
   char *name;              /* registered name (owned), or NULL */
@@ -229,10 +232,14 @@ weir_pid weir__proc_pid(const weir__proc *p);
 /* Delivers a message to pid; stamps and schedules. Takes ownership of m in
    all cases (frees it on error). */
 int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m);
-/* The same to a slot, any generation (partition routing). */
-int weir__deliver_slot(weir_rt *rt, weir__proc *p, weir__msg *m);
+/* The same to a slot (partition routing): also into a HELD slot waiting for
+   its restart; ENOPROC unless the slot is still routed by `route`. */
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
+                       weir__msg *m);
 void weir__proc_run(weir__proc *p, unsigned budget);
-void weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand);
+/* Ends the incarnation; true if the slot is now HELD (the caller must not
+   touch p afterwards: a restart may already own it). */
+bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand);
 weir__ext *weir__ext_get(weir__proc *p);
 weir_ref weir__new_ref(weir_rt *rt);
 /* Sends a runtime signal (kind, no tag) from `from` to `to`; its payload is
@@ -241,12 +248,56 @@ weir_ref weir__new_ref(weir_rt *rt);
 int weir__signal(weir_rt *rt, weir_pid from, weir_pid to, uint32_t kind,
                  weir_ref ref, uint64_t aux, int32_t reason);
 void weir__link_add(weir__ext *e, weir_pid pid);
-/* Spawns into slot p whose token the caller holds; accept_from > 0 lets the
-   new incarnation take messages queued for generations since accept_from. */
+/* sup.c and partsup.c */
+typedef struct weir__partsup weir__partsup;
+typedef struct weir__sup_def { /* a supervisor's definition (init's arg) */
+  weir_sup_opts o;
+  char name[64];
+  weir_child_spec *c;
+  char *ids; /* n x 64 bytes: the copied child ids */
+  size_t n;
+  weir__partsup *ps;
+} weir__sup_def;
+weir__sup_def *weir__sup_def_new(const weir_sup_opts *o,
+                                 const weir_child_spec *c, size_t n);
+void weir__sup_def_free(weir__sup_def *d);
+int weir__sup_start_def(weir_rt *rt, weir__sup_def *d, weir__partsup *ps,
+                        weir_pid *pid);
+int weir__sup_resize_children(weir_rt *rt, weir_pid sup, unsigned n);
+void *weir__partsup_child_arg(weir__partsup *ps, void *arg,
+                              unsigned partition);
+void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot);
+void weir__partsup_bind(weir__partsup *ps, weir__proc *self, void *sup);
+void weir__partsup_unbind(weir__partsup *ps);
+bool weir__partsup_admit(weir__proc *p, const weir__msg *m);
+bool weir__partsup_done(weir__proc *p);
+/* rt.c: objects that must live until the node stops (freed by fn then). */
+int weir__retire(weir_rt *rt, void *obj, void (*fn)(void *));
+/* Runs fn(cx, arg) inside process pid and waits for it (from a thread or a
+   blocking process; inside pid itself it runs at once). fn gets cx NULL if
+   the process ended first. EDEADLK from a scheduler thread. */
+int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
+                 void *arg);
+
+/* What a supervisor adds to a spawn. */
+typedef struct weir__spawn_x {
+  uint64_t supervisor;  /* pid id of the supervisor, 0 = none */
+  int32_t partition;    /* -1 = none */
+  uint8_t keep;         /* hold the mailbox at exit, for a restart */
+  uint32_t accept_from; /* restart: oldest generation still accepted */
+  void *route;          /* partition supervisor that routes here, or NULL */
+} weir__spawn_x;
+/* Spawns into slot p whose token the caller holds. On init failure with
+   x->keep the slot is left HELD (token held), else it is freed. */
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
-                   void *arg, const weir_spawn_opts *so, uint32_t accept_from,
-                   weir_pid *pid);
+                   void *arg, const weir_spawn_opts *so,
+                   const weir__spawn_x *x, weir_pid *pid);
+/* Spawn with extras; *slot (may be NULL) gets the slot used. */
+int weir__spawn_ex(weir_rt *rt, const weir_server *srv, void *arg,
+                   const weir_spawn_opts *so, const weir__spawn_x *x,
+                   weir_pid *pid, weir__proc **slot);
 void weir__proc_release_held(weir_rt *rt, weir__proc *p);
+void weir__proc_undefer(weir__proc *p);
 /* overload.c: admits m into bounded p (counts it) or sheds it. Consumes m
    on any error. */
 int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m);
@@ -369,6 +420,10 @@ struct weir_rt {
   weir_pid *alarm_subs;
   size_t nalarm_subs;
   weir_pid dead_letter_sub;
+
+  /* objects freed at stop */
+  pthread_mutex_t retire_mu;
+  struct weir__retired *retired;
 
   /* hooks for later modules (supervisors, console, alarms) */
   void *console;

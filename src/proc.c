@@ -26,8 +26,10 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static void proc_drain_dead(weir__proc *p);
+static void undefer(weir__proc *p);
 
 /* ---- messages --------------------------------------------------------- */
 
@@ -186,7 +188,8 @@ void weir_spawn_opts_init(weir_spawn_opts *so) {
 
 /* Prepares slot p for a new incarnation; the caller holds the token. */
 static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
-                      const weir_spawn_opts *so, uint32_t accept_from) {
+                      const weir_spawn_opts *so, const weir__spawn_x *x) {
+  uint32_t accept_from = x ? x->accept_from : 0;
   uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
   if (g == 0) g = 1;
   p->srv = srv;
@@ -197,10 +200,11 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->overflow = (uint8_t)so->overflow;
   p->blocking = so->blocking ? 1 : 0;
   p->trap_exit = so->trap_exit ? 1 : 0;
-  p->keep_on_exit = 0;
+  p->keep_on_exit = x ? x->keep : 0;
   p->served_calls = 0;
-  p->partition = -1;
-  p->supervisor = 0;
+  p->partition = x ? x->partition : -1;
+  p->supervisor = x ? x->supervisor : 0;
+  p->route = x ? x->route : NULL;
   p->name = NULL;
   p->spawn_seq = atomic_fetch_add_explicit(&rt->spawn_seq, 1,
                                            memory_order_relaxed);
@@ -244,9 +248,9 @@ static int run_init(weir__proc *p, void *arg) {
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
-                   void *arg, const weir_spawn_opts *so, uint32_t accept_from,
-                   weir_pid *pid) {
-  incarnate(rt, p, srv, so, accept_from);
+                   void *arg, const weir_spawn_opts *so,
+                   const weir__spawn_x *x, weir_pid *pid) {
+  incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
   atomic_fetch_add_explicit(&rt->nprocs, 1, memory_order_relaxed);
   int rc = WEIR_OK;
@@ -259,9 +263,8 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
        arrived during init, free the slot, hand back the token. */
     weir_ctx cx = {.p = p};
     p->srv = NULL;
-    p->keep_on_exit = 0;
-    weir__proc_exit_now(&cx, rc, NULL);
-    token_release(rt, p);
+    atomic_fetch_sub_explicit(&rt->exited, 1, memory_order_relaxed);
+    if (!weir__proc_exit_now(&cx, rc, NULL)) token_release(rt, p);
     return rc;
   }
   atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
@@ -284,6 +287,12 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
 
 int weir_spawn(weir_rt *rt, const weir_server *server, void *arg,
                const weir_spawn_opts *so, weir_pid *pid) {
+  return weir__spawn_ex(rt, server, arg, so, NULL, pid, NULL);
+}
+
+int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
+                   const weir_spawn_opts *so, const weir__spawn_x *x,
+                   weir_pid *pid, weir__proc **slot) {
   weir_spawn_opts def;
   if (!rt || !server) return WEIR_EINVAL;
   if (!so) {
@@ -300,7 +309,8 @@ int weir_spawn(weir_rt *rt, const weir_server *server, void *arg,
   int rc = slot_alloc(rt, &p);
   if (rc) return rc;
   token_take(p);
-  return weir__spawn_in(rt, p, server, arg, so, 0, pid);
+  if (slot) *slot = p;
+  return weir__spawn_in(rt, p, server, arg, so, x, pid);
 }
 
 /* ---- delivery --------------------------------------------------------- */
@@ -345,13 +355,15 @@ int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m) {
   return push_counted(rt, p, m, weir__pid_gen(to));
 }
 
-int weir__deliver_slot(weir_rt *rt, weir__proc *p, weir__msg *m) {
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
+                       weir__msg *m) {
   uint32_t st = atomic_load_explicit(&p->life, memory_order_acquire);
-  if (st != WEIR__P_LIVE && st != WEIR__P_HELD) {
+  if ((st != WEIR__P_LIVE && st != WEIR__P_HELD) || p->route != route) {
     weir__msg_free(m);
     return WEIR_ENOPROC;
   }
-  m->flags |= WEIR__MF_ANYGEN;
+  /* Stamped with the current generation: a restart in this slot accepts it
+     (accept_gen), an unrelated process reusing the slot would not. */
   count_out_sender(rt);
   return push_counted(rt, p, m, atomic_load_explicit(&p->gen,
                                                      memory_order_acquire));
@@ -557,10 +569,16 @@ int weir_exit(weir_rt *rt, weir_pid pid, int reason) {
   weir__proc *p = weir__proc_get(rt, pid);
   if (!p) return WEIR_ENOPROC;
   if (reason == WEIR_REASON_KILL)
-    atomic_store_explicit(&p->kill, 1, memory_order_release);
+    /* The generation, not a bit: a kill that races with the target's own
+       exit can never hit the next incarnation of the slot. */
+    atomic_store_explicit(&p->kill, weir__pid_gen(pid), memory_order_release);
   weir_pid from = cx && cx->p->rt == rt ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
-  return weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0,
-                      reason);
+  int rc = weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0,
+                        reason);
+  /* A running process may see the kill flag and end before the signal is
+     delivered: the kill happened all the same. */
+  if (rc == WEIR_ENOPROC && reason == WEIR_REASON_KILL) rc = WEIR_OK;
+  return rc;
 }
 
 weir_pid weir_self(weir_ctx *cx) {
@@ -591,12 +609,17 @@ int weir_requeue(weir_ctx *cx, const weir_msg *m) {
 /* ---- exit ------------------------------------------------------------- */
 
 /* Ends the incarnation in cx (token held by the caller). */
-void weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
+bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   weir__proc *p = cx->p;
   weir_rt *rt = p->rt;
   weir_pid self = weir__proc_pid(p);
   atomic_store_explicit(&p->status, WEIR_STATUS_EXITING, memory_order_relaxed);
   atomic_store_explicit(&p->life, WEIR__P_EXITING, memory_order_release);
+  /* Not counted from here: whoever gets our DOWN or EXIT sees us gone. */
+  atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&rt->exited, 1, memory_order_relaxed);
+  if (reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN)
+    atomic_fetch_add_explicit(&rt->crashed, 1, memory_order_relaxed);
 
   if (p->srv && p->srv->terminate) {
     weir_msg view, *vp = NULL;
@@ -638,29 +661,29 @@ void weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
       if (e->calls[i].timer) weir__timer_cancel(rt, e->calls[i].timer);
     ext_free(p);
   }
-  atomic_fetch_add_explicit(&rt->exited, 1, memory_order_relaxed);
-  if (reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN)
-    atomic_fetch_add_explicit(&rt->crashed, 1, memory_order_relaxed);
   weir__exit_hook(rt, p, self, reason);
 
   /* From here weir__proc_get fails (state is not LIVE): ENOPROC. */
   if (p->keep_on_exit) {
     /* Held for a restart in this slot: messages stay, the token stays with
-       the slot (the restart hands it back), generation reserved. */
+       the slot (the restart hands it back). The HELD store is the last
+       touch: a supervisor waiting for it may restart the slot at once. */
+    atomic_store_explicit(&p->status, WEIR_STATUS_WAITING,
+                          memory_order_relaxed);
     atomic_store_explicit(&p->life, WEIR__P_HELD, memory_order_release);
-    atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
-    return;
+    return true;
   }
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
   proc_drain_dead(p);
-  atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
   atomic_store_explicit(&p->status, WEIR_STATUS_WAITING, memory_order_relaxed);
   slot_release(rt, p);
+  return false;
 }
 
 /* Dead-letters everything queued (token held, state FREE). */
 static void proc_drain_dead(weir__proc *p) {
   weir__msg *m;
+  if (p->defer_head) undefer(p);
   while ((m = weir__mbox_pop(p)) != NULL)
     weir__dead_letter(p->rt, m, WEIR_ENOPROC);
 }
@@ -678,7 +701,6 @@ void weir__proc_release_held(weir_rt *rt, weir__proc *p) {
 static inline bool msg_accepted(weir__proc *p, weir__msg *m) {
   uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed);
   if (WEIR__LIKELY(m->gen == g)) return true;
-  if (m->flags & WEIR__MF_ANYGEN) return true;
   uint32_t lo = atomic_load_explicit(&p->accept_gen, memory_order_relaxed);
   return (uint32_t)(m->gen - lo) <= (uint32_t)(g - lo);
 }
@@ -811,6 +833,45 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
   }
 }
 
+/* A routed message of a resize still in progress waits, in order, until
+   every old partition has drained (partsup.c). It is copied off the queue
+   (the popped node stays the queue's tail) and no longer counts as taken. */
+static bool defer(weir__proc *p, weir__msg *m) {
+  weir__msg *c = weir__msg_new(m->kind, m->tag, m->len);
+  if (!c) return false; /* no memory to hold it aside: handle it now */
+  memcpy(weir__msg_data(c), weir__msg_data(m), m->len);
+  c->from = m->from;
+  c->gen = m->gen;
+  c->flags = (uint16_t)((m->flags & ~(WEIR__MF_FRONT | WEIR__MF_ROUTED)));
+  atomic_store_explicit(&c->next, NULL, memory_order_relaxed);
+  if (p->defer_tail)
+    atomic_store_explicit(&p->defer_tail->next, c, memory_order_relaxed);
+  else
+    p->defer_head = c;
+  p->defer_tail = c;
+  if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+  atomic_store_explicit(
+      &p->out_count,
+      atomic_load_explicit(&p->out_count, memory_order_relaxed) - 1,
+      memory_order_relaxed);
+  atomic_store_explicit(
+      &p->out_bytes,
+      atomic_load_explicit(&p->out_bytes, memory_order_relaxed) - c->len,
+      memory_order_relaxed);
+  return true;
+}
+
+/* The resize is done: deferred messages go first, before anything queued. */
+void weir__proc_undefer(weir__proc *p) {
+  if (p->defer_head) undefer(p);
+}
+
+static void undefer(weir__proc *p) {
+  atomic_store_explicit(&p->defer_tail->next, p->front, memory_order_relaxed);
+  p->front = p->defer_head;
+  p->defer_head = p->defer_tail = NULL;
+}
+
 void weir__proc_run(weir__proc *p, unsigned budget) {
   weir_rt *rt = p->rt;
   weir_ctx cx = {.p = p};
@@ -819,14 +880,14 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
   unsigned n = 0;
   /* acquire: pairs with weir_exit's release store of kill. */
-  if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire)) &&
+  if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire) ==
+                    atomic_load_explicit(&p->gen, memory_order_relaxed)) &&
       atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE) {
-    weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL);
-    if (atomic_load_explicit(&p->life, memory_order_relaxed) ==
-        WEIR__P_HELD)
-      goto out;
+    if (weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL)) goto out;
   }
   while (n < budget) {
+    if (WEIR__UNLIKELY(p->defer_head != NULL) && weir__partsup_done(p))
+      undefer(p);
     weir__msg *m = weir__mbox_pop(p);
     if (!m) {
       uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
@@ -843,6 +904,9 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       weir__dead_letter(rt, m, WEIR_ENOPROC);
       continue;
     }
+    if (WEIR__UNLIKELY(m->flags & WEIR__MF_ROUTED) && p->route &&
+        !weir__partsup_admit(p, m) && defer(p, m))
+      continue;
     n++;
     cx.in_hand = m;
     cx.requeued = 0;
@@ -852,11 +916,10 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
                    : rc == WEIR_STOP ? WEIR_REASON_NORMAL
                                      : cx.exit_reason;
       if (rc > 0 && rc != WEIR_STOP) reason = WEIR_EINVAL;
-      weir__proc_exit_now(&cx, reason, rc < 0 ? m : NULL);
-      if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
-      if (atomic_load_explicit(&p->life, memory_order_relaxed) ==
-          WEIR__P_HELD)
-        goto out;
+      bool front = (m->flags & WEIR__MF_FRONT) != 0;
+      bool held = weir__proc_exit_now(&cx, reason, rc < 0 ? m : NULL);
+      if (front) weir__msg_free(m);
+      if (held) goto out;
       cx.exiting = 0;
       continue;
     }

@@ -98,6 +98,78 @@ int weir_pid_parse(const char *str, weir_pid *pid) {
   return WEIR_OK;
 }
 
+/* ---- objects kept until stop ------------------------------------------ */
+
+typedef struct weir__retired {
+  struct weir__retired *next;
+  void *obj;
+  void (*fn)(void *);
+} weir__retired;
+
+int weir__retire(weir_rt *rt, void *obj, void (*fn)(void *)) {
+  weir__retired *r = weir__malloc(sizeof *r);
+  if (!r) return WEIR_ENOMEM;
+  r->obj = obj;
+  r->fn = fn;
+  pthread_mutex_lock(&rt->retire_mu);
+  r->next = rt->retired;
+  rt->retired = r;
+  pthread_mutex_unlock(&rt->retire_mu);
+  return WEIR_OK;
+}
+
+static void retired_free(weir_rt *rt) {
+  weir__retired *r = rt->retired;
+  while (r) {
+    weir__retired *n = r->next;
+    r->fn(r->obj);
+    weir__free(r);
+    r = n;
+  }
+  rt->retired = NULL;
+}
+
+/* ---- running a function inside a process ------------------------------ */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  void (*fn)(weir_ctx *, void *);
+  void *arg;
+} run_in_req;
+
+static void run_in_cb(weir_ctx *cx, void *a) {
+  run_in_req *r = a;
+  r->fn(cx, r->arg);
+  pthread_mutex_lock(&r->mu);
+  r->done = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
+                 void *arg) {
+  weir_ctx *cx = weir__current_ctx();
+  if (cx && cx->p->rt == rt && weir_pid_eq(weir__proc_pid(cx->p), pid)) {
+    fn(cx, arg);
+    return WEIR_OK;
+  }
+  if (weir__on_scheduler()) return WEIR_EDEADLK;
+  run_in_req r = {.done = 0, .fn = fn, .arg = arg};
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  int rc = weir__syscall_send(rt, pid, run_in_cb, &r);
+  if (rc == WEIR_OK) {
+    pthread_mutex_lock(&r.mu);
+    while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+  }
+  pthread_cond_destroy(&r.cv);
+  pthread_mutex_destroy(&r.mu);
+  return rc;
+}
+
 /* ---- options, start ------------------------------------------------- */
 
 void weir_rt_opts_init(weir_rt_opts *o) {
@@ -149,6 +221,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   pthread_mutex_init(&rt->inject_mu, NULL);
   pthread_mutex_init(&rt->calls_mu, NULL);
   pthread_mutex_init(&rt->sub_mu, NULL);
+  pthread_mutex_init(&rt->retire_mu, NULL);
 
   int rc = WEIR_ENOMEM;
   rt->node_name = weir__strdup(o->node_name ? o->node_name : "weir");
@@ -283,6 +356,7 @@ static void rt_free(weir_rt *rt) {
       weir__proc *p = atomic_load_explicit(&rt->slots[i],
                                            memory_order_relaxed);
       if (!p) continue;
+      weir__proc_undefer(p);
       weir__mbox_destroy(p);
       if (p->ext) {
         weir__free(p->ext->links);
@@ -294,6 +368,7 @@ static void rt_free(weir_rt *rt) {
       weir__pool_free(p, sizeof *p);
     }
   }
+  retired_free(rt);
   weir__overload_free(rt);
   weir__calls_free(rt);
   weir__registry_free(rt);
@@ -305,6 +380,7 @@ static void rt_free(weir_rt *rt) {
   pthread_mutex_destroy(&rt->inject_mu);
   pthread_mutex_destroy(&rt->calls_mu);
   pthread_mutex_destroy(&rt->sub_mu);
+  pthread_mutex_destroy(&rt->retire_mu);
   weir__free(rt);
   weir__pools_release();
 }
