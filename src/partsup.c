@@ -1,0 +1,526 @@
+/*
+ * partsup.c: the partition supervisor (Elixir's PartitionSupervisor).
+ *
+ * A supervisor (sup.c) whose children are N copies of one child spec, plus
+ * a routing table the senders read without a lock: the table holds the slot
+ * of each partition's worker. Because workers keep their mailbox across
+ * restarts (same slot, next generation), the table does not change when a
+ * worker crashes: messages routed during the restart queue in the held slot
+ * and the next incarnation handles them in order. A route costs one table
+ * read and key % n (integer keys) or XXH3 of the key bytes.
+ *
+ * Resize keeps per-key order. The new table is published with the next
+ * epoch; every routed message carries its epoch. A worker that pops a message
+ * of the new epoch before the resize is done defers it (in order) and goes on
+ * with the old-epoch messages. The resizer waits out routers still using the
+ * old table (each router marks itself busy in a per-thread record; a
+ * membarrier, or a fence on the router side where membarrier is missing,
+ * makes the marks visible), then sends a barrier through every old
+ * partition. When the last old partition has handled its barrier, every
+ * message routed with the old table is handled; the resize is done and the
+ * deferred messages run. So a key that moves is drained from its old
+ * partition before its new partition handles anything of it.
+ *
+ * Hot keys: one sampled cast in 16 updates a Space-Saving sketch of 8
+ * counters per partition, under a try-lock that a busy sampler skips.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define HOT_K 8
+#define HOT_SAMPLE 16
+
+typedef struct route_tab {
+  unsigned n;
+  uint8_t epoch;
+  struct route_tab *older; /* retired tables, freed with the partsup */
+  _Atomic(weir__proc *) slot[];
+} route_tab;
+
+typedef struct hot_sketch {
+  _Atomic int lock;
+  weir_hot_key k[HOT_K];
+} hot_sketch;
+
+typedef struct hot_arr { /* replaced whole on growth; old ones retired */
+  unsigned cap;
+  hot_sketch s[];
+} hot_arr;
+
+struct weir__partsup {
+  _Atomic(route_tab *) tab;
+  route_tab *pending;         /* a grown table being filled (resize_mu) */
+  _Atomic uint8_t done_epoch; /* the resize with this epoch is complete */
+  _Atomic int barriers_left;
+  weir__proc *self;           /* the supervisor's slot */
+  _Atomic(void *) sup;        /* its weir__sup while it runs */
+  void *(*with_arguments)(void *arg, unsigned partition);
+  pthread_mutex_t resize_mu;
+  _Atomic(hot_arr *) hot;
+  weir_rt *rt;
+};
+
+/* ---- router records (who is routing right now) ------------------------ */
+
+typedef struct router_rec {
+  _Atomic uint64_t seq; /* odd while routing */
+  struct router_rec *next;
+} router_rec;
+
+static pthread_mutex_t g_routers_mu = PTHREAD_MUTEX_INITIALIZER;
+static router_rec *g_routers;
+static __thread router_rec *tl_router;
+static __thread uint32_t tl_sample;
+static _Atomic int g_membarrier = -1; /* -1 unknown, 0 no, 1 yes */
+
+static bool membarrier_ready(void) {
+  int m = atomic_load_explicit(&g_membarrier, memory_order_acquire);
+  if (m >= 0) return m == 1;
+  long ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                    0, 0);
+  m = ok == 0 ? 1 : 0;
+  atomic_store_explicit(&g_membarrier, m, memory_order_release);
+  return m == 1;
+}
+
+static router_rec *router_me(void) {
+  if (WEIR__LIKELY(tl_router != NULL)) return tl_router;
+  /* Records are never freed: a thread that exits leaves an even seq. They
+     are few (one per thread that ever routed) and tiny. */
+  router_rec *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  pthread_mutex_lock(&g_routers_mu);
+  r->next = g_routers;
+  g_routers = r;
+  pthread_mutex_unlock(&g_routers_mu);
+  tl_router = r;
+  return r;
+}
+
+static inline void router_enter(router_rec *r) {
+  uint64_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
+  atomic_store_explicit(&r->seq, s + 1, memory_order_relaxed);
+  /* The resizer's membarrier orders this store before our table load; with
+     no membarrier we pay a full fence here instead. */
+  if (WEIR__LIKELY(atomic_load_explicit(&g_membarrier,
+                                        memory_order_relaxed) == 1))
+    atomic_signal_fence(memory_order_seq_cst);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void router_exit(router_rec *r) {
+  uint64_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
+  /* release: our push is complete before the resizer sees us leave */
+  atomic_store_explicit(&r->seq, s + 1, memory_order_release);
+}
+
+/* Waits until every router that could have read the old table is done. */
+static void routers_quiesce(void) {
+  if (atomic_load(&g_membarrier) == 1)
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+  pthread_mutex_lock(&g_routers_mu);
+  for (router_rec *r = g_routers; r; r = r->next) {
+    uint64_t s = atomic_load_explicit(&r->seq, memory_order_acquire);
+    if (s & 1u)
+      while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
+        sched_yield();
+  }
+  pthread_mutex_unlock(&g_routers_mu);
+}
+
+/* ---- table ------------------------------------------------------------ */
+
+static route_tab *tab_new(unsigned n, uint8_t epoch) {
+  route_tab *t = weir__calloc(1, sizeof *t + n * sizeof(t->slot[0]));
+  if (!t) return NULL;
+  t->n = n;
+  t->epoch = epoch;
+  return t;
+}
+
+static void partsup_free(void *arg) {
+  weir__partsup *ps = arg;
+  route_tab *t = atomic_load(&ps->tab);
+  while (t) {
+    route_tab *o = t->older;
+    weir__free(t);
+    t = o;
+  }
+  weir__free(atomic_load(&ps->hot));
+  pthread_mutex_destroy(&ps->resize_mu);
+  weir__free(ps);
+}
+
+void *weir__partsup_child_arg(weir__partsup *ps, void *arg,
+                              unsigned partition) {
+  return ps->with_arguments ? ps->with_arguments(arg, partition) : arg;
+}
+
+/* Called by the supervisor when partition i (re)starts in `slot`. */
+void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot) {
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  /* release: the slot's incarnation is set up before routers use it */
+  if (i < t->n) atomic_store_explicit(&t->slot[i], slot, memory_order_release);
+  route_tab *pt = ps->pending; /* only set while resize_mu is held by the
+                                  thread that waits for this very call */
+  if (pt && i < pt->n)
+    atomic_store_explicit(&pt->slot[i], slot, memory_order_release);
+}
+
+void weir__partsup_bind(weir__partsup *ps, weir__proc *self, void *sup) {
+  ps->self = self;
+  atomic_store_explicit(&ps->sup, sup, memory_order_release);
+}
+
+void weir__partsup_unbind(weir__partsup *ps) {
+  atomic_store_explicit(&ps->sup, NULL, memory_order_release);
+}
+
+void weir_partsup_opts_init(weir_partsup_opts *o) {
+  if (!o) return;
+  memset(o, 0, sizeof *o);
+  weir_child_spec_init(&o->child, "partition", NULL, NULL);
+  o->strategy = WEIR_ONE_FOR_ONE;
+  o->max_restarts = 3;
+  o->max_seconds = 5;
+}
+
+int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o,
+                       weir_pid *pid) {
+  if (!rt || !o || !o->child.server) return WEIR_EINVAL;
+  if (o->name && strlen(o->name) >= 64) return WEIR_EINVAL;
+  unsigned n = o->partitions ? o->partitions : weir_rt_schedulers(rt);
+  if (n == 0 || n > 65536) return WEIR_EINVAL;
+  membarrier_ready();
+  weir__partsup *ps = weir__calloc(1, sizeof *ps);
+  route_tab *t = tab_new(n, 0);
+  hot_arr *hot = weir__calloc(1, sizeof *hot + n * sizeof(hot_sketch));
+  weir_child_spec *specs = weir__calloc(n, sizeof *specs);
+  char *ids = weir__calloc(n, 32);
+  int rc = WEIR_ENOMEM;
+  if (!ps || !t || !hot || !specs || !ids) goto fail;
+  ps->rt = rt;
+  ps->with_arguments = o->with_arguments;
+  hot->cap = n;
+  atomic_store(&ps->hot, hot);
+  pthread_mutex_init(&ps->resize_mu, NULL);
+  atomic_store(&ps->tab, t);
+  for (unsigned i = 0; i < n; i++) {
+    specs[i] = o->child;
+    snprintf(ids + i * 32, 32, "partition-%u", i);
+    specs[i].id = ids + i * 32;
+    specs[i].opts.name = NULL; /* N workers cannot share one name */
+  }
+  weir_sup_opts so;
+  weir_sup_opts_init(&so);
+  so.name = o->name;
+  so.strategy = o->strategy;
+  so.max_restarts = o->max_restarts;
+  so.max_seconds = o->max_seconds;
+  weir__sup_def *d = weir__sup_def_new(&so, specs, n);
+  if (!d) goto fail;
+  /* The partsup outlives its process: routers may still hold it. */
+  rc = weir__retire(rt, ps, partsup_free);
+  if (rc) {
+    weir__sup_def_free(d);
+    goto fail;
+  }
+  weir__partsup *owned = ps;
+  ps = NULL;
+  t = NULL;
+  hot = NULL;
+  rc = weir__sup_start_def(rt, d, owned, pid);
+  weir__sup_def_free(d);
+  weir__free(specs);
+  weir__free(ids);
+  return rc;
+fail:
+  if (ps) pthread_mutex_destroy(&ps->resize_mu);
+  weir__free(ps);
+  weir__free(t);
+  weir__free(hot);
+  weir__free(specs);
+  weir__free(ids);
+  return rc;
+}
+
+/* The partsup behind pid, or NULL. */
+static weir__partsup *ps_of(weir_rt *rt, weir_pid ps_pid) {
+  weir__proc *p = weir__proc_get(rt, ps_pid);
+  if (!p) return NULL;
+  weir__partsup *ps = p->route;
+  if (!ps || ps->self != p) return NULL;
+  return ps;
+}
+
+static void hot_record(weir__partsup *ps, unsigned part, uint64_t key) {
+  hot_arr *ha = atomic_load_explicit(&ps->hot, memory_order_acquire);
+  if (part >= ha->cap) return;
+  hot_sketch *h = &ha->s[part];
+  int free_ = 0;
+  if (!atomic_compare_exchange_strong_explicit(&h->lock, &free_, 1,
+                                               memory_order_acquire,
+                                               memory_order_relaxed))
+    return; /* busy: skip this sample */
+  int min = 0;
+  for (int i = 0; i < HOT_K; i++) {
+    if (h->k[i].count && h->k[i].key == key) {
+      h->k[i].count += HOT_SAMPLE;
+      goto out;
+    }
+    if (h->k[i].count < h->k[min].count) min = i;
+  }
+  /* Space-Saving: replace the smallest counter, inheriting its count */
+  h->k[min].key = key;
+  h->k[min].count += HOT_SAMPLE;
+out:
+  atomic_store_explicit(&h->lock, 0, memory_order_release);
+}
+
+static int route(weir_rt *rt, weir_pid ps_pid, uint64_t key, bool hashed,
+                 weir__msg *m) {
+  weir__partsup *ps = ps_of(rt, ps_pid);
+  if (!ps) {
+    weir__msg_free(m);
+    return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
+  }
+  router_rec *r = router_me();
+  if (!r) {
+    weir__msg_free(m);
+    return WEIR_ENOMEM;
+  }
+  router_enter(r);
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  unsigned part = (unsigned)(key % t->n);
+  weir__proc *slot = atomic_load_explicit(&t->slot[part],
+                                          memory_order_acquire);
+  m->flags |= (uint16_t)(WEIR__MF_ROUTED | ((unsigned)t->epoch << 8));
+  int rc = slot ? weir__deliver_slot(rt, slot, ps, m) : WEIR_ENOPROC;
+  if (!slot) weir__msg_free(m);
+  router_exit(r);
+  if (WEIR__UNLIKELY(++tl_sample % HOT_SAMPLE == 0))
+    hot_record(ps, part, key);
+  (void)hashed;
+  return rc;
+}
+
+static weir__msg *cast_msg(uint32_t tag, const void *data, uint32_t len) {
+  weir__msg *m = weir__msg_new(WEIR__K_CAST, tag, len);
+  if (!m) return NULL;
+  if (len) memcpy(weir__msg_data(m), data, len);
+  weir_ctx *cx = weir__current_ctx();
+  if (cx) m->from = weir__proc_pid(cx->p).id;
+  return m;
+}
+
+int weir_partition_cast(weir_rt *rt, weir_pid ps, uint64_t key, uint32_t tag,
+                        const void *data, uint32_t len) {
+  if (!rt || (len && !data) || tag >= WEIR_TAG_SYSTEM) return WEIR_EINVAL;
+  weir__msg *m = cast_msg(tag, data, len);
+  if (!m) return WEIR_ENOMEM;
+  return route(rt, ps, key, false, m);
+}
+
+int weir_partition_cast_bytes(weir_rt *rt, weir_pid ps, const void *key,
+                              size_t keylen, uint32_t tag, const void *data,
+                              uint32_t len) {
+  if (!rt || (keylen && !key) || (len && !data) || tag >= WEIR_TAG_SYSTEM)
+    return WEIR_EINVAL;
+  uint64_t h = XXH3_64bits(key, keylen);
+  weir__msg *m = cast_msg(tag, data, len);
+  if (!m) return WEIR_ENOMEM;
+  return route(rt, ps, h, true, m);
+}
+
+int weir_partition_whereis(weir_rt *rt, weir_pid ps_pid, uint64_t key,
+                           weir_pid *pid) {
+  if (!rt || !pid) return WEIR_EINVAL;
+  weir__partsup *ps = ps_of(rt, ps_pid);
+  if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  weir__proc *slot = atomic_load_explicit(&t->slot[key % t->n],
+                                          memory_order_acquire);
+  if (!slot || atomic_load(&slot->life) != WEIR__P_LIVE) return WEIR_ENOPROC;
+  *pid = weir__proc_pid(slot);
+  return WEIR_OK;
+}
+
+int weir_partition_call(weir_rt *rt, weir_pid ps, uint64_t key, uint32_t tag,
+                        const void *data, uint32_t len, void *reply,
+                        uint32_t *reply_len, int timeout_ms) {
+  weir_pid w;
+  int rc = weir_partition_whereis(rt, ps, key, &w);
+  if (rc) return rc;
+  /* A call is a request/reply: ordering with casts of the same key holds
+     because it goes to the same worker's mailbox. */
+  return weir_call(rt, w, tag, data, len, reply, reply_len, timeout_ms);
+}
+
+int weir_partitions(weir_rt *rt, weir_pid ps_pid) {
+  if (!rt) return WEIR_EINVAL;
+  weir__partsup *ps = ps_of(rt, ps_pid);
+  if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  return (int)t->n;
+}
+
+static int by_count_desc(const void *a, const void *b) {
+  const weir_hot_key *x = a, *y = b;
+  return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+int weir_partition_hot_keys(weir_rt *rt, weir_pid ps_pid, unsigned partition,
+                            weir_hot_key *out, size_t n, size_t *count) {
+  if (!rt || (n && !out)) return WEIR_EINVAL;
+  weir__partsup *ps = ps_of(rt, ps_pid);
+  if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
+  hot_arr *ha = atomic_load_explicit(&ps->hot, memory_order_acquire);
+  if (partition >= ha->cap) return WEIR_EINVAL;
+  hot_sketch *h = &ha->s[partition];
+  weir_hot_key tmp[HOT_K];
+  int free_ = 0;
+  while (!atomic_compare_exchange_weak_explicit(&h->lock, &free_, 1,
+                                                memory_order_acquire,
+                                                memory_order_relaxed)) {
+    free_ = 0;
+    weir__cpu_relax();
+  }
+  memcpy(tmp, h->k, sizeof tmp);
+  atomic_store_explicit(&h->lock, 0, memory_order_release);
+  qsort(tmp, HOT_K, sizeof tmp[0], by_count_desc);
+  size_t k = 0;
+  for (int i = 0; i < HOT_K && tmp[i].count; i++) {
+    if (k < n) out[k] = tmp[i];
+    k++;
+  }
+  if (count) *count = k < n ? k : n;
+  return WEIR_OK;
+}
+
+/* ---- the worker side of a resize -------------------------------------- */
+
+/* Called by a worker for each routed message: true = handle it now, false =
+   it belongs to a resize still in progress (the caller defers it). */
+bool weir__partsup_admit(weir__proc *p, const weir__msg *m) {
+  weir__partsup *ps = p->route;
+  uint8_t e = (uint8_t)(m->flags >> 8);
+  uint8_t done = atomic_load_explicit(&ps->done_epoch, memory_order_acquire);
+  /* A message of the epoch after `done` waits; anything else runs. */
+  return e != (uint8_t)(done + 1) ||
+         atomic_load_explicit(&ps->barriers_left, memory_order_acquire) == 0;
+}
+
+bool weir__partsup_done(weir__proc *p) {
+  weir__partsup *ps = p->route;
+  return atomic_load_explicit(&ps->barriers_left, memory_order_acquire) == 0;
+}
+
+/* A barrier handled by an old partition; the last one completes the resize
+   and wakes every partition of the new table (they may hold deferred
+   messages). */
+static void barrier_cb(weir_ctx *cx, void *arg) {
+  weir__partsup *ps = arg;
+  (void)cx;
+  if (atomic_fetch_sub_explicit(&ps->barriers_left, 1,
+                                memory_order_acq_rel) != 1)
+    return;
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  atomic_store_explicit(&ps->done_epoch, t->epoch, memory_order_release);
+  for (unsigned i = 0; i < t->n; i++) {
+    weir__proc *slot = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+    if (!slot) continue;
+    weir__msg *w = weir__msg_new(WEIR__K_WAKE, 0, 0);
+    if (!w) continue; /* the worker's next message runs the deferred ones */
+    w->flags |= WEIR__MF_NOBOUND;
+    weir__deliver_slot(ps->rt, slot, ps, w);
+  }
+}
+
+static void sleep_1ms(void) {
+  struct timespec ts = {0, 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
+  if (!rt || n == 0 || n > 65536) return WEIR_EINVAL;
+  if (weir__on_scheduler()) return WEIR_EDEADLK;
+  weir__partsup *ps = ps_of(rt, ps_pid);
+  if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
+  pthread_mutex_lock(&ps->resize_mu);
+  route_tab *old = atomic_load_explicit(&ps->tab, memory_order_acquire);
+  int rc = WEIR_OK;
+  if (n == old->n) goto out;
+  hot_arr *ha = atomic_load(&ps->hot);
+  if (n > ha->cap) {
+    /* Samplers read the sketches lock-free: grow into a new array and
+       retire the old one with the node. Counts restart from zero. */
+    hot_arr *nh = weir__calloc(1, sizeof *nh + n * sizeof(hot_sketch));
+    if (!nh) {
+      rc = WEIR_ENOMEM;
+      goto out;
+    }
+    nh->cap = n;
+    rc = weir__retire(rt, ha, weir__free);
+    if (rc) {
+      weir__free(nh);
+      goto out;
+    }
+    atomic_store_explicit(&ps->hot, nh, memory_order_release);
+  }
+  route_tab *t = tab_new(n, (uint8_t)(old->epoch + 1));
+  if (!t) {
+    rc = WEIR_ENOMEM;
+    goto out;
+  }
+  for (unsigned i = 0; i < n && i < old->n; i++)
+    atomic_store(&t->slot[i], atomic_load(&old->slot[i]));
+  if (n > old->n) {
+    /* New workers start before the table is published (they fill
+       `pending`), so no route ever finds an empty entry. */
+    ps->pending = t;
+    rc = weir__sup_resize_children(rt, ps_pid, n);
+    ps->pending = NULL;
+    if (rc != WEIR_OK) {
+      weir__free(t);
+      goto out;
+    }
+  }
+  t->older = old;
+  atomic_store_explicit(&ps->barriers_left, (int)old->n,
+                        memory_order_seq_cst);
+  atomic_store_explicit(&ps->tab, t, memory_order_seq_cst);
+  routers_quiesce();
+  /* Every message routed with the old table is now queued: a barrier
+     behind them in each old partition. */
+  for (unsigned i = 0; i < old->n; i++) {
+    weir__proc *slot = atomic_load(&old->slot[i]);
+    weir__msg *b = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
+    int brc = WEIR_ENOMEM;
+    if (b) {
+      weir__syscall sc = {barrier_cb, ps};
+      memcpy(weir__msg_data(b), &sc, sizeof sc);
+      b->flags |= WEIR__MF_NOBOUND;
+      brc = slot ? weir__deliver_slot(rt, slot, ps, b) : WEIR_ENOPROC;
+      if (!slot) weir__msg_free(b);
+    }
+    if (brc != WEIR_OK) barrier_cb(NULL, ps); /* gone: nothing to drain */
+  }
+  while (atomic_load_explicit(&ps->barriers_left, memory_order_acquire) > 0)
+    sleep_1ms();
+  if (n < old->n) rc = weir__sup_resize_children(rt, ps_pid, n);
+out:
+  pthread_mutex_unlock(&ps->resize_mu);
+  return rc;
+}
