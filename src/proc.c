@@ -200,7 +200,8 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->overflow = (uint8_t)so->overflow;
   p->blocking = so->blocking ? 1 : 0;
   p->trap_exit = so->trap_exit ? 1 : 0;
-  p->keep_on_exit = x ? x->keep : 0;
+  __atomic_store_n(&p->keep_on_exit, (uint8_t)(x ? x->keep : 0),
+                   __ATOMIC_RELAXED);
   p->served_calls = 0;
   p->partition = x ? x->partition : -1;
   p->supervisor = x ? x->supervisor : 0;
@@ -358,7 +359,12 @@ int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m) {
 int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
                        weir__msg *m) {
   uint32_t st = atomic_load_explicit(&p->life, memory_order_acquire);
-  if ((st != WEIR__P_LIVE && st != WEIR__P_HELD) || p->route != route) {
+  /* An exiting worker that keeps its mailbox will be HELD in a moment and
+     restarted: its messages wait for the next incarnation. */
+  bool ok = st == WEIR__P_LIVE || st == WEIR__P_HELD ||
+            (st == WEIR__P_EXITING &&
+             __atomic_load_n(&p->keep_on_exit, __ATOMIC_RELAXED));
+  if (!ok || p->route != route) {
     weir__msg_free(m);
     return WEIR_ENOPROC;
   }
