@@ -533,7 +533,10 @@ static void test_exit_signals(void) {
   weir_ref m4 = test_watch(w, p4);
   CHECK_OK(weir_exit(rt, p4, WEIR_REASON_KILL));
   int r4 = wait_down(m4);
-  CHECK_MSG(r4 == WEIR_REASON_KILLED || r4 == WEIR_REASON_KILL,
+  /* KILL is prompt: it may overtake the watcher's monitor request, which
+     then finds the process gone (NOPROC), as in Erlang. */
+  CHECK_MSG(r4 == WEIR_REASON_KILLED || r4 == WEIR_REASON_KILL ||
+                r4 == WEIR_REASON_NOPROC,
             "killed process ended with reason %d", r4);
   e = one_event(s5);
   CHECK_EQ_U64(e.tag, WEIR_TAG_EXIT);

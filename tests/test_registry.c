@@ -35,6 +35,7 @@ static const weir_server rsrv = {
 
 static weir_rt *rt;
 static test_watcher *w;
+static uint64_t g_base; /* processes with only the watcher running */
 
 static weir_pid spawn_plain(void) {
   weir_pid pid;
@@ -159,6 +160,9 @@ static void test_spawn_name(void) {
 
   /* The name is taken: the spawn fails, calls no callback, starts nothing. */
   strcpy(name, "delta");
+  /* Earlier processes may still be finishing their exits (the count drops a
+     moment after the DOWN): settle at watcher + a. */
+  WAIT_UNTIL(test_nprocs(rt) == g_base + 1, TEST_LIVENESS_MS);
   uint64_t before = test_nprocs(rt);
   int before_inits = atomic_load(&inits);
   weir_pid b = WEIR_PID_NONE;
@@ -271,6 +275,7 @@ int main(void) {
   test_seed();
   rt = test_rt_start(2);
   w = test_watcher_start(rt);
+  g_base = test_nprocs(rt);
   test_basic();
   test_stale();
   test_freed_on_exit();

@@ -226,7 +226,7 @@ static void test_two_runtimes(void) {
   side s[2];
   pthread_t th[2];
   for (int i = 0; i < 2; i++) {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "rt%d", i);
     weir_rt_opts o;
     weir_rt_opts_init(&o);
