@@ -1,0 +1,246 @@
+/*
+ * args.c: weirctl's argument parser (see args.h). Global options come
+ * before the command (`--node`, `-s`, `--json`, also in --opt=VALUE form);
+ * `top` takes its own after it. Validation happens here, before any socket
+ * is opened, so that an unknown attribute or a malformed number is a clear
+ * local error and the node only ever sees well-formed requests.
+ */
+#include "args.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int fail(char *err, size_t errn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errn, const char *fmt, ...) {
+  if (err && errn) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errn, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+const char *weirctl_usage(void) {
+  return "usage: weirctl [--node NAME | -s SOCKET] [--json] COMMAND [ARGS]\n"
+         "\n"
+         "commands:\n"
+         "  nodes                      live nodes in the run dir\n"
+         "  proc_count ATTR N          top N processes by ATTR\n"
+         "  proc_window ATTR N MS      top N by ATTR's increase over MS ms\n"
+         "  info PID|NAME              one process in detail\n"
+         "  partitions NAME            workers of a partition supervisor\n"
+         "  node_stats                 node-wide counters\n"
+         "  scheduler_usage [MS]       scheduler busy fractions (default "
+         "1000)\n"
+         "  alarms                     active overload alarms\n"
+         "  metrics                    Prometheus text\n"
+         "  top [--sort ATTR] [-n N] [--once]\n"
+         "                             live view, refreshed every second\n"
+         "  help                       the node's command list\n"
+         "\n"
+         "ATTR: message_queue_len mailbox_bytes memory reductions messages_in\n"
+         "      messages_out dropped queue_high_water\n"
+         "\n"
+         "options:\n"
+         "  --node NAME   the node's socket is $WEIR_RUN_DIR/NAME.sock\n"
+         "                (run dir default /tmp/weir-UID)\n"
+         "  -s SOCKET     a socket path\n"
+         "  --json        print the node's JSON reply as is\n"
+         "  -h, --help    this text;  -V, --version  the version\n"
+         "Without --node or -s, the only live node in the run dir is used.\n";
+}
+
+/* A decimal number in [lo, hi]. */
+static int num(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+  unsigned long long v = 0;
+  if (!*s) return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    v = v * 10 + (unsigned)(*s - '0');
+    if (v > hi) return -1;
+  }
+  if (v < lo) return -1;
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int attr(const char *s, weir_attr *a, char *err, size_t errn) {
+  if (weir_attr_parse(s, a) == WEIR_OK) return 0;
+  return fail(err, errn,
+              "unknown attribute '%.40s' (one of: message_queue_len, "
+              "mailbox_bytes, memory, reductions, messages_in, messages_out, "
+              "dropped, queue_high_water)",
+              s);
+}
+
+/* A process name or pid: printable, no spaces, at most 63 bytes. */
+static int word(const char *s, const char *what, char *err, size_t errn) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 63)
+    return fail(err, errn, "%s must be 1 to 63 bytes", what);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= ' ' || c == 0x7F)
+      return fail(err, errn, "%s must not contain spaces or control characters",
+                  what);
+  }
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  weirctl_cmd cmd;
+  int min, max; /* positional arguments */
+  const char *usage;
+} cmds[] = {
+    {"nodes", WEIRCTL_NODES, 0, 0, "nodes"},
+    {"proc_count", WEIRCTL_PROC_COUNT, 2, 2, "proc_count ATTR N"},
+    {"proc_window", WEIRCTL_PROC_WINDOW, 3, 3, "proc_window ATTR N MS"},
+    {"info", WEIRCTL_INFO, 1, 1, "info PID|NAME"},
+    {"partitions", WEIRCTL_PARTITIONS, 1, 1, "partitions NAME"},
+    {"node_stats", WEIRCTL_NODE_STATS, 0, 0, "node_stats"},
+    {"scheduler_usage", WEIRCTL_SCHEDULER_USAGE, 0, 1, "scheduler_usage [MS]"},
+    {"alarms", WEIRCTL_ALARMS, 0, 0, "alarms"},
+    {"metrics", WEIRCTL_METRICS, 0, 0, "metrics"},
+    {"top", WEIRCTL_TOP, 0, 0, "top [--sort ATTR] [-n N] [--once]"},
+    {"help", WEIRCTL_HELP, 0, 0, "help"},
+};
+
+/* "--opt=value" or "--opt value": the value, advancing *i; NULL if none. */
+static const char *optval(int argc, char *const argv[], int *i,
+                          const char *opt) {
+  const char *a = argv[*i];
+  size_t k = strlen(opt);
+  if (strncmp(a, opt, k) == 0 && a[k] == '=') return a + k + 1;
+  if (strcmp(a, opt) != 0) return NULL;
+  if (*i + 1 >= argc) return NULL;
+  return argv[++*i];
+}
+
+static int is_opt(const char *a, const char *opt) {
+  size_t k = strlen(opt);
+  return strncmp(a, opt, k) == 0 && (a[k] == 0 || a[k] == '=');
+}
+
+int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
+                       size_t errn) {
+  if (err && errn) err[0] = 0;
+  memset(a, 0, sizeof *a);
+  a->attr = WEIR_ATTR_MESSAGE_QUEUE_LEN;
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *s = argv[i];
+    if (!s) return fail(err, errn, "missing argument");
+    const char *v;
+    if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+      a->help = 1;
+    } else if (strcmp(s, "-V") == 0 || strcmp(s, "--version") == 0) {
+      a->version = 1;
+    } else if (strcmp(s, "--json") == 0) {
+      a->json = 1;
+    } else if (is_opt(s, "--node")) {
+      if (!(v = optval(argc, argv, &i, "--node")))
+        return fail(err, errn, "--node needs a node name");
+      if (word(v, "a node name", err, errn)) return -1;
+      if (strchr(v, '/'))
+        return fail(err, errn, "a node name cannot contain '/' (use -s)");
+      a->node = v;
+    } else if (is_opt(s, "-s") || is_opt(s, "--socket")) {
+      if (!(v = optval(argc, argv, &i, s[1] == 's' ? "-s" : "--socket")))
+        return fail(err, errn, "-s needs a socket path");
+      if (!*v) return fail(err, errn, "-s needs a socket path");
+      a->socket = v;
+    } else if (s[0] == '-' && s[1]) {
+      return fail(err, errn, "unknown option '%.40s' (try --help)", s);
+    } else {
+      break;
+    }
+  }
+  if (a->node && a->socket)
+    return fail(err, errn, "--node and -s cannot be used together");
+  if (i >= argc) {
+    if (a->help || a->version) return 0;
+    return fail(err, errn, "no command (try --help)");
+  }
+  if (!argv[i]) return fail(err, errn, "missing argument");
+  size_t c = 0, nc = sizeof cmds / sizeof cmds[0];
+  while (c < nc && strcmp(argv[i], cmds[c].name) != 0)
+    c++;
+  if (c == nc)
+    return fail(err, errn, "unknown command '%.40s' (try --help)", argv[i]);
+  a->cmd = cmds[c].cmd;
+  char *const *pos = argv + i + 1;
+  int np = argc - i - 1;
+  for (int k = 0; k < np; k++)
+    if (!pos[k]) return fail(err, errn, "missing argument");
+
+  if (a->cmd == WEIRCTL_TOP) {
+    a->n = 0;
+    for (int k = 0; k < np; k++) {
+      const char *s = pos[k], *v;
+      int j = k + 1; /* optval's index into pos, shifted by one */
+      char *const *sub = pos - 1;
+      if (strcmp(s, "--once") == 0) {
+        a->once = 1;
+      } else if (strcmp(s, "--json") == 0) {
+        a->json = 1;
+      } else if (is_opt(s, "--sort")) {
+        if (!(v = optval(np + 1, sub, &j, "--sort")))
+          return fail(err, errn, "--sort needs an attribute");
+        if (attr(v, &a->attr, err, errn)) return -1;
+        k = j - 1;
+      } else if (is_opt(s, "-n")) {
+        if (!(v = optval(np + 1, sub, &j, "-n")) || num(v, 1, 200, &a->n))
+          return fail(err, errn, "-n needs a number from 1 to 200");
+        k = j - 1;
+      } else {
+        return fail(err, errn, "usage: weirctl %s", cmds[c].usage);
+      }
+    }
+    snprintf(a->request, sizeof a->request, "proc_count %s %u",
+             weir_attr_name(a->attr), a->n ? a->n : 20);
+    return 0;
+  }
+  if (np < cmds[c].min || np > cmds[c].max)
+    return fail(err, errn, "usage: weirctl %s", cmds[c].usage);
+  switch (a->cmd) {
+  case WEIRCTL_PROC_COUNT:
+  case WEIRCTL_PROC_WINDOW:
+    if (attr(pos[0], &a->attr, err, errn)) return -1;
+    if (num(pos[1], 1, 1000, &a->n))
+      return fail(err, errn, "N must be a number from 1 to 1000");
+    if (a->cmd == WEIRCTL_PROC_COUNT) {
+      snprintf(a->request, sizeof a->request, "proc_count %s %u",
+               weir_attr_name(a->attr), a->n);
+      break;
+    }
+    if (num(pos[2], 1, 60000, &a->ms))
+      return fail(err, errn, "MS must be a number from 1 to 60000");
+    snprintf(a->request, sizeof a->request, "proc_window %s %u %u",
+             weir_attr_name(a->attr), a->n, a->ms);
+    break;
+  case WEIRCTL_INFO:
+  case WEIRCTL_PARTITIONS:
+    if (word(pos[0], a->cmd == WEIRCTL_INFO ? "a pid or name" : "a name", err,
+             errn))
+      return -1;
+    a->target = pos[0];
+    snprintf(a->request, sizeof a->request, "%s %s", cmds[c].name, pos[0]);
+    break;
+  case WEIRCTL_SCHEDULER_USAGE:
+    a->ms = 1000;
+    if (np == 1 && num(pos[0], 1, 60000, &a->ms))
+      return fail(err, errn, "MS must be a number from 1 to 60000");
+    snprintf(a->request, sizeof a->request, "scheduler_usage %u", a->ms);
+    break;
+  case WEIRCTL_NODES:
+    break;
+  default:
+    snprintf(a->request, sizeof a->request, "%s", cmds[c].name);
+    break;
+  }
+  return 0;
+}

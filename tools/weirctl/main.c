@@ -1,0 +1,623 @@
+/*
+ * weirctl: production diagnostics for a running weir node, over its console
+ * socket (see docs/DIAGNOSTICS.md and weirctl(1)).
+ *
+ * weirctl is only a client: it parses its arguments (args.c, pure), finds
+ * the node's socket, sends one request line per query and renders the reply.
+ * With --json the node's reply is printed as it came; otherwise jansson
+ * parses it and weirctl prints aligned tables that fit 80 columns. Every
+ * failure is one line on stderr and exit status 1: an unknown node names the
+ * run dir and suggests `weirctl nodes`, an unknown attribute lists the valid
+ * ones, a node that stops answering is a timeout, never a hang.
+ */
+#include "args.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REPLY_TIMEOUT_MS 15000
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("weirctl: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return 1;
+}
+
+/* ---- finding nodes ----------------------------------------------------- */
+
+static void run_dir(char *buf, size_t n) {
+  const char *env = getenv("WEIR_RUN_DIR");
+  if (env && *env)
+    snprintf(buf, n, "%s", env);
+  else
+    snprintf(buf, n, "/tmp/weir-%u", (unsigned)geteuid());
+}
+
+/* Connects to a Unix socket; -1 with errno set on failure. */
+static int sock_open(const char *path) {
+  struct sockaddr_un sa;
+  if (strlen(path) >= sizeof sa.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+typedef struct {
+  char name[64];
+  char path[256];
+} node_ent;
+
+/* The live nodes of the run dir (sockets that accept a connection). */
+static int list_nodes(const char *dir, node_ent *out, int max) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    size_t k = strlen(e->d_name);
+    if (k <= 5 || k - 5 >= sizeof out->name ||
+        strcmp(e->d_name + k - 5, ".sock") != 0)
+      continue;
+    node_ent *x = &out[n];
+    snprintf(x->name, sizeof x->name, "%.*s", (int)(k - 5), e->d_name);
+    if ((size_t)snprintf(x->path, sizeof x->path, "%s/%s", dir, e->d_name) >=
+        sizeof x->path)
+      continue;
+    int fd = sock_open(x->path);
+    if (fd < 0) continue;
+    close(fd);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const node_ent *)a)->name, ((const node_ent *)b)->name);
+}
+
+static int cmd_nodes(const weirctl_args *a) {
+  char dir[200];
+  run_dir(dir, sizeof dir);
+  node_ent nodes[256];
+  int n = list_nodes(dir, nodes, 256);
+  if (n < 0) n = 0; /* no run dir: no nodes */
+  qsort(nodes, (size_t)n, sizeof nodes[0], by_name);
+  if (a->json) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+      json_array_append_new(arr, json_pack("{s:s,s:s}", "node", nodes[i].name,
+                                           "socket", nodes[i].path));
+    char *s = json_dumps(arr, JSON_COMPACT);
+    puts(s ? s : "[]");
+    free(s);
+    json_decref(arr);
+    return 0;
+  }
+  if (n == 0) {
+    printf("no live node in %s\n", dir);
+    return 0;
+  }
+  printf("%-24s %s\n", "NODE", "SOCKET");
+  for (int i = 0; i < n; i++)
+    printf("%-24s %s\n", nodes[i].name, nodes[i].path);
+  return 0;
+}
+
+/* The socket to talk to, or exit 1 with a message. */
+static int pick_socket(const weirctl_args *a, char *path, size_t n) {
+  char dir[200];
+  run_dir(dir, sizeof dir);
+  if (a->socket) {
+    snprintf(path, n, "%s", a->socket);
+    return 0;
+  }
+  if (a->node) {
+    snprintf(path, n, "%s/%s.sock", dir, a->node);
+    return 0;
+  }
+  node_ent nodes[64];
+  int k = list_nodes(dir, nodes, 64);
+  if (k <= 0)
+    return die("no live node in %s (start one with a console, or "
+               "use --node / -s)",
+               dir);
+  if (k > 1) {
+    qsort(nodes, (size_t)k, sizeof nodes[0], by_name);
+    fprintf(stderr,
+            "weirctl: %d nodes are running in %s; pick one with "
+            "--node:",
+            k, dir);
+    for (int i = 0; i < k; i++)
+      fprintf(stderr, " %s", nodes[i].name);
+    fputc('\n', stderr);
+    return 1;
+  }
+  snprintf(path, n, "%s", nodes[0].path);
+  return 0;
+}
+
+static int connect_node(const weirctl_args *a, const char *path) {
+  int fd = sock_open(path);
+  if (fd >= 0) return fd;
+  if (a->node && (errno == ENOENT || errno == ECONNREFUSED)) {
+    char dir[200];
+    run_dir(dir, sizeof dir);
+    die("no node named '%s' is running (no live socket %s/%s.sock); "
+        "`weirctl nodes` lists the live ones",
+        a->node, dir, a->node);
+  } else {
+    die("cannot connect to %s: %s", path, strerror(errno));
+  }
+  return -1;
+}
+
+/* ---- one request, one reply ------------------------------------------- */
+
+/* Sends req and reads the reply (one line, or Prometheus text up to
+   "# EOF"). Returns a malloc'd NUL-terminated string, or NULL after printing
+   the reason. */
+static char *request(int fd, const char *req, int multiline, int timeout_ms) {
+  size_t rl = strlen(req);
+  char line[200];
+  snprintf(line, sizeof line, "%s\n", req);
+  for (size_t off = 0; off < rl + 1;) {
+    ssize_t k = send(fd, line + off, rl + 1 - off, MSG_NOSIGNAL);
+    if (k <= 0) {
+      die("cannot send to the node: %s", strerror(errno));
+      return NULL;
+    }
+    off += (size_t)k;
+  }
+  size_t cap = 8192, len = 0;
+  char *b = malloc(cap);
+  if (!b) return NULL;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    b[len] = 0;
+    if (len && b[len - 1] == '\n') {
+      if (!multiline || b[0] == '{') break;
+      if (len >= 6 && strcmp(b + len - 6, "# EOF\n") == 0) break;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long el = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+              (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    struct pollfd pf = {fd, POLLIN, 0};
+    int pr = el >= timeout_ms ? 0 : poll(&pf, 1, (int)(timeout_ms - el));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) {
+      free(b);
+      die("the node did not answer within %d ms", timeout_ms);
+      return NULL;
+    }
+    if (len + 4096 > cap) {
+      char *nb = realloc(b, cap *= 2);
+      if (!nb) {
+        free(b);
+        return NULL;
+      }
+      b = nb;
+    }
+    ssize_t k = recv(fd, b + len, cap - len - 1, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      free(b);
+      die("the node closed the connection");
+      return NULL;
+    }
+    len += (size_t)k;
+  }
+  return b;
+}
+
+/* Parses a JSON reply; NULL (after printing) on an error reply. */
+static json_t *parse_reply(const char *r) {
+  json_error_t e;
+  json_t *j = json_loads(r, 0, &e);
+  if (!j) {
+    die("malformed reply from the node: %s", e.text);
+    return NULL;
+  }
+  json_t *err = json_is_object(j) ? json_object_get(j, "error") : NULL;
+  if (err) {
+    die("%s", json_is_string(err) ? json_string_value(err) : "error");
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static const char *str_or(json_t *o, const char *k, const char *dflt) {
+  json_t *v = json_object_get(o, k);
+  return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+static unsigned long long num_of(json_t *o, const char *k) {
+  json_t *v = json_object_get(o, k);
+  if (json_is_integer(v)) return (unsigned long long)json_integer_value(v);
+  if (json_is_real(v)) return (unsigned long long)json_real_value(v);
+  return 0;
+}
+
+static double real_of(json_t *o, const char *k) {
+  json_t *v = json_object_get(o, k);
+  return json_is_number(v) ? json_number_value(v) : 0.0;
+}
+
+/* s cut to w columns (a '~' marks a cut), into buf. */
+static const char *fit(const char *s, int w, char *buf, size_t n) {
+  size_t len = strlen(s);
+  if ((int)len <= w) return s;
+  snprintf(buf, n, "%.*s~", w - 1, s);
+  return buf;
+}
+
+/* 1234567 -> "1.2M": numbers that fit a narrow column. */
+static const char *human(unsigned long long v, char *buf, size_t n) {
+  if (v < 100000ull)
+    snprintf(buf, n, "%llu", v);
+  else if (v < 10000000ull)
+    snprintf(buf, n, "%.1fK", (double)v / 1e3);
+  else if (v < 10000000000ull)
+    snprintf(buf, n, "%.1fM", (double)v / 1e6);
+  else
+    snprintf(buf, n, "%.1fG", (double)v / 1e9);
+  return buf;
+}
+
+/* The widest value of string field k in arr, at least min. */
+static int widest(json_t *arr, const char *k, const char *dflt, int min) {
+  size_t i;
+  json_t *e;
+  int w = min;
+  json_array_foreach(arr, i, e) {
+    int l = (int)strlen(str_or(e, k, dflt));
+    if (l > w) w = l;
+  }
+  return w;
+}
+
+/* Aligned columns sized to their content, shrunk to fit 80 columns. */
+static void print_samples(json_t *arr) {
+  char b1[128], b2[128], b3[128], v[32];
+  int wp = widest(arr, "pid", "?", 3), wv = 5;
+  size_t i;
+  json_t *e;
+  json_array_foreach(arr, i, e) {
+    int l = snprintf(v, sizeof v, "%llu", num_of(e, "value"));
+    if (l > wv) wv = l;
+  }
+  int wn = widest(arr, "registered_name", "-", 15);
+  int wc = widest(arr, "current_function", "-", 16);
+  int wi = widest(arr, "initial_call", "-", 12);
+  while (wp + wv + wn + wc + wi + 8 > 80) {
+    int *big = wc >= wn && wc >= wi ? &wc : wn >= wi ? &wn : &wi;
+    if (*big <= 12) break;
+    (*big)--;
+  }
+  printf("%-*s %*s  %-*s  %-*s  %s\n", wp, "PID", wv, "VALUE", wn,
+         "REGISTERED_NAME", wc, "CURRENT_FUNCTION", "INITIAL_CALL");
+  json_array_foreach(arr, i, e) {
+    printf("%-*s %*llu  %-*s  %-*s  %s\n", wp, str_or(e, "pid", "?"), wv,
+           num_of(e, "value"), wn,
+           fit(str_or(e, "registered_name", "-"), wn, b1, sizeof b1), wc,
+           fit(str_or(e, "current_function", "-"), wc, b2, sizeof b2),
+           fit(str_or(e, "initial_call", "-"), wi, b3, sizeof b3));
+  }
+}
+
+/* An object as "key: value" lines, in the node's order. */
+static void print_object(json_t *o) {
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v) {
+    if (json_is_string(v))
+      printf("%-20s %s\n", k, json_string_value(v));
+    else if (json_is_null(v))
+      printf("%-20s -\n", k);
+    else if (json_is_real(v))
+      printf("%-20s %.3f\n", k, json_real_value(v));
+    else {
+      char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+      printf("%-20s %s\n", k, s ? s : "?");
+      free(s);
+    }
+  }
+}
+
+/* 2764800 -> "2.6MiB". */
+static const char *bytes(unsigned long long v, char *buf, size_t n) {
+  static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double d = (double)v;
+  int u = 0;
+  while (d >= 1024 && u < 4) {
+    d /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf(buf, n, "%lluB", v);
+  else
+    snprintf(buf, n, "%.1f%s", d, unit[u]);
+  return buf;
+}
+
+static void print_partitions(json_t *o) {
+  printf("partition supervisor %s %s, %llu partitions\n",
+         str_or(o, "name", "?"), str_or(o, "supervisor", "?"),
+         num_of(o, "count"));
+  printf("%4s %-13s %9s %8s %8s  %-14s %s\n", "PART", "PID", "QUEUE", "IN/S",
+         "OUT/S", "STATUS", "HOT KEYS (key:count)");
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(o, "partitions"), i, p) {
+    char q[32], hot[64] = "";
+    size_t k;
+    json_t *h;
+    json_array_foreach(json_object_get(p, "hot_keys"), k, h) {
+      char one[48];
+      snprintf(one, sizeof one, "%s%llu:%llu", k ? " " : "", num_of(h, "key"),
+               num_of(h, "count"));
+      if (strlen(hot) + strlen(one) < 28) strcat(hot, one);
+    }
+    printf("%4llu %-13s %9s %8.1f %8.1f  %-14s %s\n", num_of(p, "partition"),
+           str_or(p, "pid", "-"),
+           human(num_of(p, "message_queue_len"), q, sizeof q),
+           real_of(p, "in_rate"), real_of(p, "out_rate"),
+           str_or(p, "status", "?"), hot);
+  }
+}
+
+static void print_usage(json_t *o) {
+  size_t i;
+  json_t *u;
+  json_array_foreach(json_object_get(o, "schedulers"), i, u) {
+    double f = json_is_number(u) ? json_number_value(u) : 0;
+    int bars = (int)(f * 50 + 0.5);
+    printf("scheduler %-3zu %5.1f%% ", i, f * 100);
+    for (int k = 0; k < 50; k++)
+      putchar(k < bars ? '#' : '.');
+    putchar('\n');
+  }
+  printf("total         %5.1f%%\n", real_of(o, "total") * 100);
+}
+
+static void print_alarms(json_t *o) {
+  json_t *arr = json_object_get(o, "alarms");
+  printf("active alarms: %llu\n", num_of(o, "alarms_active"));
+  size_t i;
+  json_t *a;
+  json_array_foreach(arr, i, a) {
+    char *s = json_dumps(a, JSON_COMPACT);
+    printf("  %s\n", s ? s : "?");
+    free(s);
+  }
+}
+
+static void print_help(json_t *o) {
+  size_t i;
+  json_t *c;
+  json_array_foreach(json_object_get(o, "commands"), i, c) {
+    char what[48];
+    snprintf(what, sizeof what, "%s %s", str_or(c, "name", "?"),
+             str_or(c, "args", ""));
+    printf("  %-28s %s\n", what, str_or(c, "doc", ""));
+  }
+}
+
+/* ---- top ------------------------------------------------------------------
+ */
+
+static volatile sig_atomic_t quit_flag;
+static void on_signal(int sig) {
+  (void)sig;
+  quit_flag = 1;
+}
+
+static int top_frame(int fd, const weirctl_args *a, int rows) {
+  char *r = request(fd, "node_stats", 0, REPLY_TIMEOUT_MS);
+  json_t *st = r ? parse_reply(r) : NULL;
+  free(r);
+  if (!st) return -1;
+  char req[96];
+  int n = a->n ? (int)a->n : rows - 5;
+  if (n < 1) n = 1;
+  if (n > 200) n = 200;
+  snprintf(req, sizeof req, "proc_count %s %d", weir_attr_name(a->attr), n);
+  r = request(fd, req, 0, REPLY_TIMEOUT_MS);
+  json_t *top = r ? parse_reply(r) : NULL;
+  free(r);
+  if (!top) {
+    json_decref(st);
+    return -1;
+  }
+  char b1[32], b2[32], b3[32], b4[32];
+  double up = real_of(st, "uptime_s");
+  printf("node %-16s up %dh%02dm%02ds  procs %s  queued %s msgs %s  "
+         "alarms %llu\n",
+         str_or(st, "node", "?"), (int)(up / 3600), (int)up / 60 % 60,
+         (int)up % 60, human(num_of(st, "processes"), b1, sizeof b1),
+         human(num_of(st, "queued_messages"), b2, sizeof b2),
+         bytes(num_of(st, "queued_bytes"), b3, sizeof b3),
+         num_of(st, "alarms_active"));
+  printf("scheds %llu  io %llu/%llu  rss %s  spawned %s  crashed %llu  "
+         "dropped %llu\n",
+         num_of(st, "schedulers"), num_of(st, "io_threads_live"),
+         num_of(st, "io_threads_max"),
+         bytes(num_of(st, "rss_bytes"), b1, sizeof b1),
+         human(num_of(st, "spawned"), b2, sizeof b2), num_of(st, "crashed"),
+         num_of(st, "dropped"));
+  printf("sorted by %s (q quits)\n", weir_attr_name(a->attr));
+  int wp = widest(top, "pid", "?", 3);
+  if (wp > 22) wp = 22;
+  int wc = 80 - (wp + 1 + 4 * 8 + 16);
+  printf("%-*s %7s %7s %7s %7s %-15s %s\n", wp, "PID", "VALUE", "QUEUE", "IN/S",
+         "OUT/S", "NAME", "CURRENT_FUNCTION");
+  size_t i;
+  json_t *e;
+  json_array_foreach(top, i, e) {
+    const char *pid = str_or(e, "pid", "?");
+    char ireq[96], nb[32], cb[96];
+    snprintf(ireq, sizeof ireq, "info %s", pid);
+    r = request(fd, ireq, 0, REPLY_TIMEOUT_MS);
+    json_t *in = r ? json_loads(r, 0, NULL) : NULL;
+    free(r);
+    if (!in) return -1;
+    if (json_object_get(in, "error")) { /* it ended meanwhile */
+      json_decref(in);
+      continue;
+    }
+    printf("%-*s %7s %7s %7.0f %7.0f %-15s %s\n", wp,
+           fit(pid, wp, b4, sizeof b4),
+           human(num_of(e, "value"), b1, sizeof b1),
+           human(num_of(in, "message_queue_len"), b2, sizeof b2),
+           real_of(in, "in_rate"), real_of(in, "out_rate"),
+           fit(str_or(e, "registered_name", "-"), 15, nb, sizeof nb),
+           fit(str_or(e, "current_function", "-"), wc, cb, sizeof cb));
+    json_decref(in);
+  }
+  json_decref(st);
+  json_decref(top);
+  fflush(stdout);
+  return 0;
+}
+
+static int cmd_top(int fd, const weirctl_args *a) {
+  int tty_out = isatty(STDOUT_FILENO), tty_in = isatty(STDIN_FILENO);
+  struct termios saved;
+  int raw = 0;
+  if (!a->once && tty_in && tcgetattr(STDIN_FILENO, &saved) == 0) {
+    struct termios t = saved;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+    raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  int rc = 0;
+  while (!quit_flag) {
+    if (tty_out && !a->once) fputs("\033[H\033[2J", stdout);
+    if (top_frame(fd, a, 24) != 0) {
+      rc = 1;
+      break;
+    }
+    if (a->once) break;
+    struct pollfd pf = {STDIN_FILENO, POLLIN, 0};
+    int k = poll(&pf, tty_in ? 1 : 0, 1000);
+    if (k > 0) {
+      char c = 0;
+      if (read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q')) break;
+    }
+  }
+  if (raw) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+  return rc;
+}
+
+/* ---- main -----------------------------------------------------------------
+ */
+
+int main(int argc, char **argv) {
+  weirctl_args a;
+  char err[256];
+  if (weirctl_parse_args(argc, argv, &a, err, sizeof err) != 0)
+    return die("%s", err);
+  if (a.help) {
+    fputs(weirctl_usage(), stdout);
+    return 0;
+  }
+  if (a.version) {
+    printf("weirctl %s\n", WEIR_VERSION_STRING);
+    return 0;
+  }
+  if (a.cmd == WEIRCTL_NODES) return cmd_nodes(&a);
+  signal(SIGPIPE, SIG_IGN);
+  char path[256];
+  if (pick_socket(&a, path, sizeof path) != 0) return 1;
+  int fd = connect_node(&a, path);
+  if (fd < 0) return 1;
+  if (a.cmd == WEIRCTL_TOP) {
+    int rc = cmd_top(fd, &a);
+    close(fd);
+    return rc;
+  }
+  int timeout = REPLY_TIMEOUT_MS + (int)a.ms;
+  char *r = request(fd, a.request, a.cmd == WEIRCTL_METRICS, timeout);
+  close(fd);
+  if (!r) return 1;
+  if (a.cmd == WEIRCTL_METRICS && r[0] != '{') {
+    fputs(r, stdout);
+    free(r);
+    return 0;
+  }
+  if (a.json) {
+    /* The node's JSON as is, unless it is an error. */
+    json_t *j = parse_reply(r);
+    if (j) fputs(r, stdout);
+    free(r);
+    json_decref(j);
+    return j ? 0 : 1;
+  }
+  json_t *j = parse_reply(r);
+  free(r);
+  if (!j) return 1;
+  switch (a.cmd) {
+  case WEIRCTL_PROC_COUNT:
+  case WEIRCTL_PROC_WINDOW:
+    print_samples(j);
+    break;
+  case WEIRCTL_PARTITIONS:
+    print_partitions(j);
+    break;
+  case WEIRCTL_SCHEDULER_USAGE:
+    print_usage(j);
+    break;
+  case WEIRCTL_ALARMS:
+    print_alarms(j);
+    break;
+  case WEIRCTL_HELP:
+    print_help(j);
+    break;
+  default:
+    print_object(j);
+    break;
+  }
+  json_decref(j);
+  return 0;
+}
