@@ -254,7 +254,9 @@ WEIR_API int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag,
                              const void *data, uint32_t len, int timeout_ms,
                              weir_ref *ref);
 /* Replies to a call, now or later (from any process or thread). A reply to a
-   caller that has gone (timed out, ended) is discarded: returns ENOPROC. */
+   thread caller that has gone (timed out) is discarded and returns ENOPROC;
+   a reply to a process caller returns ENOPROC if that process has ended, and
+   is discarded on arrival if its call_async already timed out. */
 WEIR_API int weir_reply(weir_ctx *cx, weir_from from, const void *data,
                         uint32_t len);
 /* The same from outside a callback (a deferred reply from another thread). */
@@ -298,8 +300,9 @@ WEIR_API int weir_register(weir_rt *rt, const char *name, weir_pid pid);
 WEIR_API int weir_unregister(weir_rt *rt, const char *name);
 WEIR_API int weir_whereis(weir_rt *rt, const char *name, weir_pid *pid);
 
-/* "<0.SLOT.GEN>" into buf of n bytes (24 is always enough); returns the
-   length written (without NUL) or EINVAL. */
+/* "<0.SLOT.GEN>" into buf of n bytes (32 is always enough); returns the
+   length written (without NUL), or EINVAL if it does not fit (buf is then
+   the empty string: a pid is never silently truncated). */
 WEIR_API int weir_pid_format(weir_pid pid, char *buf, size_t n);
 /* Parses "<0.SLOT.GEN>" (or "0.SLOT.GEN"); EINVAL on anything else. */
 WEIR_API int weir_pid_parse(const char *str, weir_pid *pid);
@@ -529,10 +532,19 @@ typedef struct weir_alarm { /* the payload of a WEIR_TAG_ALARM message */
   weir_pid pid;
   char registered_name[64];
   char current_function[80];
-  uint64_t queue_len;
-  double in_rate, out_rate;  /* per second */
-  double secs_to_limit;      /* until the bound or budget; < 0 = never */
+  uint64_t queue_len;        /* mailbox_budget: bytes queued on the node */
+  double in_rate, out_rate;  /* per second, smoothed */
+  double secs_to_limit;      /* at the current net rate, until the process's
+                                bound, else the node budget, else the memory
+                                the kernel has available; < 0 = not growing */
 } weir_alarm;
+
+/* The alarms raised and not yet cleared: up to n into out; *count = how
+   many there are. */
+WEIR_API int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n,
+                         size_t *count);
+/* "long_message_queue", "queue_growth", "mailbox_budget". */
+WEIR_API const char *weir_alarm_kind_name(weir_alarm_kind k);
 
 /* pid receives every alarm as WEIR_TAG_ALARM in handle_info. */
 WEIR_API int weir_alarm_subscribe(weir_rt *rt, weir_pid pid);

@@ -86,6 +86,7 @@ typedef struct weir__msg {
 #define WEIR__MF_ROUTED 1u  /* sent through a partition router */
 #define WEIR__MF_NOBOUND 2u /* runtime message: not counted against bounds */
 #define WEIR__MF_FRONT 4u   /* popped from the requeue list: caller frees */
+#define WEIR__MF_BUDGET 8u  /* counted in the node's mailbox budget */
 
 static inline void *weir__msg_data(weir__msg *m) { return (void *)(m + 1); }
 static inline size_t weir__msg_size(uint32_t len) {
@@ -162,10 +163,17 @@ struct weir__proc {
   uint8_t keep_on_exit; /* owner-only: hold the mailbox for a restart */
   uint8_t served_calls; /* owner-only: took a call from a thread */
   uint64_t max_bytes;
+  int push_timeout_ms;
+  uint32_t alarm_enable, alarm_disable; /* 0 = node default */
+  _Atomic uint64_t drop_pending; /* DROP_OLDEST: oldest to shed at next pop */
+  _Atomic uint32_t space_seq;    /* BLOCK: futex word, bumped on room */
+  _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
 
   /* ---- the receiver's line */
   weir__msg *tail WEIR__ALIGNED; /* consumer-owned */
   weir__msg *front;              /* requeued messages, consumer-owned */
+  uint8_t shed_oldest;           /* copy of overflow == DROP_OLDEST */
+  uint8_t wake_blocked;          /* copy of overflow == BLOCK */
   _Atomic uint64_t out_count;    /* messages taken off the queue */
   _Atomic uint64_t out_bytes;
   weir__msg stub;                /* the queue's initial node */
@@ -301,13 +309,19 @@ void weir__proc_undefer(weir__proc *p);
 /* overload.c: admits m into bounded p (counts it) or sheds it. Consumes m
    on any error. */
 int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m);
+/* Consumer side of the policies, after each pop: true = m was shed (the
+   caller skips it). Also wakes BLOCK senders. */
+bool weir__bound_popped(weir__proc *p, weir__msg *m);
 void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason);
 /* overload.c: called at each exit (after links/monitors were signalled). */
 void weir__exit_hook(weir_rt *rt, weir__proc *p, weir_pid self, int reason);
 void weir__overload_free(weir_rt *rt);
+/* alarm.c */
 void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
                  double *out_rate);
 uint64_t weir__alarms_active(weir_rt *rt);
+int weir__alarm_start(weir_rt *rt);
+void weir__alarm_stop(weir_rt *rt);
 /* server.c */
 int weir__calls_init(weir_rt *rt);
 void weir__calls_server_gone(weir_rt *rt, weir_pid server);

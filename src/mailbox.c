@@ -50,6 +50,12 @@ static void node_free(weir__proc *p, weir__msg *n) {
 /* Consumer-owned counters: a plain load and store, relaxed, because only the
    consumer writes them and readers tolerate a stale value. */
 static inline void count_out(weir__proc *p, weir__msg *m) {
+  if (WEIR__UNLIKELY(m->flags & WEIR__MF_BUDGET)) {
+    /* relaxed: a budget figure, ordering nothing */
+    atomic_fetch_sub_explicit(&p->rt->queued_bytes, m->len,
+                              memory_order_relaxed);
+    m->flags &= (uint16_t)~WEIR__MF_BUDGET;
+  }
   atomic_store_explicit(
       &p->out_count,
       atomic_load_explicit(&p->out_count, memory_order_relaxed) + 1,

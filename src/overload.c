@@ -10,17 +10,66 @@
  * pass it by at most their own messages; it exists to cap memory, where that
  * slack does not matter.
  *
- * Every shed message is counted on its process (dropped) and on the node, and
- * goes to the dead-letter subscriber if there is one.
+ * REJECT returns WEIR_EFULL to the sender; DROP_NEWEST sheds the new message;
+ * DROP_OLDEST has the receiver shed the oldest at its next pop (senders
+ * cannot pop an MPSC queue), so the queue holds at most max_queue_len live
+ * messages plus those marked for shedding, which never pass max_queue_len
+ * more; BLOCK parks the sender on a futex the receiver bumps after each pop
+ * when someone waits (EDEADLK where waiting would stall a scheduler).
+ *
+ * The node budget (max_mailbox_bytes) caps the bytes queued in all mailboxes;
+ * when it is set, every send pays one shared atomic add. Over budget a send
+ * fails with WEIR_EBUDGET.
+ *
+ * Every shed or refused message is counted on its process (dropped) and on
+ * the node, and a shed one goes to the dead-letter subscriber if there is
+ * one: nothing disappears silently.
  */
 #include "internal.h"
 
-static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, bool reject) {
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
   atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
-  if (!reject) weir__dead_letter_notify(rt, m, WEIR_EFULL);
+  if (err == WEIR_OK) weir__dead_letter_notify(rt, m, WEIR_EFULL);
   weir__msg_free(m);
-  return reject ? WEIR_EFULL : WEIR_OK;
+  return err;
+}
+
+static long futex(_Atomic uint32_t *a, int op, uint32_t v,
+                  const struct timespec *ts) {
+  return syscall(SYS_futex, (uint32_t *)a, op, v, ts, NULL, 0);
+}
+
+/* BLOCK: waits for room until the deadline; false on timeout. */
+static bool wait_room(weir__proc *p, uint64_t deadline) {
+  uint32_t seq = atomic_load_explicit(&p->space_seq, memory_order_acquire);
+  /* seq_cst: the consumer reads `blocked` after its pop; one of us sees
+     the other (Dekker), so a wake-up is never lost. */
+  atomic_fetch_add_explicit(&p->blocked, 1, memory_order_seq_cst);
+  bool room = weir__mbox_len(p) < p->max_len ||
+              atomic_load_explicit(&p->space_seq, memory_order_acquire) != seq;
+  if (!room) {
+    struct timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+      uint64_t now = weir__now_ns();
+      if (now >= deadline) {
+        atomic_fetch_sub_explicit(&p->blocked, 1, memory_order_relaxed);
+        return false;
+      }
+      uint64_t left = deadline - now;
+      ts.tv_sec = (time_t)(left / 1000000000ull);
+      ts.tv_nsec = (long)(left % 1000000000ull);
+      tsp = &ts;
+    }
+    futex(&p->space_seq, FUTEX_WAIT_PRIVATE, seq, tsp);
+  }
+  atomic_fetch_sub_explicit(&p->blocked, 1, memory_order_relaxed);
+  return true;
 }
 
 int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
@@ -29,13 +78,70 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
     atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
     return WEIR_OK;
   }
-  bool reject = p->overflow != WEIR_OVERFLOW_DROP_NEWEST;
-  if (p->max_bytes && weir__mbox_bytes(p) + m->len > p->max_bytes)
-    return shed(rt, p, m, reject);
+  uint64_t budget = rt->opts.max_mailbox_bytes;
+  if (budget) {
+    /* relaxed: a memory cap, not an ordering; the add-then-check admits
+       at most one message per concurrent sender past the budget. */
+    uint64_t q = atomic_fetch_add_explicit(&rt->queued_bytes, m->len,
+                                           memory_order_relaxed);
+    if (q + m->len > budget) {
+      atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
+                                memory_order_relaxed);
+      return shed(rt, p, m, WEIR_EBUDGET);
+    }
+    m->flags |= WEIR__MF_BUDGET;
+  }
+  int rc = WEIR_OK;
+  uint64_t deadline = 0;
   uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   for (;;) {
     uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
-    if (p->max_len && in - out >= p->max_len) return shed(rt, p, m, reject);
+    uint64_t pend =
+        atomic_load_explicit(&p->drop_pending, memory_order_relaxed);
+    uint64_t len = in - out;
+    bool full = (p->max_len && len - (pend < len ? pend : len) >= p->max_len) ||
+                (p->max_bytes && weir__mbox_bytes(p) + m->len > p->max_bytes);
+    if (full) {
+      switch (p->overflow) {
+      case WEIR_OVERFLOW_DROP_NEWEST:
+        goto shed_new;
+      case WEIR_OVERFLOW_DROP_OLDEST:
+        /* The receiver sheds the oldest when it next pops. While it is
+           stuck in one callback, at most max_queue_len more wait to be
+           shed; past that the newest go, so memory stays bounded. */
+        if (p->max_len && len < 2ull * p->max_len &&
+            atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+          atomic_fetch_add_explicit(&p->drop_pending, 1,
+                                    memory_order_relaxed);
+          goto admitted;
+        }
+        if (p->max_len && len < 2ull * p->max_len) continue; /* CAS lost */
+        goto shed_new;
+      case WEIR_OVERFLOW_BLOCK: {
+        weir_ctx *cx = weir__current_ctx();
+        if (weir__on_scheduler() || (cx && cx->p == p)) {
+          rc = WEIR_EDEADLK;
+          goto refuse;
+        }
+        if (!deadline)
+          deadline = p->push_timeout_ms < 0
+                         ? UINT64_MAX
+                         : weir__now_ns() +
+                               (uint64_t)p->push_timeout_ms * 1000000ull;
+        if (!wait_room(p, deadline)) {
+          rc = WEIR_EFULL;
+          goto refuse;
+        }
+        in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
+        continue;
+      }
+      default:
+        rc = WEIR_EFULL;
+        goto refuse;
+      }
+    }
     /* relaxed: the reservation orders nothing by itself; the push that
        follows publishes the message. */
     if (atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
@@ -43,8 +149,54 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
                                               memory_order_relaxed))
       break;
   }
+admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
+  {
+    uint64_t len = weir__mbox_len(p);
+    uint64_t hw = atomic_load_explicit(&p->stat.high_water,
+                                       memory_order_relaxed);
+    if (len > hw) /* a diagnostic: a lost race under-reports by a little */
+      atomic_store_explicit(&p->stat.high_water, len, memory_order_relaxed);
+  }
   return WEIR_OK;
+shed_new:
+  if (m->flags & WEIR__MF_BUDGET)
+    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
+                              memory_order_relaxed);
+  return shed(rt, p, m, WEIR_OK);
+refuse:
+  if (m->flags & WEIR__MF_BUDGET)
+    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
+                              memory_order_relaxed);
+  if (rc == WEIR_EFULL) {
+    atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+  }
+  weir__msg_free(m);
+  return rc;
+}
+
+bool weir__bound_popped(weir__proc *p, weir__msg *m) {
+  if (p->wake_blocked &&
+      atomic_load_explicit(&p->blocked, memory_order_seq_cst) > 0) {
+    atomic_fetch_add_explicit(&p->space_seq, 1, memory_order_release);
+    futex(&p->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+  }
+  if (!p->shed_oldest || (m->flags & WEIR__MF_NOBOUND)) return false;
+  uint64_t pend = atomic_load_explicit(&p->drop_pending, memory_order_relaxed);
+  while (pend > 0) {
+    if (atomic_compare_exchange_weak_explicit(&p->drop_pending, &pend,
+                                              pend - 1, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      weir_rt *rt = p->rt;
+      atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+      weir__dead_letter_notify(rt, m, WEIR_EFULL);
+      if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+      return true;
+    }
+  }
+  return false;
 }
 
 void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason) {
@@ -125,24 +277,4 @@ void weir__overload_free(weir_rt *rt) {
   weir__free(rt->alarm_subs);
   rt->alarm_subs = NULL;
   rt->nalarm_subs = 0;
-}
-
-/* Rates until the alarm sampler lands: averages over the incarnation's life
-   (not yet smoothed over a recent window). */
-void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
-                 double *out_rate) {
-  (void)rt;
-  double age = (double)(weir__now_ns() - p->born_ns) / 1e9;
-  if (age < 1e-3) age = 1e-3;
-  uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed) -
-                atomic_load_explicit(&p->stat.base_in, memory_order_relaxed);
-  *in_rate = (double)in / age;
-  *out_rate =
-      (double)atomic_load_explicit(&p->stat.reductions, memory_order_relaxed) /
-      age;
-}
-
-uint64_t weir__alarms_active(weir_rt *rt) {
-  (void)rt;
-  return 0;
 }

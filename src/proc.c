@@ -198,6 +198,13 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->max_len = so->max_queue_len;
   p->max_bytes = so->max_queue_bytes;
   p->overflow = (uint8_t)so->overflow;
+  bool bounded = so->max_queue_len || so->max_queue_bytes;
+  p->shed_oldest = bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST;
+  p->wake_blocked = bounded && so->overflow == WEIR_OVERFLOW_BLOCK;
+  p->push_timeout_ms = so->push_timeout_ms;
+  p->alarm_enable = so->alarm_enable;
+  p->alarm_disable = so->alarm_disable;
+  atomic_store_explicit(&p->drop_pending, 0, memory_order_relaxed);
   p->blocking = so->blocking ? 1 : 0;
   p->trap_exit = so->trap_exit ? 1 : 0;
   __atomic_store_n(&p->keep_on_exit, (uint8_t)(x ? x->keep : 0),
@@ -264,8 +271,11 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
        arrived during init, free the slot, hand back the token. */
     weir_ctx cx = {.p = p};
     p->srv = NULL;
+    bool held = weir__proc_exit_now(&cx, rc, NULL);
+    /* it never lived: not an exit or a crash in the node's counts */
     atomic_fetch_sub_explicit(&rt->exited, 1, memory_order_relaxed);
-    if (!weir__proc_exit_now(&cx, rc, NULL)) token_release(rt, p);
+    atomic_fetch_sub_explicit(&rt->crashed, 1, memory_order_relaxed);
+    if (!held) token_release(rt, p);
     return rc;
   }
   atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
@@ -301,9 +311,6 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
     so = &def;
   }
   if (so->overflow > WEIR_OVERFLOW_BLOCK) return WEIR_EINVAL;
-  if (so->overflow == WEIR_OVERFLOW_DROP_OLDEST ||
-      so->overflow == WEIR_OVERFLOW_BLOCK)
-    return WEIR_ENOTSUP; /* arrive with the overload issue */
   if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
     return WEIR_ESTOPPED;
   weir__proc *p;
@@ -336,7 +343,7 @@ static inline void count_out_sender(weir_rt *rt) {
 static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
                                uint32_t gen) {
   m->gen = gen;
-  if (p->max_len | p->max_bytes) {
+  if (p->max_len | p->max_bytes | rt->opts.max_mailbox_bytes) {
     int rc = weir__bound_admit(rt, p, m);
     if (rc != WEIR_OK) return rc; /* m consumed (shed or freed) */
   } else {
@@ -905,6 +912,9 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       weir__set_current_ctx(&cx);
       continue; /* a push is in flight; its link appears shortly */
     }
+    if (WEIR__UNLIKELY(p->shed_oldest | p->wake_blocked) &&
+        weir__bound_popped(p, m))
+      continue;
     uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
     if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
       weir__dead_letter(rt, m, WEIR_ENOPROC);

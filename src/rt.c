@@ -235,6 +235,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   if ((rc = weir__timer_start(rt)) != WEIR_OK) goto fail;
   if ((rc = weir__io_start(rt)) != WEIR_OK) goto fail_timer;
   if ((rc = weir__sched_start(rt)) != WEIR_OK) goto fail_io;
+  if ((rc = weir__alarm_start(rt)) != WEIR_OK) goto fail_sched;
   if (o->console) {
     rc = weir__console_start(rt, o->console);
     if (rc != WEIR_OK) goto fail_sched;
@@ -243,6 +244,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   return WEIR_OK;
 
 fail_sched:
+  weir__alarm_stop(rt);
   weir__sched_stop(rt);
 fail_io:
   weir__io_stop(rt);
@@ -343,6 +345,7 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
       wait_empty(rt, weir__now_ns() + 50000000ull);
     }
   }
+  weir__alarm_stop(rt);
   weir__timer_stop(rt);
   weir__io_stop(rt);
   weir__sched_stop(rt);
