@@ -569,12 +569,41 @@ static void cmd_node_stats(weir_rt *rt, sb *b) {
 }
 
 static void cmd_alarms(weir_rt *rt, sb *b) {
-  weir_stats s;
-  uint64_t active = weir_node_stats(rt, &s) == WEIR_OK ? s.alarms_active : 0;
-  /* The list of raised alarms comes from alarm.c once it exports one; until
-     then only the count is known. */
-  sb_printf(b, "{\"alarms_active\":%llu,\"alarms\":[]}",
-            (unsigned long long)active);
+  enum { MAX_LISTED = 256 };
+  weir_alarm *al = weir__calloc(MAX_LISTED, sizeof *al);
+  size_t n = 0;
+  if (!al || weir_alarms(rt, al, MAX_LISTED, &n) != WEIR_OK) {
+    sb_error(b, al ? "alarms failed" : "out of memory");
+    weir__free(al);
+    return;
+  }
+  sb_printf(b, "{\"alarms_active\":%zu,\"alarms\":[", n);
+  for (size_t i = 0; i < n && i < MAX_LISTED; i++) {
+    const weir_alarm *x = &al[i];
+    sb_printf(b, "%s{\"kind\":\"%s\",\"pid\":", i ? "," : "",
+              weir_alarm_kind_name(x->kind));
+    if (weir_pid_is_none(x->pid))
+      sb_puts(b, "null");
+    else
+      sb_pid(b, x->pid);
+    sb_puts(b, ",\"registered_name\":");
+    sb_json_str_or_null(b, x->registered_name);
+    sb_puts(b, ",\"current_function\":");
+    sb_json_str(b, x->current_function);
+    sb_printf(b, ",\"queue_len\":%llu,\"in_rate\":",
+              (unsigned long long)x->queue_len);
+    sb_double(b, x->in_rate);
+    sb_puts(b, ",\"out_rate\":");
+    sb_double(b, x->out_rate);
+    sb_puts(b, ",\"secs_to_limit\":");
+    if (x->secs_to_limit < 0 || !isfinite(x->secs_to_limit))
+      sb_puts(b, "null");
+    else
+      sb_double(b, x->secs_to_limit);
+    sb_puts(b, "}");
+  }
+  sb_puts(b, "]}");
+  weir__free(al);
 }
 
 static void cmd_help(sb *b) {

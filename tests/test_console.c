@@ -228,6 +228,16 @@ static char *ask(const char *path, const char *req) {
   return r;
 }
 
+/* 1 if `alarms` lists drowning's long_message_queue alarm. */
+static int alarm_listed(const char *path) {
+  char *r = ask(path, "alarms");
+  int ok = strstr(r, "\"kind\":\"long_message_queue\"") &&
+           strstr(r, "\"registered_name\":\"drowning\"") &&
+           !strstr(r, "\"alarms_active\":0");
+  free(r);
+  return ok;
+}
+
 static void expect_error(const char *r, const char *what) {
   CHECK_MSG(strncmp(r, "{\"error\":", 9) == 0, "%s: expected an error: %s",
             what, r);
@@ -337,6 +347,8 @@ static void test_node(const char *tmp) {
   o.schedulers = 2;
   o.node_name = "ctest";
   o.console = "";
+  o.alarm_enable = 1000; /* the drowning process raises one */
+  o.alarm_log = 0;
   weir_rt *rt = test_rt_start_opts(&o);
   char path[300];
   snprintf(path, sizeof path, "%s/ctest.sock", run);
@@ -372,6 +384,9 @@ static void test_node(const char *tmp) {
   CHECK(strstr(r, "\"current_function\":\"drown:handle_cast\""));
   CHECK(strstr(r, "\"initial_call\":\"drown\""));
   free(r);
+
+  /* The alarm it raised is listed. */
+  WAIT_UNTIL(alarm_listed(path), TEST_LIVENESS_MS);
 
   /* Every command answers JSON. */
   char pidtxt[32], req[64];
@@ -444,7 +459,7 @@ static void test_node(const char *tmp) {
   CHECK(r && strstr(r, "\"processes\""));
   free(r);
   r = read_reply(fd, 0, TEST_LIVENESS_MS);
-  CHECK(r && strstr(r, "\"alarms\":[]"));
+  CHECK(r && strstr(r, "\"alarms\":["));
   free(r);
   close(fd);
 

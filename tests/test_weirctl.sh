@@ -99,6 +99,14 @@ ok "all commands"
 "$WEIRCTL" partitions events | grep -q '42:' || fail "partitions: hot key 42 missing"
 "$WEIRCTL" info drowning | grep -q '^registered_name  *drowning' || fail "info drowning"
 
+# The drowning process's alarm is listed (the sampler runs every 100 ms).
+i=0
+until "$WEIRCTL" alarms 2>/dev/null | grep -q '^long_message_queue  *<0\.[0-9]*\.[0-9]*>  *drowning'; do
+  i=$((i + 1)); [ $i -gt 100 ] && { fail "alarms: drowning not listed"; break; }
+  sleep 0.1
+done
+[ $i -le 100 ] && ok "alarms lists drowning"
+
 # top --once: one frame that fits 80 columns.
 "$WEIRCTL" top --once --sort message_queue_len >"$TMP/top" || fail "top exit"
 cat "$TMP/top"

@@ -417,13 +417,24 @@ static void print_usage(json_t *o) {
 
 static void print_alarms(json_t *o) {
   json_t *arr = json_object_get(o, "alarms");
-  printf("active alarms: %llu\n", num_of(o, "alarms_active"));
+  if (json_array_size(arr) == 0) {
+    printf("no active alarms\n");
+    return;
+  }
+  printf("%-18s %-12s %-15s %8s %7s %7s %8s\n", "ALARM", "PID", "NAME", "QUEUE",
+         "IN/S", "OUT/S", "LIMIT_IN");
   size_t i;
   json_t *a;
   json_array_foreach(arr, i, a) {
-    char *s = json_dumps(a, JSON_COMPACT);
-    printf("  %s\n", s ? s : "?");
-    free(s);
+    char q[32], nb[32], eta[32] = "-";
+    json_t *t = json_object_get(a, "secs_to_limit");
+    if (json_is_number(t))
+      snprintf(eta, sizeof eta, "%.0fs", json_number_value(t));
+    printf("%-18s %-12s %-15s %8s %7.0f %7.0f %8s\n", str_or(a, "kind", "?"),
+           str_or(a, "pid", "-"),
+           fit(str_or(a, "registered_name", "-"), 15, nb, sizeof nb),
+           human(num_of(a, "queue_len"), q, sizeof q), real_of(a, "in_rate"),
+           real_of(a, "out_rate"), eta);
   }
 }
 

@@ -67,6 +67,8 @@ int main(int argc, char **argv) {
   o.schedulers = 2;
   o.node_name = argv[1];
   o.console = "";
+  o.alarm_enable = 1000; /* drowning raises long_message_queue */
+  o.alarm_log = 0;
   weir_rt *rt;
   int rc = weir_rt_start(&o, &rt);
   if (rc != WEIR_OK) {
