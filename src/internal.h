@@ -340,6 +340,7 @@ typedef struct weir__sched weir__sched;
 void weir__schedule(weir_rt *rt, weir__proc *p);
 int weir__sched_start(weir_rt *rt);
 void weir__sched_stop(weir_rt *rt);
+void weir__sched_watchdog(weir_rt *rt);
 bool weir__on_scheduler(void);   /* current thread is a scheduler thread */
 weir_ctx *weir__current_ctx(void); /* the process running on this thread */
 void weir__set_current_ctx(weir_ctx *cx);

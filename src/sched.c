@@ -163,11 +163,36 @@ void weir__schedule(weir_rt *rt, weir__proc *p) {
   }
   if (tl.sched && tl.rt == rt) {
     rq_push(tl.sched, p);
+    /* This thread runs p as soon as its current process yields, so a
+       sleeping peer is woken only when there is more work here than that
+       (a ping-pong pair then stays on one core, with no futex per hop).
+       A peer that is still spinning steals without being woken; the
+       watchdog (weir__sched_watchdog) covers a callback that runs long. */
+    weir__sched *s = tl.sched;
+    uint32_t t = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&s->head, memory_order_relaxed);
+    if (t - h <= 1) return;
   } else {
     inject_push(rt, p);
   }
   atomic_thread_fence(memory_order_seq_cst);
   wake_one(rt);
+}
+
+/* Called every few milliseconds off the schedulers: if work waits in some
+   ring while a scheduler sleeps, wake one (the local-wake shortcut in
+   weir__schedule never strands work for longer than this). */
+void weir__sched_watchdog(weir_rt *rt) {
+  if (atomic_load_explicit(&rt->nsleeping, memory_order_seq_cst) == 0) return;
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *s = &rt->scheds[i];
+    uint32_t t = atomic_load_explicit(&s->tail, memory_order_acquire);
+    uint32_t h = atomic_load_explicit(&s->head, memory_order_acquire);
+    if (t != h) {
+      wake_one(rt);
+      return;
+    }
+  }
 }
 
 /* ---- the scheduler loop ----------------------------------------------- */

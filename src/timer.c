@@ -33,6 +33,8 @@ typedef struct {
   uint32_t hcap, hused;
 } timers;
 
+#define WATCHDOG_NS 5000000ull
+
 static tmr tomb_obj;
 #define TOMB (&tomb_obj)
 
@@ -194,18 +196,21 @@ static void *timer_main(void *arg) {
       pthread_mutex_lock(&rt->timer_mu);
       continue;
     }
-    if (t->n) {
-      uint64_t due = t->heap[0]->due;
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      uint64_t abs_ns = (uint64_t)ts.tv_sec * 1000000000ull +
-                        (uint64_t)ts.tv_nsec + (due - now);
-      ts.tv_sec = (time_t)(abs_ns / 1000000000ull);
-      ts.tv_nsec = (long)(abs_ns % 1000000000ull);
-      pthread_cond_timedwait(&rt->timer_cv, &rt->timer_mu, &ts);
-    } else {
-      pthread_cond_wait(&rt->timer_cv, &rt->timer_mu);
-    }
+    /* Sleep until the next deadline, but at most WATCHDOG_NS: the thread
+       also checks that no runnable process waits while a scheduler sleeps
+       (sched.c's local-wake shortcut). */
+    uint64_t wait = WATCHDOG_NS;
+    if (t->n && t->heap[0]->due - now < wait) wait = t->heap[0]->due - now;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t abs_ns =
+        (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + wait;
+    ts.tv_sec = (time_t)(abs_ns / 1000000000ull);
+    ts.tv_nsec = (long)(abs_ns % 1000000000ull);
+    pthread_cond_timedwait(&rt->timer_cv, &rt->timer_mu, &ts);
+    pthread_mutex_unlock(&rt->timer_mu);
+    weir__sched_watchdog(rt);
+    pthread_mutex_lock(&rt->timer_mu);
   }
   pthread_mutex_unlock(&rt->timer_mu);
   return NULL;
