@@ -156,12 +156,12 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
     return WEIR_EINVAL;
   }
   memset(req, 0, sizeof *req);
+  if (len > 0 && line[len - 1] == '\r') len--;
   if (len > WEIR__CONSOLE_LINE_MAX) {
     set_err(err, errn, "request line longer than %d bytes",
             WEIR__CONSOLE_LINE_MAX);
     return WEIR_EINVAL;
   }
-  if (len > 0 && line[len - 1] == '\r') len--;
   /* Bytes first: no NUL, no control characters, valid UTF-8. */
   const unsigned char *u = (const unsigned char *)line;
   for (size_t i = 0; i < len;) {
@@ -932,19 +932,32 @@ static void client_request(client *cl, const char *line, size_t len) {
   client_reply(cl, &b);
 }
 
+/* An over-long line: an error, then the connection closes (what follows
+   in the stream cannot be framed reliably). */
+static void too_long(client *cl) {
+  char msg[64];
+  snprintf(msg, sizeof msg, "request line longer than %d bytes",
+           WEIR__CONSOLE_LINE_MAX);
+  client_error(cl, msg, 1);
+}
+
 /* In C_READ: handles the first complete line in the buffer, if any. */
 static void client_next(client *cl) {
   char *nl = memchr(cl->in, '\n', cl->inlen);
   if (!nl) {
-    if (cl->inlen > WEIR__CONSOLE_LINE_MAX) {
-      char msg[64];
-      snprintf(msg, sizeof msg, "request line longer than %d bytes",
-               WEIR__CONSOLE_LINE_MAX);
-      client_error(cl, msg, 1);
-    }
+    /* Over the limit, a CR before the coming LF aside. */
+    if (cl->inlen > WEIR__CONSOLE_LINE_MAX + 1 ||
+        (cl->inlen == WEIR__CONSOLE_LINE_MAX + 1 &&
+         cl->in[WEIR__CONSOLE_LINE_MAX] != '\r'))
+      too_long(cl);
     return;
   }
   size_t len = (size_t)(nl - cl->in);
+  size_t body = len && cl->in[len - 1] == '\r' ? len - 1 : len;
+  if (body > WEIR__CONSOLE_LINE_MAX) {
+    too_long(cl);
+    return;
+  }
   client_request(cl, cl->in, len);
   cl->inlen -= len + 1;
   memmove(cl->in, nl + 1, cl->inlen);

@@ -203,7 +203,8 @@ static char *read_reply(int fd, int multiline, int ms) {
       b = realloc(b, cap);
       CHECK(b);
     }
-    ssize_t k = recv(fd, b + len, cap - len - 1, 0);
+    /* One byte at a time for a line: the next reply stays in the socket. */
+    ssize_t k = recv(fd, b + len, multiline ? cap - len - 1 : 1, 0);
     if (k <= 0) {
       if (len == 0) {
         free(b);
@@ -461,6 +462,29 @@ static void test_node(const char *tmp) {
   r = read_reply(fd, 0, TEST_LIVENESS_MS);
   CHECK(r && strstr(r, "\"alarms\":["));
   free(r);
+  close(fd);
+
+  /* A line of exactly 1024 bytes (CR LF aside) is served, sent in pieces. */
+  fd = sock_connect(path);
+  char edge[WEIR__CONSOLE_LINE_MAX + 2];
+  memset(edge, ' ', sizeof edge);
+  memcpy(edge, "help", 4);
+  edge[WEIR__CONSOLE_LINE_MAX] = '\r';
+  edge[WEIR__CONSOLE_LINE_MAX + 1] = '\n';
+  send_all(fd, edge, WEIR__CONSOLE_LINE_MAX + 1);
+  test_sleep_ms(50);
+  send_all(fd, edge + WEIR__CONSOLE_LINE_MAX + 1, 1);
+  r = read_reply(fd, 0, TEST_LIVENESS_MS);
+  CHECK(r && json_valid(r) && strstr(r, "\"commands\""));
+  free(r);
+  /* ... and one byte more is not. */
+  edge[WEIR__CONSOLE_LINE_MAX] = ' ';
+  send_all(fd, edge, WEIR__CONSOLE_LINE_MAX + 1);
+  send_all(fd, "\n", 1);
+  r = read_reply(fd, 0, TEST_LIVENESS_MS);
+  CHECK(r && strstr(r, "longer than 1024"));
+  free(r);
+  CHECK(closed_within(fd, 5000));
   close(fd);
 
   /* A line over the limit: an error, then the server closes. */
