@@ -59,8 +59,11 @@ typedef struct hot_arr { /* replaced whole on growth; old ones retired */
 struct weir__partsup {
   _Atomic(route_tab *) tab;
   route_tab *pending;         /* a grown table being filled (resize_mu) */
-  _Atomic uint8_t done_epoch; /* the resize with this epoch is complete */
-  _Atomic int barriers_left;
+  /* The resize in progress: (epoch << 32) | old partitions still to drain.
+     One word, so a worker never sees the count of one resize with the
+     epoch of another. */
+  _Atomic uint64_t resize_state;
+  _Atomic int flush_left; /* second round: deferred messages all run */
   weir__proc *self;           /* the supervisor's slot */
   _Atomic(void *) sup;        /* its weir__sup while it runs */
   void *(*with_arguments)(void *arg, unsigned partition);
@@ -412,39 +415,63 @@ int weir_partition_hot_keys(weir_rt *rt, weir_pid ps_pid, unsigned partition,
 /* ---- the worker side of a resize -------------------------------------- */
 
 /* Called by a worker for each routed message: true = handle it now, false =
-   it belongs to a resize still in progress (the caller defers it). */
+   it belongs to the resize in progress (the caller defers it). Resizes are
+   serialized and each ends only when no worker holds a deferred message, so
+   a message of any other epoch is older and runs at once. */
 bool weir__partsup_admit(weir__proc *p, const weir__msg *m) {
   weir__partsup *ps = p->route;
+  uint64_t st = atomic_load_explicit(&ps->resize_state, memory_order_acquire);
   uint8_t e = (uint8_t)(m->flags >> 8);
-  uint8_t done = atomic_load_explicit(&ps->done_epoch, memory_order_acquire);
-  /* A message of the epoch after `done` waits; anything else runs. */
-  return e != (uint8_t)(done + 1) ||
-         atomic_load_explicit(&ps->barriers_left, memory_order_acquire) == 0;
+  if (e != (uint8_t)(st >> 32)) return true; /* older: runs at once */
+  /* Of the latest resize: waits while it is in progress, and also while
+     this worker still holds earlier ones of it (the resize may have
+     completed between the run loop's undefer check and this pop: they go
+     first, at the loop's next turn). */
+  return (uint32_t)st == 0 && p->defer_head == NULL;
 }
 
 bool weir__partsup_done(weir__proc *p) {
   weir__partsup *ps = p->route;
-  return atomic_load_explicit(&ps->barriers_left, memory_order_acquire) == 0;
+  return (uint32_t)atomic_load_explicit(&ps->resize_state,
+                                        memory_order_acquire) == 0;
 }
 
-/* A barrier handled by an old partition; the last one completes the resize
-   and wakes every partition of the new table (they may hold deferred
-   messages). */
+/* A barrier handled by an old partition: everything routed to it with the
+   old table is done. */
 static void barrier_cb(weir_ctx *cx, void *arg) {
   weir__partsup *ps = arg;
   (void)cx;
-  if (atomic_fetch_sub_explicit(&ps->barriers_left, 1,
-                                memory_order_acq_rel) != 1)
-    return;
-  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
-  atomic_store_explicit(&ps->done_epoch, t->epoch, memory_order_release);
-  for (unsigned i = 0; i < t->n; i++) {
-    weir__proc *slot = atomic_load_explicit(&t->slot[i], memory_order_acquire);
-    if (!slot) continue;
-    weir__msg *w = weir__msg_new(WEIR__K_WAKE, 0, 0);
-    if (!w) continue; /* the worker's next message runs the deferred ones */
-    w->flags |= WEIR__MF_NOBOUND;
-    weir__deliver_slot(ps->rt, slot, ps, w);
+  atomic_fetch_sub_explicit(&ps->resize_state, 1, memory_order_acq_rel);
+}
+
+/* Handled by a partition after the resize completed: its deferred messages
+   (undeferred at the top of its run loop) ran before this. */
+static void flush_cb(weir_ctx *cx, void *arg) {
+  weir__partsup *ps = arg;
+  (void)cx;
+  atomic_fetch_sub_explicit(&ps->flush_left, 1, memory_order_acq_rel);
+}
+
+/* Sends a runtime call (fn) through every slot of t; a slot that is gone
+   counts as done at once. */
+static void through_all(weir_rt *rt, weir__partsup *ps, route_tab *t,
+                        unsigned n, void (*fn)(weir_ctx *, void *)) {
+  for (unsigned i = 0; i < n; i++) {
+    weir__proc *slot = atomic_load(&t->slot[i]);
+    weir__msg *b = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
+    int rc = WEIR_ENOMEM;
+    if (b) {
+      weir__syscall sc = {fn, ps};
+      memcpy(weir__msg_data(b), &sc, sizeof sc);
+      b->flags |= WEIR__MF_NOBOUND;
+      if (slot) {
+        rc = weir__deliver_slot(rt, slot, ps, b);
+      } else {
+        weir__msg_free(b);
+        rc = WEIR_ENOPROC;
+      }
+    }
+    if (rc != WEIR_OK) fn(NULL, ps); /* gone: nothing to drain there */
   }
 }
 
@@ -498,26 +525,22 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     }
   }
   t->older = old;
-  atomic_store_explicit(&ps->barriers_left, (int)old->n,
+  atomic_store_explicit(&ps->resize_state,
+                        ((uint64_t)t->epoch << 32) | old->n,
                         memory_order_seq_cst);
   atomic_store_explicit(&ps->tab, t, memory_order_seq_cst);
   routers_quiesce();
   /* Every message routed with the old table is now queued: a barrier
      behind them in each old partition. */
-  for (unsigned i = 0; i < old->n; i++) {
-    weir__proc *slot = atomic_load(&old->slot[i]);
-    weir__msg *b = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
-    int brc = WEIR_ENOMEM;
-    if (b) {
-      weir__syscall sc = {barrier_cb, ps};
-      memcpy(weir__msg_data(b), &sc, sizeof sc);
-      b->flags |= WEIR__MF_NOBOUND;
-      brc = slot ? weir__deliver_slot(rt, slot, ps, b) : WEIR_ENOPROC;
-      if (!slot) weir__msg_free(b);
-    }
-    if (brc != WEIR_OK) barrier_cb(NULL, ps); /* gone: nothing to drain */
-  }
-  while (atomic_load_explicit(&ps->barriers_left, memory_order_acquire) > 0)
+  through_all(rt, ps, old, old->n, barrier_cb);
+  while ((uint32_t)atomic_load_explicit(&ps->resize_state,
+                                        memory_order_acquire) > 0)
+    sleep_1ms();
+  /* Done: deferred messages may run. Before the next resize may start,
+     make sure they have (a second round through the new table). */
+  atomic_store_explicit(&ps->flush_left, (int)t->n, memory_order_release);
+  through_all(rt, ps, t, t->n, flush_cb);
+  while (atomic_load_explicit(&ps->flush_left, memory_order_acquire) > 0)
     sleep_1ms();
   if (n < old->n) rc = weir__sup_resize_children(rt, ps_pid, n);
 out:

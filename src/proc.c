@@ -920,6 +920,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       weir__dead_letter(rt, m, WEIR_ENOPROC);
       continue;
     }
+    /* A routed message of the resize in progress waits (partsup.c). */
     if (WEIR__UNLIKELY(m->flags & WEIR__MF_ROUTED) && p->route &&
         !weir__partsup_admit(p, m) && defer(p, m))
       continue;
