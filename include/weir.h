@@ -35,9 +35,9 @@ extern "C" {
 #define WEIR_API
 #endif
 
-#define WEIR_VERSION_MAJOR 0
-#define WEIR_VERSION_MINOR 1
-#define WEIR_VERSION_PATCH 0
+#define WEIR_VERSION_MAJOR  0
+#define WEIR_VERSION_MINOR  1
+#define WEIR_VERSION_PATCH  0
 #define WEIR_VERSION_STRING "0.1.0"
 
 /* ------------------------------------------------------------------------ */
@@ -82,19 +82,19 @@ typedef struct weir_rt weir_rt;   /* a running node */
 typedef struct weir_ctx weir_ctx; /* the process a callback runs in */
 
 typedef struct weir_rt_opts {
-  unsigned schedulers;     /* scheduler threads; 0 = online CPUs */
-  unsigned io_threads;     /* max threads of the blocking pool; 0 = 64 */
-  uint32_t max_processes;  /* process table capacity; 0 = 1,048,576 */
-  const char *node_name;   /* shown in diagnostics; NULL = "weir" (copied) */
-  const char *console;     /* console socket path, "" = default path under
-                              the run dir, NULL = no console (copied) */
-  unsigned batch;          /* messages a process handles per run; 0 = 64 */
+  unsigned schedulers;    /* scheduler threads; 0 = online CPUs */
+  unsigned io_threads;    /* max threads of the blocking pool; 0 = 64 */
+  uint32_t max_processes; /* process table capacity; 0 = 1,048,576 */
+  const char *node_name;  /* shown in diagnostics; NULL = "weir" (copied) */
+  const char *console;    /* console socket path, "" = default path under
+                             the run dir, NULL = no console (copied) */
+  unsigned batch;         /* messages a process handles per run; 0 = 64 */
   /* Alarm defaults (see weir_spawn_opts); 0 = off. */
-  uint32_t alarm_enable;   /* long_message_queue on at this length */
-  uint32_t alarm_disable;  /* ... and off again at this length */
-  uint32_t alarm_growth_ms; /* queue_growth: grown for this long; 0 = 2000 */
-  int alarm_log;           /* 1 = log each alarm as one line on stderr
-                              (default 1) */
+  uint32_t alarm_enable;      /* long_message_queue on at this length */
+  uint32_t alarm_disable;     /* ... and off again at this length */
+  uint32_t alarm_growth_ms;   /* queue_growth: grown for this long; 0 = 2000 */
+  int alarm_log;              /* 1 = log each alarm as one line on stderr
+                                 (default 1) */
   uint64_t max_mailbox_bytes; /* node budget for all queued bytes; 0 = none */
 } weir_rt_opts;
 
@@ -130,10 +130,16 @@ WEIR_API int weir_set_allocator(const weir_allocator *a);
 /* Processes and messages                                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct { uint64_t id; } weir_pid; /* (generation << 32) | slot */
+typedef struct {
+  uint64_t id;
+} weir_pid; /* (generation << 32) | slot */
 #define WEIR_PID_NONE ((weir_pid){0})
-static inline int weir_pid_eq(weir_pid a, weir_pid b) { return a.id == b.id; }
-static inline int weir_pid_is_none(weir_pid p) { return p.id == 0; }
+static inline int weir_pid_eq(weir_pid a, weir_pid b) {
+  return a.id == b.id;
+}
+static inline int weir_pid_is_none(weir_pid p) {
+  return p.id == 0;
+}
 
 /* A reference: monitors, async calls, timers. 0 is never a valid ref. */
 typedef uint64_t weir_ref;
@@ -142,32 +148,36 @@ typedef struct weir_msg { /* a view, valid during the callback only */
   uint32_t tag;
   uint32_t len;
   const void *data;
-  weir_pid from;     /* sender, or WEIR_PID_NONE from a thread/timer */
-  weir_ref ref;      /* REPLY: the call_async ref; DOWN: the monitor ref;
-                        timer messages: the timer ref; else 0 */
+  weir_pid from; /* sender, or WEIR_PID_NONE from a thread/timer */
+  weir_ref ref;  /* REPLY: the call_async ref; DOWN: the monitor ref;
+                    timer messages: the timer ref; else 0 */
 } weir_msg;
 
 /* Tags at or above WEIR_TAG_SYSTEM are the runtime's. User tags are below. */
 #define WEIR_TAG_SYSTEM 0xFFFF0000u
-#define WEIR_TAG_REPLY 0xFFFF0001u  /* handle_info: reply to call_async;
-                                        data = reply bytes, ref = the ref */
-#define WEIR_TAG_DOWN 0xFFFF0002u   /* handle_info: a monitored process ended;
-                                        from = it, ref = monitor ref,
-                                        data = int32 reason */
-#define WEIR_TAG_EXIT 0xFFFF0003u   /* handle_info when trapping exits:
-                                        from = linked pid, data = int32 reason */
-#define WEIR_TAG_ALARM 0xFFFF0004u  /* handle_info: a weir_alarm */
+#define WEIR_TAG_REPLY                                                         \
+  0xFFFF0001u /* handle_info: reply to call_async;                             \
+                  data = reply bytes, ref = the ref */
+#define WEIR_TAG_DOWN                                                          \
+  0xFFFF0002u /* handle_info: a monitored process ended;                       \
+                  from = it, ref = monitor ref,                                \
+                  data = int32 reason */
+#define WEIR_TAG_EXIT                                                          \
+  0xFFFF0003u                            /* handle_info when trapping exits:   \
+                                             from = linked pid, data = int32 reason */
+#define WEIR_TAG_ALARM       0xFFFF0004u /* handle_info: a weir_alarm */
 #define WEIR_TAG_DEAD_LETTER 0xFFFF0005u /* handle_info: a weir_dead_letter */
-#define WEIR_TAG_TIMEOUT 0xFFFF0006u /* handle_info: call_async timed out;
-                                         ref = the ref, no data */
+#define WEIR_TAG_TIMEOUT                                                       \
+  0xFFFF0006u /* handle_info: call_async timed out;                            \
+                  ref = the ref, no data */
 
 /* Exit reasons. Callbacks crash by returning a negative value, which becomes
    the reason. */
-#define WEIR_REASON_NORMAL 0    /* process ended normally (WEIR_STOP) */
-#define WEIR_REASON_SHUTDOWN 1  /* asked to stop by its supervisor / rt_stop */
-#define WEIR_REASON_KILL 2      /* untrappable kill signal */
-#define WEIR_REASON_KILLED 3    /* what links see of a KILL */
-#define WEIR_REASON_NOPROC 4    /* monitor/link target did not exist */
+#define WEIR_REASON_NORMAL   0 /* process ended normally (WEIR_STOP) */
+#define WEIR_REASON_SHUTDOWN 1 /* asked to stop by its supervisor / rt_stop */
+#define WEIR_REASON_KILL     2 /* untrappable kill signal */
+#define WEIR_REASON_KILLED   3 /* what links see of a KILL */
+#define WEIR_REASON_NOPROC   4 /* monitor/link target did not exist */
 
 /* Callback return values. */
 #define WEIR_STOP 1 /* end the process normally (reason NORMAL) */
@@ -198,7 +208,7 @@ typedef struct weir_server { /* the behaviour: a table of callbacks */
 
 /* What a bounded mailbox does when full. */
 typedef enum {
-  WEIR_OVERFLOW_REJECT = 0, /* the send returns WEIR_EFULL (default) */
+  WEIR_OVERFLOW_REJECT = 0,  /* the send returns WEIR_EFULL (default) */
   WEIR_OVERFLOW_DROP_OLDEST, /* the oldest queued message is shed */
   WEIR_OVERFLOW_DROP_NEWEST, /* the new message is shed; the send returns OK */
   WEIR_OVERFLOW_BLOCK        /* wait up to push_timeout_ms, then EFULL;
@@ -206,17 +216,17 @@ typedef enum {
 } weir_overflow;
 
 typedef struct weir_spawn_opts {
-  const char *name;        /* register under this name (copied); NULL none */
-  int blocking;            /* 1 = runs on the blocking I/O pool */
-  uint32_t max_queue_len;  /* 0 = unbounded (the BEAM default) */
+  const char *name;         /* register under this name (copied); NULL none */
+  int blocking;             /* 1 = runs on the blocking I/O pool */
+  uint32_t max_queue_len;   /* 0 = unbounded (the BEAM default) */
   uint64_t max_queue_bytes; /* 0 = unbounded */
-  weir_overflow overflow;  /* policy once bounded */
-  int push_timeout_ms;     /* BLOCK: how long a sender waits; < 0 forever */
-  uint32_t alarm_enable;   /* long_message_queue alarm on at this length;
-                              0 = the node default */
-  uint32_t alarm_disable;  /* ... off again at this length */
-  int link;                /* 1 = link to the spawning process */
-  int trap_exit;           /* 1 = exit signals arrive as WEIR_TAG_EXIT */
+  weir_overflow overflow;   /* policy once bounded */
+  int push_timeout_ms;      /* BLOCK: how long a sender waits; < 0 forever */
+  uint32_t alarm_enable;    /* long_message_queue alarm on at this length;
+                               0 = the node default */
+  uint32_t alarm_disable;   /* ... off again at this length */
+  int link;                 /* 1 = link to the spawning process */
+  int trap_exit;            /* 1 = exit signals arrive as WEIR_TAG_EXIT */
 } weir_spawn_opts;
 
 WEIR_API void weir_spawn_opts_init(weir_spawn_opts *so);
@@ -331,11 +341,11 @@ typedef struct weir_child_spec {
   void *arg;                 /* passed to init at each (re)start */
   weir_spawn_opts opts;      /* spawn options (name, bounds, blocking...) */
   weir_restart restart;
-  int shutdown_ms;           /* wait this long for a clean stop; < 0 forever */
-  int keep_mailbox;          /* 1 (default): a restarted child inherits the
-                                messages queued for its previous incarnation */
-  int is_supervisor;         /* set by weir_sup_child_spec */
-  const void *sup_def;       /* internal: a nested supervisor's definition */
+  int shutdown_ms;     /* wait this long for a clean stop; < 0 forever */
+  int keep_mailbox;    /* 1 (default): a restarted child inherits the
+                          messages queued for its previous incarnation */
+  int is_supervisor;   /* set by weir_sup_child_spec */
+  const void *sup_def; /* internal: a nested supervisor's definition */
 } weir_child_spec;
 
 WEIR_API void weir_child_spec_init(weir_child_spec *cs, const char *id,
@@ -363,7 +373,7 @@ WEIR_API int weir_sup_child_spec(weir_rt *rt, weir_child_spec *cs,
 
 typedef struct weir_child_info {
   char id[64];
-  weir_pid pid;      /* WEIR_PID_NONE if not running */
+  weir_pid pid; /* WEIR_PID_NONE if not running */
   int is_supervisor;
   weir_restart restart;
 } weir_child_info;
@@ -380,17 +390,16 @@ WEIR_API int weir_sup_count_children(weir_rt *rt, weir_pid sup,
                                      weir_child_counts *c);
 WEIR_API int weir_sup_terminate_child(weir_rt *rt, weir_pid sup,
                                       const char *id);
-WEIR_API int weir_sup_restart_child(weir_rt *rt, weir_pid sup,
-                                    const char *id);
+WEIR_API int weir_sup_restart_child(weir_rt *rt, weir_pid sup, const char *id);
 
 /* ------------------------------------------------------------------------ */
 /* Partitions (Elixir's PartitionSupervisor)                                 */
 /* ------------------------------------------------------------------------ */
 
 typedef struct weir_partsup_opts {
-  const char *name;       /* registered name (for weirctl partitions) */
-  weir_child_spec child;  /* the worker template */
-  unsigned partitions;    /* 0 = weir_rt_schedulers() */
+  const char *name;      /* registered name (for weirctl partitions) */
+  weir_child_spec child; /* the worker template */
+  unsigned partitions;   /* 0 = weir_rt_schedulers() */
   /* Optional: the init arg for partition i; default: child.arg. */
   void *(*with_arguments)(void *arg, unsigned partition);
   weir_strategy strategy; /* ONE_FOR_ONE (default) */
@@ -448,21 +457,20 @@ typedef struct weir_proc_info {
   weir_status status;
   uint64_t message_queue_len;
   uint64_t mailbox_bytes;
-  uint64_t memory;           /* process + state + queued bytes */
-  uint64_t reductions;       /* callbacks run */
+  uint64_t memory;     /* process + state + queued bytes */
+  uint64_t reductions; /* callbacks run */
   uint64_t messages_in;
   uint64_t messages_out;
-  uint64_t dropped;          /* shed by the overflow policy */
+  uint64_t dropped; /* shed by the overflow policy */
   uint64_t queue_high_water;
-  uint64_t max_queue_len;    /* 0 = unbounded */
-  double in_rate, out_rate;  /* messages per second, smoothed */
-  weir_pid supervisor;       /* WEIR_PID_NONE if none */
-  int partition;             /* partition index, or -1 */
+  uint64_t max_queue_len;   /* 0 = unbounded */
+  double in_rate, out_rate; /* messages per second, smoothed */
+  weir_pid supervisor;      /* WEIR_PID_NONE if none */
+  int partition;            /* partition index, or -1 */
   int blocking;
 } weir_proc_info;
 
-WEIR_API int weir_process_info(weir_rt *rt, weir_pid pid,
-                               weir_proc_info *info);
+WEIR_API int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info);
 /* A status as text ("running", ...). */
 WEIR_API const char *weir_status_name(weir_status s);
 
@@ -502,7 +510,7 @@ typedef struct weir_stats { /* weir_node_stats() fills it */
   uint64_t spawned, exited, crashed;
   uint64_t messages_sent;
   uint64_t queued_messages, queued_bytes;
-  uint64_t mailbox_budget;   /* 0 = none */
+  uint64_t mailbox_budget; /* 0 = none */
   uint64_t dropped;
   uint64_t dead_letters;
   uint64_t alarms_active;
@@ -528,21 +536,20 @@ typedef enum {
 
 typedef struct weir_alarm { /* the payload of a WEIR_TAG_ALARM message */
   weir_alarm_kind kind;
-  int on;                    /* 1 = raised, 0 = cleared */
+  int on; /* 1 = raised, 0 = cleared */
   weir_pid pid;
   char registered_name[64];
   char current_function[80];
-  uint64_t queue_len;        /* mailbox_budget: bytes queued on the node */
-  double in_rate, out_rate;  /* per second, smoothed */
-  double secs_to_limit;      /* at the current net rate, until the process's
-                                bound, else the node budget, else the memory
-                                the kernel has available; < 0 = not growing */
+  uint64_t queue_len;       /* mailbox_budget: bytes queued on the node */
+  double in_rate, out_rate; /* per second, smoothed */
+  double secs_to_limit;     /* at the current net rate, until the process's
+                               bound, else the node budget, else the memory
+                               the kernel has available; < 0 = not growing */
 } weir_alarm;
 
 /* The alarms raised and not yet cleared: up to n into out; *count = how
    many there are. */
-WEIR_API int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n,
-                         size_t *count);
+WEIR_API int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count);
 /* "long_message_queue", "queue_growth", "mailbox_budget". */
 WEIR_API const char *weir_alarm_kind_name(weir_alarm_kind k);
 
@@ -551,10 +558,10 @@ WEIR_API int weir_alarm_subscribe(weir_rt *rt, weir_pid pid);
 WEIR_API int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid);
 
 typedef struct weir_dead_letter { /* payload header of WEIR_TAG_DEAD_LETTER */
-  weir_pid to;      /* the intended receiver */
-  uint32_t tag;     /* the shed message's tag */
-  uint32_t len;     /* its length; the bytes follow this header */
-  int reason;       /* WEIR_EFULL (shed) or WEIR_ENOPROC (receiver gone) */
+  weir_pid to;                    /* the intended receiver */
+  uint32_t tag;                   /* the shed message's tag */
+  uint32_t len;                   /* its length; the bytes follow this header */
+  int reason; /* WEIR_EFULL (shed) or WEIR_ENOPROC (receiver gone) */
 } weir_dead_letter;
 /* pid receives shed and undeliverable messages as WEIR_TAG_DEAD_LETTER. */
 WEIR_API int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid);

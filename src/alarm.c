@@ -29,7 +29,7 @@
 #include <time.h>
 
 #define WEIR__SAMPLE_MS 100
-#define CHUNK 4096u
+#define CHUNK           4096u
 
 typedef struct samp {
   uint32_t gen; /* incarnation this record describes */
@@ -83,7 +83,9 @@ static const char *kind_name(weir_alarm_kind k) {
   return "unknown";
 }
 
-const char *weir_alarm_kind_name(weir_alarm_kind k) { return kind_name(k); }
+const char *weir_alarm_kind_name(weir_alarm_kind k) {
+  return kind_name(k);
+}
 
 static uint64_t mem_available(void) {
   FILE *f = fopen("/proc/meminfo", "r");
@@ -109,8 +111,7 @@ static double secs_to_limit(weir_rt *rt, weir__proc *p, samp *r) {
   uint64_t room;
   if (rt->opts.max_mailbox_bytes) {
     uint64_t q = atomic_load_explicit(&rt->queued_bytes, memory_order_relaxed);
-    room = q >= rt->opts.max_mailbox_bytes ? 0
-                                           : rt->opts.max_mailbox_bytes - q;
+    room = q >= rt->opts.max_mailbox_bytes ? 0 : rt->opts.max_mailbox_bytes - q;
   } else {
     room = mem_available();
   }
@@ -123,8 +124,7 @@ static void fill(weir_alarm *al, weir_rt *rt, weir__proc *p, samp *r,
   al->kind = kind;
   al->on = on;
   al->pid = weir__proc_pid(p);
-  weir__registry_name(rt, p, al->registered_name,
-                      sizeof al->registered_name);
+  weir__registry_name(rt, p, al->registered_name, sizeof al->registered_name);
   const char *mod = p->srv && p->srv->name ? p->srv->name : "anonymous";
   const char *cur = atomic_load_explicit(&p->current, memory_order_relaxed);
   if (cur)
@@ -182,9 +182,8 @@ static void emit(weir_rt *rt, const weir_alarm *al) {
             "weir: alarm %s %s node=%s pid=%s name=%s "
             "current_function=%s queue_len=%llu in_rate=%.1f/s "
             "out_rate=%.1f/s time_to_limit=%s\n",
-            kind_name(al->kind), al->on ? "raised" : "cleared",
-            rt->node_name, pid,
-            al->registered_name[0] ? al->registered_name : "-",
+            kind_name(al->kind), al->on ? "raised" : "cleared", rt->node_name,
+            pid, al->registered_name[0] ? al->registered_name : "-",
             al->current_function, (unsigned long long)al->queue_len,
             al->in_rate, al->out_rate, left);
   }
@@ -391,7 +390,8 @@ void weir__alarm_stop(weir_rt *rt) {
   pthread_cond_signal(&a->cv);
   pthread_mutex_unlock(&a->mu);
   pthread_join(a->thread, NULL);
-  for (uint32_t i = 0; i < a->nchunks; i++) weir__free(a->chunks[i]);
+  for (uint32_t i = 0; i < a->nchunks; i++)
+    weir__free(a->chunks[i]);
   weir__free(a->chunks);
   weir__free(a->active);
   pthread_cond_destroy(&a->cv);
@@ -434,7 +434,8 @@ int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count) {
   if (a) {
     pthread_mutex_lock(&a->mu);
     k = a->nactive;
-    for (size_t i = 0; i < k && i < n; i++) out[i] = a->active[i];
+    for (size_t i = 0; i < k && i < n; i++)
+      out[i] = a->active[i];
     pthread_mutex_unlock(&a->mu);
   }
   if (count) *count = k;

@@ -104,8 +104,8 @@ char *weir__strdup(const char *s) {
 
 /* ---- pools ------------------------------------------------------------ */
 
-#define WEIR__NCLASS 14
-#define WEIR__POOL_HIGH 1024
+#define WEIR__NCLASS     14
+#define WEIR__POOL_HIGH  1024
 #define WEIR__POOL_BATCH 256
 #define WEIR__SLAB_BYTES (256u * 1024u)
 
@@ -175,7 +175,9 @@ static void tl_flush(void *unused) {
   pthread_mutex_unlock(&g_pool_mu);
 }
 
-static void key_once(void) { pthread_key_create(&g_key, tl_flush); }
+static void key_once(void) {
+  pthread_key_create(&g_key, tl_flush);
+}
 
 static inline void tl_check(void) {
   uint64_t e = atomic_load_explicit(&g_epoch, memory_order_acquire);
@@ -223,7 +225,8 @@ static void *pool_refill(int c) {
   pthread_mutex_unlock(&g_pool_mu);
   /* The batch's first object is returned; the rest become the local list. */
   uint32_t n = 0;
-  for (pool_obj *o = got->next; o; o = o->next) n++;
+  for (pool_obj *o = got->next; o; o = o->next)
+    n++;
   tl.cls[c].head = got->next;
   tl.cls[c].count = n;
   return got;
@@ -259,7 +262,8 @@ void weir__pool_free(void *p, size_t n) {
   if (WEIR__UNLIKELY(++tc->count > WEIR__POOL_HIGH)) {
     /* Split off a batch from the front of the list and publish it. */
     pool_obj *batch = tc->head, *last = batch;
-    for (int i = 1; i < WEIR__POOL_BATCH; i++) last = last->next;
+    for (int i = 1; i < WEIR__POOL_BATCH; i++)
+      last = last->next;
     tc->head = last->next;
     last->next = NULL;
     tc->count -= WEIR__POOL_BATCH;
@@ -270,7 +274,9 @@ void weir__pool_free(void *p, size_t n) {
   }
 }
 
-void weir__pools_acquire(void) { atomic_fetch_add(&g_runtimes, 1); }
+void weir__pools_acquire(void) {
+  atomic_fetch_add(&g_runtimes, 1);
+}
 
 void weir__pools_release(void) {
   pthread_mutex_lock(&g_pool_mu);

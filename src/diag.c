@@ -73,8 +73,8 @@ static uint64_t attr_value(const weir__proc *p, weir_attr a) {
   case WEIR_ATTR_DROPPED:
     return atomic_load_explicit(&p->stat.dropped, memory_order_relaxed);
   case WEIR_ATTR_QUEUE_HIGH_WATER: {
-    uint64_t hw = atomic_load_explicit(&p->stat.high_water,
-                                       memory_order_relaxed);
+    uint64_t hw =
+        atomic_load_explicit(&p->stat.high_water, memory_order_relaxed);
     uint64_t len = weir__mbox_len(p);
     return hw > len ? hw : len;
   }
@@ -99,10 +99,9 @@ int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info) {
     snprintf(info->current_function, sizeof info->current_function, "%s:%s",
              info->initial_call, cur);
   else
-    snprintf(info->current_function, sizeof info->current_function,
-             "waiting");
-  info->status = (weir_status)atomic_load_explicit(&p->status,
-                                                   memory_order_relaxed);
+    snprintf(info->current_function, sizeof info->current_function, "waiting");
+  info->status =
+      (weir_status)atomic_load_explicit(&p->status, memory_order_relaxed);
   info->message_queue_len = weir__mbox_len(p);
   info->mailbox_bytes = weir__mbox_bytes(p);
   info->memory = proc_memory(p);
@@ -180,8 +179,8 @@ int weir_proc_count(weir_rt *rt, weir_attr attr, size_t n,
   uint32_t used = table_used(rt);
   for (uint32_t i = 0; i < used; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
-    if (!p || atomic_load_explicit(&p->life, memory_order_acquire) !=
-                  WEIR__P_LIVE)
+    if (!p ||
+        atomic_load_explicit(&p->life, memory_order_acquire) != WEIR__P_LIVE)
       continue;
     top_push(&t, weir__proc_pid(p), attr_value(p, attr));
   }
@@ -201,8 +200,8 @@ int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n, uint32_t ms,
   if (!before) return WEIR_ENOMEM;
   for (uint32_t i = 0; i < used; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
-    if (!p || atomic_load_explicit(&p->life, memory_order_acquire) !=
-                  WEIR__P_LIVE)
+    if (!p ||
+        atomic_load_explicit(&p->life, memory_order_acquire) != WEIR__P_LIVE)
       continue;
     before[i].pid = weir__proc_pid(p);
     before[i].value = attr_value(p, attr);
@@ -214,8 +213,8 @@ int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n, uint32_t ms,
   uint32_t used2 = table_used(rt);
   for (uint32_t i = 0; i < used2; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
-    if (!p || atomic_load_explicit(&p->life, memory_order_acquire) !=
-                  WEIR__P_LIVE)
+    if (!p ||
+        atomic_load_explicit(&p->life, memory_order_acquire) != WEIR__P_LIVE)
       continue;
     weir_pid pid = weir__proc_pid(p);
     uint64_t v = attr_value(p, attr);
@@ -258,8 +257,8 @@ int weir_node_stats(weir_rt *rt, weir_stats *s) {
     if (!p) continue;
     s->queued_messages += weir__mbox_len(p);
     s->queued_bytes += weir__mbox_bytes(p);
-    s->messages_sent += atomic_load_explicit(&p->in_count,
-                                             memory_order_relaxed);
+    s->messages_sent +=
+        atomic_load_explicit(&p->in_count, memory_order_relaxed);
   }
   s->mailbox_budget = rt->opts.max_mailbox_bytes;
   s->alarms_active = weir__alarms_active(rt);

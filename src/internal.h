@@ -22,10 +22,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WEIR__CACHELINE 64
-#define WEIR__ALIGNED __attribute__((aligned(WEIR__CACHELINE)))
-#define WEIR__UNUSED(x) ((void)(x))
-#define WEIR__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEIR__CACHELINE   64
+#define WEIR__ALIGNED     __attribute__((aligned(WEIR__CACHELINE)))
+#define WEIR__UNUSED(x)   ((void)(x))
+#define WEIR__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEIR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static inline void weir__cpu_relax(void) {
@@ -48,8 +48,8 @@ char *weir__strdup(const char *s);
    frees returned to a shared list in batches. */
 void *weir__pool_alloc(size_t n);
 void weir__pool_free(void *p, size_t n);
-void weir__pools_acquire(void);  /* a runtime starts */
-void weir__pools_release(void);  /* a runtime stopped; last one frees slabs */
+void weir__pools_acquire(void); /* a runtime starts */
+void weir__pools_release(void); /* a runtime stopped; last one frees slabs */
 /* Fault injection for tests: the nth allocation from now fails (0 = off). */
 void weir__alloc_fail_nth(uint64_t n);
 uint64_t weir__alloc_count(void); /* allocations made so far */
@@ -77,18 +77,20 @@ typedef struct weir__msg {
   _Atomic(struct weir__msg *) next; /* Vyukov link */
   uint64_t from;                    /* sender pid id */
   uint32_t tag;
-  uint32_t len;    /* payload bytes including the kind's prefix */
-  uint32_t gen;    /* generation of the receiver it was sent to */
-  uint16_t kind;   /* WEIR__K_* */
-  uint16_t flags;  /* WEIR__MF_* */
-} weir__msg;       /* payload follows, 8-byte aligned */
+  uint32_t len;   /* payload bytes including the kind's prefix */
+  uint32_t gen;   /* generation of the receiver it was sent to */
+  uint16_t kind;  /* WEIR__K_* */
+  uint16_t flags; /* WEIR__MF_* */
+} weir__msg;      /* payload follows, 8-byte aligned */
 
-#define WEIR__MF_ROUTED 1u  /* sent through a partition router */
+#define WEIR__MF_ROUTED  1u /* sent through a partition router */
 #define WEIR__MF_NOBOUND 2u /* runtime message: not counted against bounds */
-#define WEIR__MF_FRONT 4u   /* popped from the requeue list: caller frees */
-#define WEIR__MF_BUDGET 8u  /* counted in the node's mailbox budget */
+#define WEIR__MF_FRONT   4u /* popped from the requeue list: caller frees */
+#define WEIR__MF_BUDGET  8u /* counted in the node's mailbox budget */
 
-static inline void *weir__msg_data(weir__msg *m) { return (void *)(m + 1); }
+static inline void *weir__msg_data(weir__msg *m) {
+  return (void *)(m + 1);
+}
 static inline size_t weir__msg_size(uint32_t len) {
   return sizeof(weir__msg) + len;
 }
@@ -120,7 +122,7 @@ typedef struct weir__mon {
 } weir__mon;
 
 typedef struct weir__pending {
-  weir_ref ref;   /* call_async ref (= its monitor ref) */
+  weir_ref ref; /* call_async ref (= its monitor ref) */
   weir_pid to;
   weir_ref timer; /* 0 = none */
 } weir__pending;
@@ -159,7 +161,7 @@ struct weir__proc {
   uint32_t max_len;
   uint8_t overflow;
   uint8_t blocking;
-  uint8_t trap_exit;   /* owner-only */
+  uint8_t trap_exit;    /* owner-only */
   uint8_t keep_on_exit; /* owner-only: hold the mailbox for a restart */
   uint8_t served_calls; /* owner-only: took a call from a thread */
   uint64_t max_bytes;
@@ -176,7 +178,7 @@ struct weir__proc {
   uint8_t wake_blocked;          /* copy of overflow == BLOCK */
   _Atomic uint64_t out_count;    /* messages taken off the queue */
   _Atomic uint64_t out_bytes;
-  weir__msg stub;                /* the queue's initial node */
+  weir__msg stub; /* the queue's initial node */
   const weir_server *srv;
   void *state;
   weir_rt *rt;
@@ -184,16 +186,16 @@ struct weir__proc {
   weir__pstat stat;
   _Atomic(const char *) current; /* callback running now, or NULL */
   uint32_t slot;
-  int32_t partition; /* -1 if none */
+  int32_t partition;   /* -1 if none */
   uint64_t supervisor; /* pid id of the supervisor (0 = none) */
   uint64_t spawn_seq;  /* start order, for top-down stop */
   uint64_t born_ns;    /* incarnation start */
   void *route;         /* the partition supervisor routing here, or NULL */
   weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
                                          progress (consumer-owned) */
-  weir__proc *rq_next; /* link in a shared run queue */
-  _Atomic uint32_t status; /* weir_status for diagnostics */
-  char *name;              /* registered name (owned), or NULL */
+  weir__proc *rq_next;                /* link in a shared run queue */
+  _Atomic uint32_t status;            /* weir_status for diagnostics */
+  char *name;                         /* registered name (owned), or NULL */
 };
 
 struct weir_ctx {
@@ -242,8 +244,7 @@ weir_pid weir__proc_pid(const weir__proc *p);
 int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m);
 /* The same to a slot (partition routing): also into a HELD slot waiting for
    its restart; ENOPROC unless the slot is still routed by `route`. */
-int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
-                       weir__msg *m);
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route, weir__msg *m);
 void weir__proc_run(weir__proc *p, unsigned budget);
 /* Ends the incarnation; true if the slot is now HELD (the caller must not
    touch p afterwards: a restart may already own it). */
@@ -272,8 +273,7 @@ void weir__sup_def_free(weir__sup_def *d);
 int weir__sup_start_def(weir_rt *rt, weir__sup_def *d, weir__partsup *ps,
                         weir_pid *pid);
 int weir__sup_resize_children(weir_rt *rt, weir_pid sup, unsigned n);
-void *weir__partsup_child_arg(weir__partsup *ps, void *arg,
-                              unsigned partition);
+void *weir__partsup_child_arg(weir__partsup *ps, void *arg, unsigned partition);
 void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot);
 void weir__partsup_bind(weir__partsup *ps, weir__proc *self, void *sup);
 void weir__partsup_unbind(weir__partsup *ps);
@@ -298,8 +298,8 @@ typedef struct weir__spawn_x {
 /* Spawns into slot p whose token the caller holds. On init failure with
    x->keep the slot is left HELD (token held), else it is freed. */
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
-                   void *arg, const weir_spawn_opts *so,
-                   const weir__spawn_x *x, weir_pid *pid);
+                   void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
+                   weir_pid *pid);
 /* Spawn with extras; *slot (may be NULL) gets the slot used. */
 int weir__spawn_ex(weir_rt *rt, const weir_server *srv, void *arg,
                    const weir_spawn_opts *so, const weir__spawn_x *x,
@@ -317,8 +317,7 @@ void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason);
 void weir__exit_hook(weir_rt *rt, weir__proc *p, weir_pid self, int reason);
 void weir__overload_free(weir_rt *rt);
 /* alarm.c */
-void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
-                 double *out_rate);
+void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate, double *out_rate);
 uint64_t weir__alarms_active(weir_rt *rt);
 int weir__alarm_start(weir_rt *rt);
 void weir__alarm_stop(weir_rt *rt);
@@ -341,7 +340,7 @@ void weir__schedule(weir_rt *rt, weir__proc *p);
 int weir__sched_start(weir_rt *rt);
 void weir__sched_stop(weir_rt *rt);
 void weir__sched_watchdog(weir_rt *rt);
-bool weir__on_scheduler(void);   /* current thread is a scheduler thread */
+bool weir__on_scheduler(void);     /* current thread is a scheduler thread */
 weir_ctx *weir__current_ctx(void); /* the process running on this thread */
 void weir__set_current_ctx(weir_ctx *cx);
 
@@ -449,9 +448,9 @@ extern _Atomic uint64_t weir__rt_ids;
 
 /* ---- console.c: the request parser (pure, fuzzed) ---------------------
    Added by the diagnostics work; a pure addition. */
-#define WEIR__CONSOLE_LINE_MAX 1024 /* bytes of one request, newline aside */
-#define WEIR__CONSOLE_MAX_N 1000    /* proc_count / proc_window N */
-#define WEIR__CONSOLE_MAX_MS 60000  /* proc_window / scheduler_usage MS */
+#define WEIR__CONSOLE_LINE_MAX 1024  /* bytes of one request, newline aside */
+#define WEIR__CONSOLE_MAX_N    1000  /* proc_count / proc_window N */
+#define WEIR__CONSOLE_MAX_MS   60000 /* proc_window / scheduler_usage MS */
 typedef enum {
   WEIR__CMD_HELP = 0,
   WEIR__CMD_PROC_COUNT,
@@ -470,7 +469,7 @@ typedef struct weir__console_req {
   uint32_t ms;    /* proc_window, scheduler_usage: 1..WEIR__CONSOLE_MAX_MS */
   int has_pid;    /* info: arg parsed as a pid */
   weir_pid pid;
-  char name[64];  /* info NAME, partitions NAME */
+  char name[64]; /* info NAME, partitions NAME */
 } weir__console_req;
 /* Parses one request line of len bytes (no newline; a trailing CR is
    ignored). Pure: no I/O, no allocation. Returns WEIR_OK, or WEIR_EINVAL

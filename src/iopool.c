@@ -22,7 +22,9 @@
 
 static __thread int tl_io;
 
-bool weir__on_io_thread(void) { return tl_io != 0; }
+bool weir__on_io_thread(void) {
+  return tl_io != 0;
+}
 
 static void *io_main(void *arg) {
   weir_rt *rt = arg;
@@ -94,7 +96,8 @@ void weir__io_stop(weir_rt *rt) {
   pthread_mutex_lock(&rt->io_mu);
   rt->io_stop = 1;
   pthread_cond_broadcast(&rt->io_cv);
-  while (rt->io_live > 0) pthread_cond_wait(&rt->io_cv, &rt->io_mu);
+  while (rt->io_live > 0)
+    pthread_cond_wait(&rt->io_cv, &rt->io_mu);
   pthread_mutex_unlock(&rt->io_mu);
   pthread_cond_destroy(&rt->io_cv);
   pthread_mutex_destroy(&rt->io_mu);

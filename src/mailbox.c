@@ -83,8 +83,8 @@ weir__msg *weir__mbox_pop(weir__proc *p) {
   weir__msg *f = p->front;
   if (f) { /* requeued messages come first; they are not tail nodes, so
                the caller frees them (weir__mbox_is_front tells) */
-    p->front = (weir__msg *)atomic_load_explicit(&f->next,
-                                                 memory_order_relaxed);
+    p->front =
+        (weir__msg *)atomic_load_explicit(&f->next, memory_order_relaxed);
     atomic_store_explicit(&f->next, NULL, memory_order_relaxed);
     f->flags |= WEIR__MF_FRONT;
     count_out(p, f);
@@ -105,9 +105,9 @@ bool weir__mbox_markempty(weir__proc *p) {
   /* acq_rel: release hands the process's state to the next sender that
      schedules it (it acquires in its exchange); acquire because on failure
      we keep running and must see the new message. */
-  return atomic_compare_exchange_strong_explicit(
-      &p->head, &expect, expect | 1u, memory_order_acq_rel,
-      memory_order_acquire);
+  return atomic_compare_exchange_strong_explicit(&p->head, &expect, expect | 1u,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire);
 }
 
 uint64_t weir__mbox_len(const weir__proc *p) {

@@ -113,8 +113,7 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
             atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&p->drop_pending, 1,
-                                    memory_order_relaxed);
+          atomic_fetch_add_explicit(&p->drop_pending, 1, memory_order_relaxed);
           goto admitted;
         }
         if (p->max_len && len < 2ull * p->max_len) continue; /* CAS lost */
@@ -126,10 +125,10 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
           goto refuse;
         }
         if (!deadline)
-          deadline = p->push_timeout_ms < 0
-                         ? UINT64_MAX
-                         : weir__now_ns() +
-                               (uint64_t)p->push_timeout_ms * 1000000ull;
+          deadline =
+              p->push_timeout_ms < 0
+                  ? UINT64_MAX
+                  : weir__now_ns() + (uint64_t)p->push_timeout_ms * 1000000ull;
         if (!wait_room(p, deadline)) {
           rc = WEIR_EFULL;
           goto refuse;
@@ -153,21 +152,19 @@ admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
   {
     uint64_t len = weir__mbox_len(p);
-    uint64_t hw = atomic_load_explicit(&p->stat.high_water,
-                                       memory_order_relaxed);
+    uint64_t hw =
+        atomic_load_explicit(&p->stat.high_water, memory_order_relaxed);
     if (len > hw) /* a diagnostic: a lost race under-reports by a little */
       atomic_store_explicit(&p->stat.high_water, len, memory_order_relaxed);
   }
   return WEIR_OK;
 shed_new:
   if (m->flags & WEIR__MF_BUDGET)
-    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
-                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len, memory_order_relaxed);
   return shed(rt, p, m, WEIR_OK);
 refuse:
   if (m->flags & WEIR__MF_BUDGET)
-    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
-                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&rt->queued_bytes, m->len, memory_order_relaxed);
   if (rc == WEIR_EFULL) {
     atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
@@ -185,8 +182,8 @@ bool weir__bound_popped(weir__proc *p, weir__msg *m) {
   if (!p->shed_oldest || (m->flags & WEIR__MF_NOBOUND)) return false;
   uint64_t pend = atomic_load_explicit(&p->drop_pending, memory_order_relaxed);
   while (pend > 0) {
-    if (atomic_compare_exchange_weak_explicit(&p->drop_pending, &pend,
-                                              pend - 1, memory_order_relaxed,
+    if (atomic_compare_exchange_weak_explicit(&p->drop_pending, &pend, pend - 1,
+                                              memory_order_relaxed,
                                               memory_order_relaxed)) {
       weir_rt *rt = p->rt;
       atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
@@ -210,8 +207,9 @@ void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason) {
   h.tag = m->tag;
   h.len = m->len;
   h.reason = reason;
-  weir__msg *d = weir__msg_new(WEIR__K_INFO, WEIR_TAG_DEAD_LETTER,
-                               (uint32_t)(sizeof(weir_ref) + sizeof h) + m->len);
+  weir__msg *d =
+      weir__msg_new(WEIR__K_INFO, WEIR_TAG_DEAD_LETTER,
+                    (uint32_t)(sizeof(weir_ref) + sizeof h) + m->len);
   if (!d) return;
   char *b = weir__msg_data(d);
   weir_ref zero = 0;

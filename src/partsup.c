@@ -36,7 +36,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define HOT_K 8
+#define HOT_K      8
 #define HOT_SAMPLE 16
 
 typedef struct route_tab {
@@ -58,14 +58,14 @@ typedef struct hot_arr { /* replaced whole on growth; old ones retired */
 
 struct weir__partsup {
   _Atomic(route_tab *) tab;
-  route_tab *pending;         /* a grown table being filled (resize_mu) */
+  route_tab *pending; /* a grown table being filled (resize_mu) */
   /* The resize in progress: (epoch << 32) | old partitions still to drain.
      One word, so a worker never sees the count of one resize with the
      epoch of another. */
   _Atomic uint64_t resize_state;
   _Atomic int flush_left; /* second round: deferred messages all run */
-  weir__proc *self;           /* the supervisor's slot */
-  _Atomic(void *) sup;        /* its weir__sup while it runs */
+  weir__proc *self;       /* the supervisor's slot */
+  _Atomic(void *) sup;    /* its weir__sup while it runs */
   void *(*with_arguments)(void *arg, unsigned partition);
   pthread_mutex_t resize_mu;
   _Atomic(hot_arr *) hot;
@@ -88,8 +88,8 @@ static _Atomic int g_membarrier = -1; /* -1 unknown, 0 no, 1 yes */
 static bool membarrier_ready(void) {
   int m = atomic_load_explicit(&g_membarrier, memory_order_acquire);
   if (m >= 0) return m == 1;
-  long ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-                    0, 0);
+  long ok =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
   m = ok == 0 ? 1 : 0;
   atomic_store_explicit(&g_membarrier, m, memory_order_release);
   return m == 1;
@@ -114,8 +114,8 @@ static inline void router_enter(router_rec *r) {
   atomic_store_explicit(&r->seq, s + 1, memory_order_relaxed);
   /* The resizer's membarrier orders this store before our table load; with
      no membarrier we pay a full fence here instead. */
-  if (WEIR__LIKELY(atomic_load_explicit(&g_membarrier,
-                                        memory_order_relaxed) == 1))
+  if (WEIR__LIKELY(atomic_load_explicit(&g_membarrier, memory_order_relaxed) ==
+                   1))
     atomic_signal_fence(memory_order_seq_cst);
   else
     atomic_thread_fence(memory_order_seq_cst);
@@ -200,8 +200,7 @@ void weir_partsup_opts_init(weir_partsup_opts *o) {
   o->max_seconds = 5;
 }
 
-int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o,
-                       weir_pid *pid) {
+int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   if (!rt || !o || !o->child.server) return WEIR_EINVAL;
   if (o->name && strlen(o->name) >= 64) return WEIR_EINVAL;
   unsigned n = o->partitions ? o->partitions : weir_rt_schedulers(rt);
@@ -273,9 +272,8 @@ static void hot_record(weir__partsup *ps, unsigned part, uint64_t key) {
   if (part >= ha->cap) return;
   hot_sketch *h = &ha->s[part];
   int free_ = 0;
-  if (!atomic_compare_exchange_strong_explicit(&h->lock, &free_, 1,
-                                               memory_order_acquire,
-                                               memory_order_relaxed))
+  if (!atomic_compare_exchange_strong_explicit(
+          &h->lock, &free_, 1, memory_order_acquire, memory_order_relaxed))
     return; /* busy: skip this sample */
   int min = 0;
   for (int i = 0; i < HOT_K; i++) {
@@ -307,14 +305,12 @@ static int route(weir_rt *rt, weir_pid ps_pid, uint64_t key, bool hashed,
   router_enter(r);
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   unsigned part = (unsigned)(key % t->n);
-  weir__proc *slot = atomic_load_explicit(&t->slot[part],
-                                          memory_order_acquire);
+  weir__proc *slot = atomic_load_explicit(&t->slot[part], memory_order_acquire);
   m->flags |= (uint16_t)(WEIR__MF_ROUTED | ((unsigned)t->epoch << 8));
   int rc = slot ? weir__deliver_slot(rt, slot, ps, m) : WEIR_ENOPROC;
   if (!slot) weir__msg_free(m);
   router_exit(r);
-  if (WEIR__UNLIKELY(++tl_sample % HOT_SAMPLE == 0))
-    hot_record(ps, part, key);
+  if (WEIR__UNLIKELY(++tl_sample % HOT_SAMPLE == 0)) hot_record(ps, part, key);
   (void)hashed;
   return rc;
 }
@@ -353,8 +349,8 @@ int weir_partition_whereis(weir_rt *rt, weir_pid ps_pid, uint64_t key,
   weir__partsup *ps = ps_of(rt, ps_pid);
   if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
-  weir__proc *slot = atomic_load_explicit(&t->slot[key % t->n],
-                                          memory_order_acquire);
+  weir__proc *slot =
+      atomic_load_explicit(&t->slot[key % t->n], memory_order_acquire);
   if (!slot || atomic_load(&slot->life) != WEIR__P_LIVE) return WEIR_ENOPROC;
   *pid = weir__proc_pid(slot);
   return WEIR_OK;
@@ -394,9 +390,8 @@ int weir_partition_hot_keys(weir_rt *rt, weir_pid ps_pid, unsigned partition,
   hot_sketch *h = &ha->s[partition];
   weir_hot_key tmp[HOT_K];
   int free_ = 0;
-  while (!atomic_compare_exchange_weak_explicit(&h->lock, &free_, 1,
-                                                memory_order_acquire,
-                                                memory_order_relaxed)) {
+  while (!atomic_compare_exchange_weak_explicit(
+      &h->lock, &free_, 1, memory_order_acquire, memory_order_relaxed)) {
     free_ = 0;
     weir__cpu_relax();
   }
@@ -525,8 +520,7 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     }
   }
   t->older = old;
-  atomic_store_explicit(&ps->resize_state,
-                        ((uint64_t)t->epoch << 32) | old->n,
+  atomic_store_explicit(&ps->resize_state, ((uint64_t)t->epoch << 32) | old->n,
                         memory_order_seq_cst);
   atomic_store_explicit(&ps->tab, t, memory_order_seq_cst);
   routers_quiesce();

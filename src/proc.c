@@ -85,8 +85,7 @@ weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid) {
   if (!p) return NULL;
   /* acquire on gen: pairs with spawn's release store, so the bounds and
      flags written before it are visible. */
-  if (atomic_load_explicit(&p->gen, memory_order_acquire) !=
-      weir__pid_gen(pid))
+  if (atomic_load_explicit(&p->gen, memory_order_acquire) != weir__pid_gen(pid))
     return NULL;
   if (atomic_load_explicit(&p->life, memory_order_relaxed) != WEIR__P_LIVE)
     return NULL;
@@ -146,10 +145,9 @@ static void slot_release(weir_rt *rt, weir__proc *p) {
 static void token_take(weir__proc *p) {
   for (;;) {
     uintptr_t h = atomic_load_explicit(&p->head, memory_order_acquire);
-    if ((h & 1u) &&
-        atomic_compare_exchange_weak_explicit(&p->head, &h, h & ~(uintptr_t)1,
-                                              memory_order_acq_rel,
-                                              memory_order_relaxed))
+    if ((h & 1u) && atomic_compare_exchange_weak_explicit(
+                        &p->head, &h, h & ~(uintptr_t)1, memory_order_acq_rel,
+                        memory_order_relaxed))
       return;
     weir__cpu_relax();
   }
@@ -214,18 +212,18 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->supervisor = x ? x->supervisor : 0;
   p->route = x ? x->route : NULL;
   p->name = NULL;
-  p->spawn_seq = atomic_fetch_add_explicit(&rt->spawn_seq, 1,
-                                           memory_order_relaxed);
+  p->spawn_seq =
+      atomic_fetch_add_explicit(&rt->spawn_seq, 1, memory_order_relaxed);
   p->born_ns = weir__now_ns();
   atomic_store_explicit(&p->kill, 0, memory_order_relaxed);
   atomic_store_explicit(&p->stat.reductions, 0, memory_order_relaxed);
   atomic_store_explicit(&p->stat.messages_out, 0, memory_order_relaxed);
   atomic_store_explicit(&p->stat.dropped, 0, memory_order_relaxed);
   atomic_store_explicit(&p->stat.high_water, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->stat.base_in,
-                        atomic_load_explicit(&p->in_count,
-                                             memory_order_relaxed),
-                        memory_order_relaxed);
+  atomic_store_explicit(
+      &p->stat.base_in,
+      atomic_load_explicit(&p->in_count, memory_order_relaxed),
+      memory_order_relaxed);
   atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
   atomic_store_explicit(&p->accept_gen, accept_from ? accept_from : g,
@@ -256,8 +254,8 @@ static int run_init(weir__proc *p, void *arg) {
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
-                   void *arg, const weir_spawn_opts *so,
-                   const weir__spawn_x *x, weir_pid *pid) {
+                   void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
+                   weir_pid *pid) {
   incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
   atomic_fetch_add_explicit(&rt->nprocs, 1, memory_order_relaxed);
@@ -334,8 +332,7 @@ static inline void count_out_sender(weir_rt *rt) {
   if (cx && cx->p->rt == rt)
     atomic_store_explicit(
         &cx->p->stat.messages_out,
-        atomic_load_explicit(&cx->p->stat.messages_out,
-                             memory_order_relaxed) +
+        atomic_load_explicit(&cx->p->stat.messages_out, memory_order_relaxed) +
             1,
         memory_order_relaxed);
 }
@@ -363,8 +360,7 @@ int weir__deliver(weir_rt *rt, weir_pid to, weir__msg *m) {
   return push_counted(rt, p, m, weir__pid_gen(to));
 }
 
-int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
-                       weir__msg *m) {
+int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route, weir__msg *m) {
   uint32_t st = atomic_load_explicit(&p->life, memory_order_acquire);
   /* An exiting worker that keeps its mailbox will be HELD in a moment and
      restarted: its messages wait for the next incarnation. */
@@ -378,8 +374,8 @@ int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route,
   /* Stamped with the current generation: a restart in this slot accepts it
      (accept_gen), an unrelated process reusing the slot would not. */
   count_out_sender(rt);
-  return push_counted(rt, p, m, atomic_load_explicit(&p->gen,
-                                                     memory_order_acquire));
+  return push_counted(rt, p, m,
+                      atomic_load_explicit(&p->gen, memory_order_acquire));
 }
 
 int weir__signal(weir_rt *rt, weir_pid from, weir_pid to, uint32_t kind,
@@ -522,8 +518,7 @@ int weir_link(weir_ctx *cx, weir_pid pid) {
      LINK can answer with an exit signal from the right pid. */
   int rc = weir__signal(p->rt, self, pid, WEIR__K_LINK, 0, pid.id, 0);
   if (rc == WEIR_ENOPROC)
-    rc = weir__signal(p->rt, pid, self, WEIR__K_EXIT, 0, 0,
-                      WEIR_REASON_NOPROC);
+    rc = weir__signal(p->rt, pid, self, WEIR__K_EXIT, 0, 0, WEIR_REASON_NOPROC);
   /* The exit signal to ourselves may fail only with ENOMEM. */
   return rc == WEIR_ENOPROC ? WEIR_OK : rc;
 }
@@ -547,8 +542,7 @@ int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref) {
   weir_pid self = weir__proc_pid(p);
   rc = weir__signal(p->rt, self, pid, WEIR__K_MONITOR, r, pid.id, 0);
   if (rc == WEIR_ENOPROC)
-    rc = weir__signal(p->rt, pid, self, WEIR__K_DOWN, r, 0,
-                      WEIR_REASON_NOPROC);
+    rc = weir__signal(p->rt, pid, self, WEIR__K_DOWN, r, 0, WEIR_REASON_NOPROC);
   if (rc) {
     mon_del(e, r, 0, NULL);
     return rc;
@@ -586,8 +580,8 @@ int weir_exit(weir_rt *rt, weir_pid pid, int reason) {
        exit can never hit the next incarnation of the slot. */
     atomic_store_explicit(&p->kill, weir__pid_gen(pid), memory_order_release);
   weir_pid from = cx && cx->p->rt == rt ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
-  int rc = weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0,
-                        reason);
+  int rc =
+      weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0, reason);
   /* A running process may see the kill flag and end before the signal is
      delivered: the kill happened all the same. */
   if (rc == WEIR_ENOPROC && reason == WEIR_REASON_KILL) rc = WEIR_OK;
@@ -598,7 +592,9 @@ weir_pid weir_self(weir_ctx *cx) {
   return cx ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
 }
 
-weir_rt *weir_ctx_rt(weir_ctx *cx) { return cx ? cx->p->rt : NULL; }
+weir_rt *weir_ctx_rt(weir_ctx *cx) {
+  return cx ? cx->p->rt : NULL;
+}
 
 uint64_t weir_queue_len(weir_ctx *cx) {
   return cx ? weir__mbox_len(cx->p) : 0;
@@ -664,8 +660,8 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
       weir__signal(rt, self, e->links[i].pid, WEIR__K_EXIT, 0, 0, out_reason);
     for (uint32_t i = 0; i < e->nmons; i++) {
       if (e->mons[i].watcher)
-        weir__signal(rt, self, e->mons[i].pid, WEIR__K_DOWN, e->mons[i].ref,
-                     0, out_reason);
+        weir__signal(rt, self, e->mons[i].pid, WEIR__K_DOWN, e->mons[i].ref, 0,
+                     out_reason);
       else
         weir__signal(rt, self, e->mons[i].pid, WEIR__K_DEMONITOR,
                      e->mons[i].ref, 0, 0);
@@ -823,8 +819,8 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
   case WEIR__K_MONITOR: {
     weir__ext *e = weir__ext_get(p);
     if (!e || mon_add(e, ref, (weir_pid){m->from}, 1) != WEIR_OK)
-      weir__signal(p->rt, weir__proc_pid(p), (weir_pid){m->from},
-                   WEIR__K_DOWN, ref, 0, WEIR_ENOMEM);
+      weir__signal(p->rt, weir__proc_pid(p), (weir_pid){m->from}, WEIR__K_DOWN,
+                   ref, 0, WEIR_ENOMEM);
     return WEIR_OK;
   }
   case WEIR__K_DEMONITOR:
@@ -894,7 +890,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
   unsigned n = 0;
   /* acquire: pairs with weir_exit's release store of kill. */
   if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire) ==
-                    atomic_load_explicit(&p->gen, memory_order_relaxed)) &&
+                     atomic_load_explicit(&p->gen, memory_order_relaxed)) &&
       atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE) {
     if (weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL)) goto out;
   }
@@ -942,8 +938,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
     }
     if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
   }
-  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE,
-                        memory_order_relaxed);
+  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE, memory_order_relaxed);
   weir__set_current_ctx(prev);
   weir__schedule(rt, p);
   return;

@@ -61,7 +61,8 @@ void weir__registry_free(weir_rt *rt) {
 
 static entry **find(reg *r, const char *name) {
   entry **pp = &r->b[hash_str(name) & (r->nb - 1)];
-  while (*pp && strcmp((*pp)->name, name) != 0) pp = &(*pp)->next;
+  while (*pp && strcmp((*pp)->name, name) != 0)
+    pp = &(*pp)->next;
   return pp;
 }
 

@@ -57,8 +57,8 @@ const char *weir_err_name(int err) {
 
 int weir_pid_format(weir_pid pid, char *buf, size_t n) {
   if (!buf || n == 0) return WEIR_EINVAL;
-  int k = snprintf(buf, n, "<0.%u.%u>", weir__pid_slot(pid),
-                   weir__pid_gen(pid));
+  int k =
+      snprintf(buf, n, "<0.%u.%u>", weir__pid_slot(pid), weir__pid_gen(pid));
   if (k < 0 || (size_t)k >= n) {
     buf[0] = 0;
     return WEIR_EINVAL;
@@ -162,7 +162,8 @@ int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
   int rc = weir__syscall_send(rt, pid, run_in_cb, &r);
   if (rc == WEIR_OK) {
     pthread_mutex_lock(&r.mu);
-    while (!r.done) pthread_cond_wait(&r.cv, &r.mu);
+    while (!r.done)
+      pthread_cond_wait(&r.cv, &r.mu);
     pthread_mutex_unlock(&r.mu);
   }
   pthread_cond_destroy(&r.cv);
@@ -195,8 +196,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   if (o->schedulers > 1024 || (o->max_processes && o->max_processes < 2) ||
       (o->node_name && (!*o->node_name || strlen(o->node_name) > 63)))
     return WEIR_EINVAL;
-  if (o->alarm_enable && o->alarm_disable > o->alarm_enable)
-    return WEIR_EINVAL;
+  if (o->alarm_enable && o->alarm_disable > o->alarm_enable) return WEIR_EINVAL;
   weir__pools_acquire();
   weir_rt *rt = weir__calloc(1, sizeof *rt);
   if (!rt) {
@@ -255,7 +255,9 @@ fail:
   return rc;
 }
 
-unsigned weir_rt_schedulers(const weir_rt *rt) { return rt ? rt->nscheds : 0; }
+unsigned weir_rt_schedulers(const weir_rt *rt) {
+  return rt ? rt->nscheds : 0;
+}
 const char *weir_rt_node_name(const weir_rt *rt) {
   return rt ? rt->node_name : NULL;
 }
@@ -331,16 +333,15 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
   int rc = WEIR_OK;
   atomic_store(&rt->stopping, 1);
   weir__console_stop(rt);
-  uint64_t deadline =
-      timeout_ms < 0 ? UINT64_MAX
-                     : weir__now_ns() + (uint64_t)timeout_ms * 1000000ull;
+  uint64_t deadline = timeout_ms < 0
+                          ? UINT64_MAX
+                          : weir__now_ns() + (uint64_t)timeout_ms * 1000000ull;
   signal_all(rt, false);
   if (!wait_empty(rt, deadline)) {
     rc = WEIR_ETIMEDOUT;
     /* Supervised children whose supervisor did not get to them, and
        everything that outlived the timeout. */
-    for (int round = 0; round < 100 && atomic_load(&rt->nprocs) > 0;
-         round++) {
+    for (int round = 0; round < 100 && atomic_load(&rt->nprocs) > 0; round++) {
       signal_all(rt, true);
       wait_empty(rt, weir__now_ns() + 50000000ull);
     }
@@ -356,8 +357,7 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
 static void rt_free(weir_rt *rt) {
   if (rt->slots) {
     for (uint32_t i = 0; i < rt->next_fresh; i++) {
-      weir__proc *p = atomic_load_explicit(&rt->slots[i],
-                                           memory_order_relaxed);
+      weir__proc *p = atomic_load_explicit(&rt->slots[i], memory_order_relaxed);
       if (!p) continue;
       weir__proc_undefer(p);
       weir__mbox_destroy(p);

@@ -26,7 +26,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define RQ_SIZE 256u
+#define RQ_SIZE     256u
 #define SPIN_ROUNDS 200
 
 struct weir__sched {
@@ -52,9 +52,15 @@ typedef struct {
 
 static __thread tl_thread tl;
 
-bool weir__on_scheduler(void) { return tl.sched != NULL; }
-weir_ctx *weir__current_ctx(void) { return tl.cx; }
-void weir__set_current_ctx(weir_ctx *cx) { tl.cx = cx; }
+bool weir__on_scheduler(void) {
+  return tl.sched != NULL;
+}
+weir_ctx *weir__current_ctx(void) {
+  return tl.cx;
+}
+void weir__set_current_ctx(weir_ctx *cx) {
+  tl.cx = cx;
+}
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val) {
   return syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
@@ -102,9 +108,8 @@ static weir__proc *rq_take(weir__sched *s) {
         atomic_load_explicit(&s->ring[h % RQ_SIZE], memory_order_relaxed);
     /* The owner can overwrite slot h only once head has moved past h, so
        a successful CAS proves p was still the item at h. */
-    if (atomic_compare_exchange_weak_explicit(&s->head, &h, h + 1,
-                                              memory_order_acq_rel,
-                                              memory_order_relaxed))
+    if (atomic_compare_exchange_weak_explicit(
+            &s->head, &h, h + 1, memory_order_acq_rel, memory_order_relaxed))
       return p;
   }
 }
@@ -135,9 +140,8 @@ static void wake_one(weir_rt *rt) {
   for (unsigned i = 0; i < rt->nscheds; i++) {
     weir__sched *s = &rt->scheds[i];
     uint32_t one = 1;
-    if (atomic_compare_exchange_strong_explicit(&s->parked, &one, 0,
-                                                memory_order_seq_cst,
-                                                memory_order_relaxed)) {
+    if (atomic_compare_exchange_strong_explicit(
+            &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed)) {
       atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
       futex(&s->parked, FUTEX_WAKE_PRIVATE, 1);
       return;
@@ -230,11 +234,11 @@ static void busy_begin(weir__sched *s) {
 static void busy_end(weir__sched *s) {
   uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
   if (!since) return;
-  atomic_store_explicit(&s->busy_ns,
-                        atomic_load_explicit(&s->busy_ns,
-                                             memory_order_relaxed) +
-                            (weir__now_ns() - since),
-                        memory_order_relaxed);
+  atomic_store_explicit(
+      &s->busy_ns,
+      atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
+          (weir__now_ns() - since),
+      memory_order_relaxed);
   atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
 }
 
@@ -255,7 +259,8 @@ static void *sched_main(void *arg) {
     /* Spin a little: work often arrives within microseconds. */
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     for (int i = 0; i < SPIN_ROUNDS && !p; i++) {
-      for (int k = 0; k < 32; k++) weir__cpu_relax();
+      for (int k = 0; k < 32; k++)
+        weir__cpu_relax();
       p = find_work(s);
     }
     atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
@@ -270,9 +275,8 @@ static void *sched_main(void *arg) {
     p = find_work(s);
     if (p || atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) {
       uint32_t one = 1;
-      if (atomic_compare_exchange_strong_explicit(&s->parked, &one, 0,
-                                                  memory_order_seq_cst,
-                                                  memory_order_relaxed))
+      if (atomic_compare_exchange_strong_explicit(
+              &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed))
         atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
       busy_begin(s);
       if (p) weir__proc_run(p, budget);
@@ -301,7 +305,8 @@ int weir__sched_start(weir_rt *rt) {
                        &rt->scheds[i]) != 0) {
       atomic_store(&rt->stopping, 2);
       wake_all(rt);
-      for (unsigned j = 0; j < i; j++) pthread_join(rt->scheds[j].thread, NULL);
+      for (unsigned j = 0; j < i; j++)
+        pthread_join(rt->scheds[j].thread, NULL);
       weir__free(rt->scheds);
       rt->scheds = NULL;
       return WEIR_ESYS;

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #define WEIR__MAX_WAITERS 4096u
-#define CALL_SPIN 4000
+#define CALL_SPIN         4000
 
 struct weir__waiter {
   pthread_mutex_t mu;
@@ -80,7 +80,8 @@ static weir__waiter *waiter_get(weir_rt *rt, uint32_t *idx_out) {
       break;
     }
   if (tl_w[victim].rt_id != 0) {
-    for (int i = 3; i > 0; i--) tl_w[i] = tl_w[i - 1];
+    for (int i = 3; i > 0; i--)
+      tl_w[i] = tl_w[i - 1];
     victim = 0;
   }
   tl_w[victim].rt_id = rt->rt_id;
@@ -201,8 +202,7 @@ int weir_send(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
 /* ---- call from a thread ----------------------------------------------- */
 
 int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
-              uint32_t len, void *reply, uint32_t *reply_len,
-              int timeout_ms) {
+              uint32_t len, void *reply, uint32_t *reply_len, int timeout_ms) {
   if (!rt || (len && !data) || tag >= WEIR_TAG_SYSTEM) return WEIR_EINVAL;
   uint32_t cap = reply_len ? *reply_len : 0;
   if (cap && !reply) return WEIR_EINVAL;
@@ -233,9 +233,9 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
     return rc;
   }
 
-  uint64_t deadline =
-      timeout_ms < 0 ? UINT64_MAX
-                     : weir__now_ns() + (uint64_t)timeout_ms * 1000000ull;
+  uint64_t deadline = timeout_ms < 0
+                          ? UINT64_MAX
+                          : weir__now_ns() + (uint64_t)timeout_ms * 1000000ull;
   for (int i = 0; i < CALL_SPIN; i++) {
     if (atomic_load_explicit(&w->done, memory_order_acquire)) goto done;
     weir__cpu_relax();
@@ -306,9 +306,8 @@ bool weir__pending_take(weir__proc *p, weir_ref ref, int why) {
   return true;
 }
 
-int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag,
-                    const void *data, uint32_t len, int timeout_ms,
-                    weir_ref *ref) {
+int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag, const void *data,
+                    uint32_t len, int timeout_ms, weir_ref *ref) {
   if (!cx || (len && !data) || tag >= WEIR_TAG_SYSTEM) return WEIR_EINVAL;
   weir__proc *p = cx->p;
   weir_rt *rt = p->rt;
@@ -375,8 +374,7 @@ int weir_reply(weir_ctx *cx, weir_from from, const void *data, uint32_t len) {
   return weir__reply_to(cx->p->rt, weir__proc_pid(cx->p), from, data, len);
 }
 
-int weir_reply_rt(weir_rt *rt, weir_from from, const void *data,
-                  uint32_t len) {
+int weir_reply_rt(weir_rt *rt, weir_from from, const void *data, uint32_t len) {
   if (!rt || (len && !data)) return WEIR_EINVAL;
   return weir__reply_to(rt, WEIR_PID_NONE, from, data, len);
 }

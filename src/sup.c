@@ -158,10 +158,10 @@ static int start_child(weir__sup *s, sup_child *ch) {
                      .keep = ch->spec.keep_mailbox ? 1 : 0,
                      .accept_from = 0,
                      .route = s->ps};
-  const weir_server *srv = ch->spec.is_supervisor ? &sup_server
-                                                  : ch->spec.server;
-  void *arg = ch->spec.is_supervisor ? (void *)ch->spec.sup_def
-                                     : child_arg(s, ch);
+  const weir_server *srv =
+      ch->spec.is_supervisor ? &sup_server : ch->spec.server;
+  void *arg =
+      ch->spec.is_supervisor ? (void *)ch->spec.sup_def : child_arg(s, ch);
   if (ch->spec.is_supervisor) {
     so.blocking = 1;
     so.trap_exit = 1;
@@ -172,8 +172,8 @@ static int start_child(weir__sup *s, sup_child *ch) {
   if (ch->held && ch->slot) {
     slot = ch->slot;
     wait_held(slot);
-    x.accept_from = atomic_load_explicit(&slot->accept_gen,
-                                         memory_order_relaxed);
+    x.accept_from =
+        atomic_load_explicit(&slot->accept_gen, memory_order_relaxed);
     rc = weir__spawn_in(rt, slot, srv, arg, &so, &x, &pid);
   } else {
     rc = weir__spawn_ex(rt, srv, arg, &so, &x, &pid, &slot);
@@ -226,15 +226,16 @@ static void stop_child(weir__sup *s, sup_child *ch, bool keep) {
       weir_exit(rt, pid, WEIR_REASON_KILL);
     } else {
       weir_exit(rt, pid, WEIR_REASON_SHUTDOWN);
-      uint64_t deadline = ch->spec.shutdown_ms < 0
-                              ? UINT64_MAX
-                              : weir__now_ns() + (uint64_t)ch->spec
-                                                         .shutdown_ms *
-                                                     1000000ull;
-      while (still_running(p, pid) && weir__now_ns() < deadline) sleep_ms(1);
+      uint64_t deadline =
+          ch->spec.shutdown_ms < 0
+              ? UINT64_MAX
+              : weir__now_ns() + (uint64_t)ch->spec.shutdown_ms * 1000000ull;
+      while (still_running(p, pid) && weir__now_ns() < deadline)
+        sleep_ms(1);
       if (still_running(p, pid)) weir_exit(rt, pid, WEIR_REASON_KILL);
     }
-    while (still_running(p, pid)) sleep_ms(1);
+    while (still_running(p, pid))
+      sleep_ms(1);
     if (ch->spec.keep_mailbox) {
       wait_held(p);
       ch->held = 1;
@@ -293,7 +294,8 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
   for (size_t i = 0; i < s->n; i++) {
     int rc = start_child(s, &s->c[i]);
     if (rc != WEIR_OK) {
-      for (size_t j = i + 1; j-- > 0;) stop_child(s, &s->c[j], false);
+      for (size_t j = i + 1; j-- > 0;)
+        stop_child(s, &s->c[j], false);
       weir__free(s->times);
       weir__free(s->c);
       weir__free(s);
@@ -437,8 +439,8 @@ int weir_sup_start(weir_rt *rt, const weir_sup_opts *o,
 }
 
 int weir_sup_child_spec(weir_rt *rt, weir_child_spec *cs, const char *id,
-                        const weir_sup_opts *o,
-                        const weir_child_spec *children, size_t n) {
+                        const weir_sup_opts *o, const weir_child_spec *children,
+                        size_t n) {
   weir_sup_opts def;
   if (!rt || !cs || !id || (n && !children)) return WEIR_EINVAL;
   if (!o) {
@@ -579,7 +581,8 @@ static int do_resize_children(weir__sup *s, sup_req *r) {
       sup_child *nc = weir__calloc(want, sizeof *nc);
       if (!nc) return WEIR_ENOMEM;
       memcpy(nc, s->c, s->n * sizeof *nc);
-      for (size_t i = 0; i < s->n; i++) nc[i].spec.id = nc[i].id;
+      for (size_t i = 0; i < s->n; i++)
+        nc[i].spec.id = nc[i].id;
       weir__free(s->c);
       s->c = nc;
       s->cap = want;

@@ -87,14 +87,16 @@ static int hash_grow(timers *t) {
   /* Sized from the live count, so tombstones of a churning table are
      dropped instead of doubling it forever. */
   uint32_t ncap = 64;
-  while (ncap < (t->n + 1) * 4) ncap *= 2;
+  while (ncap < (t->n + 1) * 4)
+    ncap *= 2;
   tmr **nh = weir__calloc(ncap, sizeof(tmr *));
   if (!nh) return WEIR_ENOMEM;
   for (uint32_t i = 0; i < t->hcap; i++) {
     tmr *e = t->hash[i];
     if (!e || e == TOMB) continue;
     uint32_t j = (uint32_t)mix(e->ref) & (ncap - 1);
-    while (nh[j]) j = (j + 1) & (ncap - 1);
+    while (nh[j])
+      j = (j + 1) & (ncap - 1);
     nh[j] = e;
   }
   weir__free(t->hash);
@@ -150,7 +152,8 @@ int weir__timer_add(weir_rt *rt, uint64_t due_ns, weir_pid to, weir__msg *m,
     return rc != WEIR_OK ? rc : WEIR_ESTOPPED;
   }
   uint32_t j = (uint32_t)mix(ref) & (t->hcap - 1);
-  while (t->hash[j] && t->hash[j] != TOMB) j = (j + 1) & (t->hcap - 1);
+  while (t->hash[j] && t->hash[j] != TOMB)
+    j = (j + 1) & (t->hcap - 1);
   if (!t->hash[j]) t->hused++;
   t->hash[j] = e;
   e->heap_idx = t->n;
