@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -506,7 +507,11 @@ static int top_frame(int fd, const weirctl_args *a, int rows) {
     r = request(fd, ireq, 0, REPLY_TIMEOUT_MS);
     json_t *in = r ? json_loads(r, 0, NULL) : NULL;
     free(r);
-    if (!in) return -1;
+    if (!in) {
+      json_decref(st);
+      json_decref(top);
+      return -1;
+    }
     if (json_object_get(in, "error")) { /* it ended meanwhile */
       json_decref(in);
       continue;
@@ -545,7 +550,11 @@ static int cmd_top(int fd, const weirctl_args *a) {
   int rc = 0;
   while (!quit_flag) {
     if (tty_out && !a->once) fputs("\033[H\033[2J", stdout);
-    if (top_frame(fd, a, 24) != 0) {
+    int rows = 24;
+    struct winsize ws;
+    if (tty_out && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 6)
+      rows = ws.ws_row;
+    if (top_frame(fd, a, rows) != 0) {
       rc = 1;
       break;
     }
