@@ -1,0 +1,57 @@
+/*
+ * agg_internal.h: what service.c, worker.c and http.c share.
+ *
+ * Counters are relaxed atomics: they are statistics read by /metrics and the
+ * demo, never used to order other memory.
+ */
+#ifndef AGG_INTERNAL_H
+#define AGG_INTERNAL_H
+
+#include "service.h"
+
+#include <stdatomic.h>
+
+#define AGG_TAG_EVENT 1u
+
+typedef struct agg_atomic_counters {
+  _Atomic uint64_t requests, accepted, rejected_full, bad_requests,
+      invalid_lines, too_large, stored, duplicates, db_errors, commits, alarms;
+} agg_atomic_counters;
+
+#define AGG_INC(svc, field, n)                                                 \
+  atomic_fetch_add_explicit(&(svc)->ctr.field, (n), memory_order_relaxed)
+
+typedef struct agg_worker_cfg {
+  const char *db_url;
+  unsigned work_ms;
+  unsigned batch;
+  struct agg_service *svc;
+} agg_worker_cfg;
+
+typedef struct agg_http agg_http;
+
+struct agg_service {
+  agg_serve_opts opts;
+  agg_service_hooks hooks;
+  char db_url[1024];
+  weir_rt *rt;
+  weir_pid sup;               /* singleton: its supervisor */
+  weir_pid ps;                /* partitioned: the partition supervisor */
+  _Atomic uint64_t singleton; /* the "aggregator" pid (re-read on restart) */
+  weir_pid alarm_proc;
+  unsigned nworkers;
+  agg_worker_cfg wcfg;
+  agg_atomic_counters ctr;
+  _Atomic uint64_t unflushed; /* rows a worker could not store at the end */
+  agg_http *http;
+};
+
+extern const weir_server agg_worker_server;
+
+/* http.c */
+int agg__http_start(agg_service *svc, agg_http **h, uint16_t *port, char *err,
+                    size_t errn);
+/* Stops accepting and waits for the requests in flight. */
+void agg__http_stop(agg_http *h);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * args.h: weir-aggregator's command line, parsed by a pure function.
+ *
+ * agg_args_parse turns argv into an agg_args for one of the three commands
+ * (serve, load, demo). It does no I/O, keeps no global state (no getopt) and
+ * never reads past argc, so a fuzz target (fuzz/agg_args.c) can run it on any
+ * argv. Every error comes back as one line of text naming the bad option and
+ * why; strings in the result point into argv.
+ */
+#ifndef AGG_ARGS_H
+#define AGG_ARGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  AGG_CMD_NONE = 0, /* --help / --version without a command */
+  AGG_CMD_SERVE,
+  AGG_CMD_LOAD,
+  AGG_CMD_DEMO
+} agg_cmd;
+
+typedef enum { AGG_PARTITIONED = 0, AGG_SINGLETON } agg_mode;
+
+typedef struct agg_serve_opts {
+  char host[64];         /* IPv4 literal to bind */
+  uint16_t port;         /* 0 = ephemeral */
+  const char *db;        /* "sqlite:PATH" or "postgresql://..." */
+  agg_mode mode;         /* --mode */
+  unsigned partitions;   /* 0 = one per scheduler */
+  unsigned work_ms;      /* per-event sleep (the seed's Process.sleep(5)) */
+  uint32_t queue_limit;  /* per-worker mailbox bound; 0 = unbounded */
+  unsigned batch;        /* rows per DB transaction */
+  const char *node;      /* node name (console socket NODE.sock) */
+  int console;           /* 1 = diagnostics console on */
+  size_t max_body;       /* POST /track limit (bytes) */
+  size_t max_batch_body; /* POST /track/batch limit (bytes) */
+  unsigned http_threads; /* HTTP thread pool; 0 = online CPUs */
+  uint32_t alarm_queue;  /* long_message_queue alarm threshold; 0 = off */
+} agg_serve_opts;
+
+typedef struct agg_load_opts {
+  const char *url; /* base URL, http://HOST:PORT */
+  double rate;     /* events per second; 0 = as fast as possible */
+  double secs;     /* duration */
+  unsigned users;  /* distinct user ids */
+  unsigned batch;  /* events per request: 1 = POST /track, else /batch */
+  unsigned conns;  /* connections (threads) */
+  int json;        /* print the report as JSON */
+} agg_load_opts;
+
+typedef struct agg_demo_opts {
+  const char *out;     /* output directory */
+  double secs;         /* load duration per phase */
+  double rate;         /* events per second */
+  unsigned partitions; /* partitioned phase */
+  unsigned work_ms;
+} agg_demo_opts;
+
+typedef struct agg_args {
+  agg_cmd cmd;
+  int help;    /* --help / -h (for cmd, or global) */
+  int version; /* --version */
+  agg_serve_opts serve;
+  agg_load_opts load;
+  agg_demo_opts demo;
+} agg_args;
+
+/* Fills the defaults of every command. */
+void agg_args_defaults(agg_args *a);
+/* Parses argv[1..argc-1]. Returns 0, or -1 with a one-line message in err
+   (errn > 0). Strings in *a point into argv. */
+int agg_args_parse(int argc, char *const argv[], agg_args *a, char *err,
+                   size_t errn);
+/* Usage text for a command (AGG_CMD_NONE: the overview). */
+const char *agg_usage(agg_cmd cmd);
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * http.c: the HTTP front end (libmicrohttpd; see docs/DEPENDENCIES.md).
+ *
+ *   POST /track        one JSON event  -> 202 | 400 | 413 | 503 + Retry-After
+ *   POST /track/batch  NDJSON events   -> 202 with per-line results
+ *   GET  /metrics      Prometheus text;  GET /healthz -> 200 "ok"
+ *
+ * MHD runs a small pool of epoll threads; a handler parses the body and
+ * casts into the workers' mailboxes, which costs microseconds, so the HTTP
+ * threads never wait on the database: backpressure is the mailbox bound,
+ * and it reaches the client as 503 with Retry-After instead of as memory.
+ *
+ * Bodies are collected up to a limit (64 KiB for /track, 8 MiB for a batch
+ * by default). A Content-Length over the limit is refused before the body is
+ * read; a chunked body that outgrows it is discarded as it arrives and
+ * answered 413 at the end. Nothing in a batch is dropped silently: every
+ * line that is not accepted comes back in "errors" with its line number,
+ * its status (400 malformed, 503 mailbox full) and the reason.
+ */
+#include "agg_internal.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct agg_http {
+  struct MHD_Daemon *d;
+  agg_service *svc;
+};
+
+enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH };
+
+typedef struct req {
+  int route;
+  size_t limit;
+  char *buf;
+  size_t len, cap;
+  int too_large;
+} req;
+
+static const char ACCEPTED[] = "{\"status\":\"accepted\"}";
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
+                             const char *body, size_t len,
+                             enum MHD_ResponseMemoryMode mode,
+                             const char *ctype, int retry) {
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, (void *)body, mode);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  if (retry) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* {"error": msg} with msg escaped by jansson. */
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status,
+                                   const char *msg, int retry) {
+  json_t *o = json_pack("{s:s}", "error", msg);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!s) return MHD_NO;
+  return reply(c, status, s, strlen(s), MHD_RESPMEM_MUST_FREE,
+               "application/json", retry);
+}
+
+static const char *submit_error(int rc) {
+  switch (rc) {
+  case WEIR_EFULL:
+    return "mailbox full: retry later";
+  case WEIR_ESTOPPED:
+  case WEIR_ESHUTDOWN:
+    return "shutting down";
+  case WEIR_EBUDGET:
+    return "node mailbox memory budget exhausted: retry later";
+  default:
+    return weir_strerror(rc);
+  }
+}
+
+static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
+  agg_service *svc = h->svc;
+  agg_event ev;
+  char err[256];
+  if (agg_event_parse(r->buf, r->len, &ev, err, sizeof err)) {
+    AGG_INC(svc, bad_requests, 1);
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, err, 0);
+  }
+  int rc = agg_service_submit(svc, &ev);
+  agg_event_clear(&ev);
+  if (rc == WEIR_OK) {
+    AGG_INC(svc, accepted, 1);
+    return reply(c, MHD_HTTP_ACCEPTED, ACCEPTED, sizeof ACCEPTED - 1,
+                 MHD_RESPMEM_PERSISTENT, "application/json", 0);
+  }
+  AGG_INC(svc, rejected_full, 1);
+  return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, submit_error(rc), 1);
+}
+
+static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
+  agg_service *svc = h->svc;
+  uint64_t accepted = 0, full = 0, invalid = 0, lineno = 0;
+  json_t *errors = json_array();
+  if (!errors) return MHD_NO;
+  char *p = r->buf, *end = r->buf + r->len;
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    char *le = nl ? nl : end;
+    lineno++;
+    size_t n = (size_t)(le - p);
+    if (n && p[n - 1] == '\r') n--;
+    if (n) {
+      agg_event ev;
+      char err[256];
+      int status = 0;
+      if (agg_event_parse(p, n, &ev, err, sizeof err)) {
+        invalid++;
+        status = 400;
+      } else {
+        int rc = agg_service_submit(svc, &ev);
+        agg_event_clear(&ev);
+        if (rc == WEIR_OK) {
+          accepted++;
+        } else {
+          full++;
+          status = 503;
+          snprintf(err, sizeof err, "%s", submit_error(rc));
+        }
+      }
+      if (status)
+        json_array_append_new(errors, json_pack("{s:I,s:i,s:s}", "line",
+                                                (json_int_t)lineno, "status",
+                                                status, "error", err));
+    }
+    p = le + (nl ? 1 : 0);
+  }
+  AGG_INC(svc, accepted, accepted);
+  AGG_INC(svc, rejected_full, full);
+  AGG_INC(svc, invalid_lines, invalid);
+  unsigned status = MHD_HTTP_ACCEPTED;
+  if (accepted + full + invalid == 0) {
+    json_decref(errors);
+    AGG_INC(svc, bad_requests, 1);
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty batch: no events", 0);
+  }
+  if (accepted == 0)
+    status = full ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
+  if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(svc, bad_requests, 1);
+  json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:o}", "accepted",
+                        (json_int_t)accepted, "rejected",
+                        (json_int_t)(full + invalid), "full", (json_int_t)full,
+                        "invalid", (json_int_t)invalid, "errors", errors);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!s) return MHD_NO;
+  return reply(c, status, s, strlen(s), MHD_RESPMEM_MUST_FREE,
+               "application/json", full > 0);
+}
+
+static int route_of(const char *url, const char *method, int *get) {
+  *get = 0;
+  if (!strcmp(url, "/track")) return R_TRACK;
+  if (!strcmp(url, "/track/batch")) return R_BATCH;
+  *get = 1;
+  if (!strcmp(url, "/metrics")) return R_METRICS;
+  if (!strcmp(url, "/healthz")) return R_HEALTH;
+  (void)method;
+  return R_NONE;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
+                               const char *url, const char *method,
+                               const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls) {
+  (void)version;
+  agg_http *h = cls;
+  agg_service *svc = h->svc;
+  req *r = *con_cls;
+  if (!r) {
+    AGG_INC(svc, requests, 1);
+    int get;
+    int route = route_of(url, method, &get);
+    if (route == R_NONE)
+      return reply_error(c, MHD_HTTP_NOT_FOUND, "no such path", 0);
+    if (get != !strcmp(method, "GET") || (!get && strcmp(method, "POST")))
+      return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                         get ? "use GET" : "use POST", 0);
+    if (route == R_HEALTH)
+      return reply(c, MHD_HTTP_OK, "ok\n", 3, MHD_RESPMEM_PERSISTENT,
+                   "text/plain", 0);
+    if (route == R_METRICS) {
+      char *m = agg_service_metrics(svc);
+      if (!m) return MHD_NO;
+      return reply(c, MHD_HTTP_OK, m, strlen(m), MHD_RESPMEM_MUST_FREE,
+                   "text/plain; version=0.0.4", 0);
+    }
+    size_t limit =
+        route == R_TRACK ? svc->opts.max_body : svc->opts.max_batch_body;
+    const char *cl = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > limit) {
+      AGG_INC(svc, too_large, 1);
+      char msg[96];
+      snprintf(msg, sizeof msg, "body larger than %zu bytes", limit);
+      return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);
+    }
+    if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+    r->route = route;
+    r->limit = limit;
+    *con_cls = r;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (r->too_large || r->len + n > r->limit) {
+      r->too_large = 1;
+      return MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+      size_t cap = r->cap ? r->cap : 1024;
+      while (cap < r->len + n)
+        cap *= 2;
+      char *b = realloc(r->buf, cap);
+      if (!b) return MHD_NO;
+      r->buf = b;
+      r->cap = cap;
+    }
+    memcpy(r->buf + r->len, upload, n);
+    r->len += n;
+    return MHD_YES;
+  }
+  if (r->too_large) {
+    AGG_INC(svc, too_large, 1);
+    char msg[96];
+    snprintf(msg, sizeof msg, "body larger than %zu bytes", r->limit);
+    return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);
+  }
+  return r->route == R_TRACK ? track(h, c, r) : batch(h, c, r);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  (void)toe;
+  req *r = *con_cls;
+  if (r) {
+    free(r->buf);
+    free(r);
+    *con_cls = NULL;
+  }
+}
+
+int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
+                    size_t errn) {
+  agg_http *h = calloc(1, sizeof *h);
+  if (!h) {
+    snprintf(err, errn, "out of memory");
+    return -1;
+  }
+  h->svc = svc;
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons(svc->opts.port)};
+  if (inet_pton(AF_INET, svc->opts.host, &sa.sin_addr) != 1) {
+    snprintf(err, errn, "bad listen address '%s'", svc->opts.host);
+    free(h);
+    return -1;
+  }
+  unsigned threads = svc->opts.http_threads;
+  if (!threads) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (unsigned)n : 2;
+  }
+  h->d = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL,
+      NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED,
+      completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+  if (!h->d) {
+    snprintf(err, errn, "cannot listen on %s:%u (in use? permission?)",
+             svc->opts.host, svc->opts.port);
+    free(h);
+    return -1;
+  }
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  *port = info ? info->port : svc->opts.port;
+  *out = h;
+  return 0;
+}
+
+void agg__http_stop(agg_http *h) {
+  if (!h) return;
+  MHD_stop_daemon(h->d);
+  free(h);
+}

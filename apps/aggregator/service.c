@@ -1,0 +1,345 @@
+/*
+ * service.c: one aggregator node: runtime, workers, alarms, HTTP (see
+ * service.h for the shape).
+ *
+ * Start order is dependency order: the schema (once, before any worker, so
+ * that N workers do not race to create it), the runtime, the alarm
+ * subscriber, the workers under their supervisor, and HTTP last, so that no
+ * request arrives before there is a mailbox to put it in. Stop is the
+ * reverse and lossless: HTTP stops first (MHD joins its threads, so every
+ * 202 already sent is a message in a mailbox), then weir_rt_stop drains the
+ * mailboxes (workers are stopped by their supervisor with an unlimited
+ * shutdown time, after the messages queued before the stop) and each
+ * worker's terminate flushes its last batch.
+ */
+#include "agg_internal.h"
+#include "store.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- alarm subscriber --------------------------------------------------- */
+
+static int al_init(weir_ctx *cx, void *arg, void **state) {
+  (void)cx;
+  *state = arg;
+  return WEIR_OK;
+}
+
+static int al_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  agg_service *svc = state;
+  if (m->tag != WEIR_TAG_ALARM || m->len < sizeof(weir_alarm)) return WEIR_OK;
+  weir_alarm a;
+  memcpy(&a, m->data, sizeof a);
+  if (a.on) AGG_INC(svc, alarms, 1);
+  if (svc->hooks.on_alarm) {
+    svc->hooks.on_alarm(svc->hooks.ud, &a);
+    return WEIR_OK;
+  }
+  char pid[32];
+  weir_pid_format(a.pid, pid, sizeof pid);
+  printf("alarm %s %s: %s %s queue_len=%llu in=%.0f/s out=%.0f/s\n",
+         weir_alarm_kind_name(a.kind), a.on ? "raised" : "cleared", pid,
+         a.registered_name[0] ? a.registered_name : "-",
+         (unsigned long long)a.queue_len, a.in_rate, a.out_rate);
+  fflush(stdout);
+  return WEIR_OK;
+}
+
+static const weir_server alarm_server = {
+    .name = "aggregator_alarms", .init = al_init, .handle_info = al_info};
+
+/* ---- start / stop ------------------------------------------------------- */
+
+static int start_workers(agg_service *svc, char *err, size_t errn) {
+  weir_child_spec cs;
+  weir_child_spec_init(&cs, "aggregator", &agg_worker_server, &svc->wcfg);
+  cs.opts.blocking = 1;
+  cs.opts.max_queue_len = svc->opts.queue_limit;
+  cs.opts.overflow = WEIR_OVERFLOW_REJECT;
+  cs.shutdown_ms = -1; /* drain the whole mailbox, however long */
+  cs.restart = WEIR_PERMANENT;
+  int rc;
+  if (svc->opts.mode == AGG_SINGLETON) {
+    cs.opts.name = "aggregator";
+    weir_sup_opts so;
+    weir_sup_opts_init(&so);
+    so.name = "aggregator_sup";
+    rc = weir_sup_start(svc->rt, &so, &cs, 1, &svc->sup);
+    weir_pid pid = WEIR_PID_NONE;
+    if (rc == WEIR_OK) rc = weir_whereis(svc->rt, "aggregator", &pid);
+    atomic_store(&svc->singleton, pid.id);
+    svc->nworkers = 1;
+  } else {
+    weir_partsup_opts po;
+    weir_partsup_opts_init(&po);
+    po.name = "aggregator_partitions";
+    po.child = cs;
+    po.partitions = svc->opts.partitions;
+    rc = weir_partsup_start(svc->rt, &po, &svc->ps);
+    if (rc == WEIR_OK) {
+      int n = weir_partitions(svc->rt, svc->ps);
+      if (n < 0)
+        rc = n;
+      else
+        svc->nworkers = (unsigned)n;
+    }
+  }
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "cannot start the workers: %s (see stderr)",
+             weir_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
+                      agg_service **out, char *err, size_t errn) {
+  agg_service *svc = calloc(1, sizeof *svc);
+  if (!svc) {
+    snprintf(err, errn, "out of memory");
+    return -1;
+  }
+  svc->opts = *o;
+  if (hooks) svc->hooks = *hooks;
+  snprintf(svc->db_url, sizeof svc->db_url, "%s", o->db);
+  svc->wcfg = (agg_worker_cfg){.db_url = svc->db_url,
+                               .work_ms = o->work_ms,
+                               .batch = o->batch ? o->batch : 1,
+                               .svc = svc};
+  agg_store *db;
+  if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;
+  agg_store_close(db);
+
+  weir_rt_opts ro;
+  weir_rt_opts_init(&ro);
+  ro.node_name = o->node;
+  ro.console = o->console ? "" : NULL;
+  ro.io_threads = o->partitions + 16 > 64 ? o->partitions + 16 : 64;
+  ro.alarm_enable = o->alarm_queue;
+  ro.alarm_disable =
+      svc->hooks.alarm_disable ? svc->hooks.alarm_disable : o->alarm_queue / 4;
+  ro.alarm_log = svc->hooks.alarm_log;
+  int rc = weir_rt_start(&ro, &svc->rt);
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "cannot start the runtime: %s%s", weir_strerror(rc),
+             o->console ? " (console socket in use? try --node or "
+                          "--no-console)"
+                        : "");
+    goto fail;
+  }
+  weir_spawn_opts so;
+  weir_spawn_opts_init(&so);
+  so.name = "aggregator_alarms";
+  rc = weir_spawn(svc->rt, &alarm_server, svc, &so, &svc->alarm_proc);
+  if (rc == WEIR_OK) rc = weir_alarm_subscribe(svc->rt, svc->alarm_proc);
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "cannot start the alarm subscriber: %s",
+             weir_strerror(rc));
+    goto fail;
+  }
+  if (start_workers(svc, err, errn)) goto fail;
+  uint16_t port;
+  if (agg__http_start(svc, &svc->http, &port, err, errn)) goto fail;
+  svc->opts.port = port;
+  *out = svc;
+  return 0;
+fail:
+  if (svc->rt) weir_rt_stop(svc->rt, 10000);
+  free(svc);
+  return -1;
+}
+
+int agg_service_stop(agg_service *svc, agg_counters *final) {
+  agg__http_stop(svc->http);
+  int rc = weir_rt_stop(svc->rt, 600000);
+  if (rc != WEIR_OK)
+    fprintf(stderr, "weir-aggregator: stop: %s\n", weir_strerror(rc));
+  svc->rt = NULL;
+  uint64_t lost = atomic_load(&svc->unflushed);
+  if (final) agg_service_counters(svc, final);
+  free(svc);
+  return rc == WEIR_OK && lost == 0 ? 0 : -1;
+}
+
+/* ---- the hot path ------------------------------------------------------- */
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int agg_service_submit(agg_service *svc, const agg_event *ev) {
+  char stack[2048];
+  size_t need = agg_event_packed_size(ev);
+  if (need > UINT32_MAX) return WEIR_EINVAL;
+  char *buf = need <= sizeof stack ? stack : malloc(need);
+  if (!buf) return WEIR_ENOMEM;
+  uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), buf, need);
+  int rc;
+  if (svc->opts.mode == AGG_SINGLETON) {
+    weir_pid pid = {
+        atomic_load_explicit(&svc->singleton, memory_order_relaxed)};
+    rc = weir_cast(svc->rt, pid, AGG_TAG_EVENT, buf, len);
+    if (rc == WEIR_ENOPROC &&
+        weir_whereis(svc->rt, "aggregator", &pid) == WEIR_OK) {
+      atomic_store_explicit(&svc->singleton, pid.id, memory_order_relaxed);
+      rc = weir_cast(svc->rt, pid, AGG_TAG_EVENT, buf, len);
+    }
+  } else if (ev->user_is_int) {
+    rc = weir_partition_cast(svc->rt, svc->ps, ev->user_int, AGG_TAG_EVENT, buf,
+                             len);
+  } else {
+    rc = weir_partition_cast_bytes(svc->rt, svc->ps, ev->user, ev->user_len,
+                                   AGG_TAG_EVENT, buf, len);
+  }
+  if (buf != stack) free(buf);
+  return rc;
+}
+
+/* ---- observation -------------------------------------------------------- */
+
+uint16_t agg_service_port(const agg_service *svc) {
+  return svc->opts.port;
+}
+weir_rt *agg_service_rt(agg_service *svc) {
+  return svc->rt;
+}
+unsigned agg_service_workers(const agg_service *svc) {
+  return svc->nworkers;
+}
+
+uint64_t agg_service_queue_lens(agg_service *svc, uint64_t *out, size_t n) {
+  uint64_t total = 0;
+  for (unsigned i = 0; i < svc->nworkers; i++) {
+    weir_pid pid = WEIR_PID_NONE;
+    if (svc->opts.mode == AGG_SINGLETON) {
+      if (weir_whereis(svc->rt, "aggregator", &pid) != WEIR_OK) continue;
+    } else if (weir_partition_whereis(svc->rt, svc->ps, i, &pid) != WEIR_OK) {
+      continue;
+    }
+    weir_proc_info info;
+    uint64_t q = 0;
+    if (weir_process_info(svc->rt, pid, &info) == WEIR_OK)
+      q = info.message_queue_len;
+    if (i < n) out[i] = q;
+    total += q;
+  }
+  return total;
+}
+
+void agg_service_counters(agg_service *svc, agg_counters *c) {
+#define LD(f) c->f = atomic_load_explicit(&svc->ctr.f, memory_order_relaxed)
+  LD(requests);
+  LD(accepted);
+  LD(rejected_full);
+  LD(bad_requests);
+  LD(invalid_lines);
+  LD(too_large);
+  LD(stored);
+  LD(duplicates);
+  LD(db_errors);
+  LD(commits);
+  LD(alarms);
+#undef LD
+}
+
+typedef struct sbuf {
+  char *s;
+  size_t len, cap;
+  int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0,
+                      fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (b->s && b->len + (size_t)n < b->cap) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->len + (size_t)n + 1)
+      cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s) {
+      b->oom = 1;
+      return;
+    }
+    b->s = s;
+    b->cap = cap;
+  }
+}
+
+static void counter(sbuf *b, const char *name, const char *help, uint64_t v) {
+  sb_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
+            name, (unsigned long long)v);
+}
+
+char *agg_service_metrics(agg_service *svc) {
+  agg_counters c;
+  agg_service_counters(svc, &c);
+  sbuf b = {0};
+  counter(&b, "weir_agg_requests_total", "HTTP requests", c.requests);
+  counter(&b, "weir_agg_accepted_total", "Events accepted (202) and queued",
+          c.accepted);
+  counter(&b, "weir_agg_rejected_full_total",
+          "Events refused because the worker mailbox was full (503)",
+          c.rejected_full);
+  counter(&b, "weir_agg_bad_requests_total", "Requests answered 400",
+          c.bad_requests);
+  counter(&b, "weir_agg_invalid_lines_total",
+          "Malformed batch lines (reported per line)", c.invalid_lines);
+  counter(&b, "weir_agg_too_large_total", "Requests answered 413", c.too_large);
+  counter(&b, "weir_agg_stored_total", "Rows committed to the database",
+          c.stored);
+  counter(&b, "weir_agg_duplicates_total",
+          "Rows ignored as already stored (user_id, seq)", c.duplicates);
+  counter(&b, "weir_agg_db_errors_total", "Failed transactions (retried)",
+          c.db_errors);
+  counter(&b, "weir_agg_commits_total", "Transactions committed", c.commits);
+  counter(&b, "weir_agg_alarms_total", "Overload alarms raised", c.alarms);
+  uint64_t q[1024];
+  unsigned n = svc->nworkers < 1024 ? svc->nworkers : 1024;
+  uint64_t total = agg_service_queue_lens(svc, q, n);
+  sb_printf(&b, "# HELP weir_agg_queue_len Events waiting in a worker's "
+                "mailbox\n# TYPE weir_agg_queue_len gauge\n");
+  for (unsigned i = 0; i < n; i++)
+    sb_printf(&b, "weir_agg_queue_len{partition=\"%u\"} %llu\n", i,
+              (unsigned long long)q[i]);
+  sb_printf(&b,
+            "# HELP weir_agg_queue_len_total Events waiting in all "
+            "workers\n# TYPE weir_agg_queue_len_total gauge\n"
+            "weir_agg_queue_len_total %llu\n",
+            (unsigned long long)total);
+  weir_stats st;
+  if (weir_node_stats(svc->rt, &st) == WEIR_OK)
+    sb_printf(&b,
+              "# HELP weir_agg_processes Live weir processes\n"
+              "# TYPE weir_agg_processes gauge\nweir_agg_processes %llu\n"
+              "# HELP weir_agg_queued_bytes Bytes queued in all mailboxes\n"
+              "# TYPE weir_agg_queued_bytes gauge\nweir_agg_queued_bytes "
+              "%llu\n"
+              "# HELP weir_agg_rss_bytes Resident memory of the node\n"
+              "# TYPE weir_agg_rss_bytes gauge\nweir_agg_rss_bytes %llu\n",
+              (unsigned long long)st.processes,
+              (unsigned long long)st.queued_bytes,
+              (unsigned long long)st.rss_bytes);
+  if (b.oom) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s;
+}

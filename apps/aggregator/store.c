@@ -1,0 +1,39 @@
+/*
+ * store.c: picks the backend from the URL and forwards to it (see store.h).
+ * Kept apart so that callers never include sqlite3.h or libpq-fe.h.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int agg_store_open(const char *url, int create, agg_store **s, char *err,
+                   size_t errn) {
+  if (strncmp(url, "sqlite:", 7) == 0)
+    return agg__sqlite_open(url + 7, create, s, err, errn);
+  if (strncmp(url, "postgresql://", 13) == 0 ||
+      strncmp(url, "postgres://", 11) == 0)
+    return agg__pg_open(url, create, s, err, errn);
+  snprintf(err, errn, "unknown database URL '%.60s'", url);
+  return -1;
+}
+
+int agg_store_insert(agg_store *s, const agg_row *rows, size_t n,
+                     size_t *inserted, char *err, size_t errn) {
+  *inserted = 0;
+  if (n == 0) return 0;
+  return s->ops->insert(s, rows, n, inserted, err, errn);
+}
+
+int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
+                   size_t errn) {
+  return s->ops->scan(s, fn, ctx, err, errn);
+}
+
+int agg_store_reset(agg_store *s, char *err, size_t errn) {
+  return s->ops->reset(s, err, errn);
+}
+
+void agg_store_close(agg_store *s) {
+  if (s) s->ops->close(s);
+}

@@ -1,0 +1,61 @@
+/*
+ * store.h: where events end up: SQLite (the embedded default) or PostgreSQL.
+ *
+ * One schema for both:
+ *   events(id           autoincrementing, the insertion order,
+ *          user_id      TEXT, seq INTEGER, event TEXT, data TEXT (JSON),
+ *          received_at  INTEGER microseconds since the epoch,
+ *          UNIQUE(user_id, seq))
+ * Inserts are idempotent (INSERT OR IGNORE / ON CONFLICT DO NOTHING): a
+ * client retrying an event it is unsure about cannot create a duplicate, and
+ * ordering by id shows the order events were stored in, so per-user order can
+ * be checked.
+ *
+ * A store handle is one connection, used by one thread at a time: each worker
+ * owns its own (the seed's "each partition owns its DB connection").
+ */
+#ifndef AGG_STORE_H
+#define AGG_STORE_H
+
+#include "event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct agg_store agg_store;
+
+/* Opens url ("sqlite:PATH" or "postgresql://..."); create = 1 also creates
+   the table if missing. Returns 0, or -1 with err set. */
+int agg_store_open(const char *url, int create, agg_store **s, char *err,
+                   size_t errn);
+/* Inserts rows in one transaction. *inserted = rows that were new (the rest
+   were duplicates). Returns 0, or -1 with err set and nothing committed. */
+int agg_store_insert(agg_store *s, const agg_row *rows, size_t n,
+                     size_t *inserted, char *err, size_t errn);
+/* Calls fn for every row in insertion order (ORDER BY id); stops early and
+   returns fn's value if it is non-zero. Returns 0, or -1 with err set. */
+typedef int (*agg_scan_fn)(void *ctx, const char *user, int64_t seq);
+int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
+                   size_t errn);
+/* Deletes every row (for a fresh demo or test run). */
+int agg_store_reset(agg_store *s, char *err, size_t errn);
+void agg_store_close(agg_store *s);
+
+/* Backends (store_sqlite.c, store_pg.c). */
+typedef struct agg_store_ops {
+  int (*insert)(agg_store *, const agg_row *, size_t, size_t *, char *, size_t);
+  int (*scan)(agg_store *, agg_scan_fn, void *, char *, size_t);
+  int (*reset)(agg_store *, char *, size_t);
+  void (*close)(agg_store *);
+} agg_store_ops;
+
+struct agg_store {
+  const agg_store_ops *ops;
+};
+
+int agg__sqlite_open(const char *path, int create, agg_store **s, char *err,
+                     size_t errn);
+int agg__pg_open(const char *conninfo, int create, agg_store **s, char *err,
+                 size_t errn);
+
+#endif

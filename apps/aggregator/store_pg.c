@@ -1,0 +1,194 @@
+/*
+ * store_pg.c: the PostgreSQL backend (libpq).
+ *
+ * A batch is sent as multi-row INSERT ... VALUES (...),(...) ... ON CONFLICT
+ * (user_id, seq) DO NOTHING statements of up to CHUNK rows, inside one
+ * transaction: one round trip per CHUNK rows instead of one per row, which is
+ * what makes a network database keep up with a batch endpoint. Rows of one
+ * statement get their BIGSERIAL ids in VALUES order, so id still tells the
+ * insertion order. Parameters go as text; the statement texts for each
+ * chunk size are built once and cached per connection.
+ */
+#include "store.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 1000
+
+typedef struct {
+  agg_store base;
+  PGconn *conn;
+  char *sql_full; /* the statement for CHUNK rows */
+} pg_store;
+
+static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS events ("
+                            " id BIGSERIAL PRIMARY KEY,"
+                            " user_id TEXT NOT NULL,"
+                            " seq BIGINT NOT NULL,"
+                            " event TEXT NOT NULL,"
+                            " data TEXT,"
+                            " received_at BIGINT NOT NULL,"
+                            " UNIQUE(user_id, seq))";
+
+static void quiet(void *arg, const char *msg) {
+  (void)arg;
+  (void)msg;
+}
+
+static int pg_fail(pg_store *s, const char *what, char *err, size_t errn) {
+  const char *m = PQerrorMessage(s->conn);
+  size_t l = strlen(m);
+  while (l && (m[l - 1] == '\n' || m[l - 1] == ' '))
+    l--;
+  snprintf(err, errn, "postgresql: %s: %.*s", what, (int)l, m);
+  return -1;
+}
+
+static int cmd(pg_store *s, const char *sql, char *err, size_t errn) {
+  PGresult *r = PQexec(s->conn, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  return ok ? 0 : pg_fail(s, sql, err, errn);
+}
+
+/* "INSERT ... VALUES ($1,...,$5),...,($5n-4,...,$5n) ON CONFLICT ..." */
+static char *build_sql(size_t n) {
+  size_t cap = 160 + n * 48;
+  char *sql = malloc(cap);
+  if (!sql) return NULL;
+  size_t o = (size_t)snprintf(sql, cap,
+                              "INSERT INTO events (user_id, seq, event, data,"
+                              " received_at) VALUES ");
+  for (size_t i = 0; i < n; i++) {
+    size_t b = i * 5;
+    o += (size_t)snprintf(sql + o, cap - o, "%s($%zu,$%zu,$%zu,$%zu,$%zu)",
+                          i ? "," : "", b + 1, b + 2, b + 3, b + 4, b + 5);
+  }
+  snprintf(sql + o, cap - o, " ON CONFLICT (user_id, seq) DO NOTHING");
+  return sql;
+}
+
+/* libpq reads text parameters up to their NUL (lengths are for binary
+   ones), and rows are views into packed messages: copy them, NUL-terminated,
+   into one arena per chunk. */
+static int insert_chunk(pg_store *s, const agg_row *rows, size_t n,
+                        size_t *added, char *err, size_t errn) {
+  int rc = -1;
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    bytes += rows[i].user_len + rows[i].event_len + rows[i].data_len + 3 + 48;
+  const char **vals = malloc(n * 5 * sizeof *vals);
+  char *arena = malloc(bytes);
+  char *sql = n == CHUNK ? s->sql_full : build_sql(n);
+  if (!vals || !arena || !sql) {
+    snprintf(err, errn, "postgresql: out of memory");
+    goto out;
+  }
+  char *a = arena;
+  for (size_t i = 0; i < n; i++) {
+    const agg_row *r = &rows[i];
+    const char **v = vals + i * 5;
+    v[0] = a, memcpy(a, r->user, r->user_len), a += r->user_len, *a++ = 0;
+    v[1] = a, a += (size_t)sprintf(a, "%" PRId64, r->seq) + 1;
+    v[2] = a, memcpy(a, r->event, r->event_len), a += r->event_len, *a++ = 0;
+    if (r->data) {
+      v[3] = a, memcpy(a, r->data, r->data_len), a += r->data_len, *a++ = 0;
+    } else {
+      v[3] = NULL;
+    }
+    v[4] = a, a += (size_t)sprintf(a, "%" PRId64, r->received_us) + 1;
+  }
+  PGresult *r =
+      PQexecParams(s->conn, sql, (int)(n * 5), NULL, vals, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+    *added += (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    rc = 0;
+  } else {
+    pg_fail(s, "insert", err, errn);
+  }
+  PQclear(r);
+out:
+  if (sql != s->sql_full) free(sql);
+  free(vals);
+  free(arena);
+  return rc;
+}
+
+static int pg_insert(agg_store *st, const agg_row *rows, size_t n,
+                     size_t *inserted, char *err, size_t errn) {
+  pg_store *s = (pg_store *)st;
+  int multi = n > CHUNK;
+  if (multi && cmd(s, "BEGIN", err, errn)) return -1;
+  size_t added = 0;
+  for (size_t i = 0; i < n; i += CHUNK) {
+    size_t k = n - i < CHUNK ? n - i : CHUNK;
+    if (insert_chunk(s, rows + i, k, &added, err, errn)) {
+      if (multi) PQclear(PQexec(s->conn, "ROLLBACK"));
+      return -1;
+    }
+  }
+  if (multi && cmd(s, "COMMIT", err, errn)) return -1;
+  *inserted = added;
+  return 0;
+}
+
+static int pg_scan(agg_store *st, agg_scan_fn fn, void *ctx, char *err,
+                   size_t errn) {
+  pg_store *s = (pg_store *)st;
+  PGresult *r = PQexec(s->conn, "SELECT user_id, seq FROM events ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    return pg_fail(s, "scan", err, errn);
+  }
+  int ret = 0;
+  for (int i = 0, n = PQntuples(r); i < n && !ret; i++)
+    ret = fn(ctx, PQgetvalue(r, i, 0), strtoll(PQgetvalue(r, i, 1), NULL, 10));
+  PQclear(r);
+  return ret;
+}
+
+static int pg_reset(agg_store *st, char *err, size_t errn) {
+  return cmd((pg_store *)st, "TRUNCATE events", err, errn);
+}
+
+static void pg_close(agg_store *st) {
+  pg_store *s = (pg_store *)st;
+  PQfinish(s->conn);
+  free(s->sql_full);
+  free(s);
+}
+
+static const agg_store_ops PG_OPS = {pg_insert, pg_scan, pg_reset, pg_close};
+
+int agg__pg_open(const char *conninfo, int create, agg_store **out, char *err,
+                 size_t errn) {
+  pg_store *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errn, "postgresql: out of memory");
+    return -1;
+  }
+  s->base.ops = &PG_OPS;
+  s->conn = PQconnectdb(conninfo);
+  if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+    if (s->conn)
+      pg_fail(s, "connect", err, errn);
+    else
+      snprintf(err, errn, "postgresql: out of memory");
+    goto fail;
+  }
+  PQsetNoticeProcessor(s->conn, quiet, NULL);
+  if (create && cmd(s, SCHEMA, err, errn)) goto fail;
+  if (!(s->sql_full = build_sql(CHUNK))) {
+    snprintf(err, errn, "postgresql: out of memory");
+    goto fail;
+  }
+  *out = &s->base;
+  return 0;
+fail:
+  pg_close(&s->base);
+  return -1;
+}
