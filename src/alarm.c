@@ -240,8 +240,10 @@ static void sample_proc(weir_rt *rt, weir__alarm_state *a, weir__proc *p,
   r->last_in = in;
   r->last_out = outc;
 
-  uint32_t en = p->alarm_enable ? p->alarm_enable : rt->opts.alarm_enable;
-  uint32_t dis = p->alarm_enable ? p->alarm_disable : rt->opts.alarm_disable;
+  weir__slotx *x = p->x;
+  bool own = x && x->alarm_enable;
+  uint32_t en = own ? x->alarm_enable : rt->opts.alarm_enable;
+  uint32_t dis = own ? x->alarm_disable : rt->opts.alarm_disable;
   if (en) {
     if (!r->lmq_on && len >= en) {
       r->lmq_on = 1;
@@ -332,7 +334,7 @@ static void *sampler_main(void *arg) {
       /* A process that never got a message has no rates and no alarms:
          skip it without touching a record (idle servers cost nothing). */
       if (atomic_load_explicit(&p->in_count, memory_order_relaxed) ==
-              atomic_load_explicit(&p->stat.base_in, memory_order_relaxed) &&
+              atomic_load_explicit(&p->base_in, memory_order_relaxed) &&
           !has_rec(a, i))
         continue;
       weir_alarm out[4];

@@ -104,13 +104,13 @@ char *weir__strdup(const char *s) {
 
 /* ---- pools ------------------------------------------------------------ */
 
-#define WEIR__NCLASS     14
+#define WEIR__NCLASS     15
 #define WEIR__POOL_HIGH  1024
 #define WEIR__POOL_BATCH 256
 #define WEIR__SLAB_BYTES (256u * 1024u)
 
 static const uint32_t class_size[WEIR__NCLASS] = {
-    48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 2048};
+    48, 64, 80, 96, 128, 160, 192, 208, 256, 320, 384, 512, 768, 1024, 2048};
 
 typedef struct pool_obj {
   struct pool_obj *next;       /* next object in a list */

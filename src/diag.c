@@ -62,19 +62,21 @@ static uint64_t attr_value(const weir__proc *p, weir_attr a) {
   case WEIR_ATTR_MEMORY:
     return proc_memory(p);
   case WEIR_ATTR_REDUCTIONS:
-    return atomic_load_explicit(&p->stat.reductions, memory_order_relaxed);
+    return atomic_load_explicit(&p->reductions, memory_order_relaxed);
   case WEIR_ATTR_MESSAGES_IN: {
     uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
-    uint64_t b = atomic_load_explicit(&p->stat.base_in, memory_order_relaxed);
+    uint64_t b = atomic_load_explicit(&p->base_in, memory_order_relaxed);
     return in > b ? in - b : 0;
   }
   case WEIR_ATTR_MESSAGES_OUT:
-    return atomic_load_explicit(&p->stat.messages_out, memory_order_relaxed);
+    return atomic_load_explicit(&p->messages_out, memory_order_relaxed);
   case WEIR_ATTR_DROPPED:
-    return atomic_load_explicit(&p->stat.dropped, memory_order_relaxed);
+    return p->x ? atomic_load_explicit(&p->x->dropped, memory_order_relaxed)
+                : 0;
   case WEIR_ATTR_QUEUE_HIGH_WATER: {
     uint64_t hw =
-        atomic_load_explicit(&p->stat.high_water, memory_order_relaxed);
+        p->x ? atomic_load_explicit(&p->x->high_water, memory_order_relaxed)
+             : 0;
     uint64_t len = weir__mbox_len(p);
     return hw > len ? hw : len;
   }
@@ -112,8 +114,8 @@ int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info) {
   info->queue_high_water = attr_value(p, WEIR_ATTR_QUEUE_HIGH_WATER);
   info->max_queue_len = p->max_len;
   weir__rates(rt, p, &info->in_rate, &info->out_rate);
-  info->supervisor.id = p->supervisor;
-  info->partition = p->partition;
+  info->supervisor.id = p->x ? p->x->supervisor : 0;
+  info->partition = p->x ? p->x->partition : -1;
   info->blocking = p->blocking;
   /* The process may have ended while we read: report that honestly. */
   if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;

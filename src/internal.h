@@ -73,14 +73,18 @@ enum {
                         data: weir__syscall */
 };
 
+typedef struct weir__node { /* a queue link; first member of a message */
+  _Atomic(struct weir__node *) next;
+} weir__node;
+
 typedef struct weir__msg {
-  _Atomic(struct weir__msg *) next; /* Vyukov link */
-  uint64_t from;                    /* sender pid id */
+  weir__node node; /* Vyukov link (must stay first) */
+  uint64_t from;   /* sender pid id */
   uint32_t tag;
   uint32_t len;   /* payload bytes including the kind's prefix */
   uint32_t gen;   /* generation of the receiver it was sent to */
   uint16_t kind;  /* WEIR__K_* */
-  uint16_t flags; /* WEIR__MF_* */
+  uint16_t flags; /* WEIR__MF_*; bits 8-15: partition epoch */
 } weir__msg;      /* payload follows, 8-byte aligned */
 
 #define WEIR__MF_ROUTED  1u /* sent through a partition router */
@@ -138,18 +142,28 @@ typedef struct weir__ext {
   uint32_t ncalls, capcalls;
 } weir__ext;
 
-/* Process-level diagnostics kept beside the slot (read lock-free). */
-typedef struct weir__pstat {
-  _Atomic uint64_t reductions;
-  _Atomic uint64_t messages_out;
-  _Atomic uint64_t dropped;
-  _Atomic uint64_t high_water;
-  _Atomic uint64_t base_in; /* in_count at this incarnation's start */
-} weir__pstat;
+/* Per-slot extras, allocated the first time a slot needs them (a bounded
+   mailbox, a supervised child, a partition worker) and then kept, like the
+   slot, until weir_rt_stop: type-stable, so a sender may read them without
+   a lock. Reset for each incarnation by the spawner (token held). */
+typedef struct weir__slotx {
+  int push_timeout_ms;                  /* BLOCK */
+  uint32_t alarm_enable, alarm_disable; /* 0 = node default */
+  _Atomic uint64_t drop_pending; /* DROP_OLDEST: oldest to shed at next pop */
+  _Atomic uint32_t space_seq;    /* BLOCK: futex word, bumped on room */
+  _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
+  _Atomic uint64_t dropped;      /* shed or refused (per incarnation) */
+  _Atomic uint64_t high_water;   /* longest queue seen (bounded only) */
+  uint64_t supervisor;           /* pid id of the supervisor, 0 = none */
+  int32_t partition;             /* -1 if none */
+  weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
+                                         progress (consumer-owned) */
+} weir__slotx;
 
 typedef struct weir__proc weir__proc;
 struct weir__proc {
-  /* ---- the senders' cache line: every send writes head and the counters */
+  /* ---- the senders' line: a send writes head and the counters, and reads
+     the rest (written at spawn before gen is published) */
   _Atomic(uintptr_t) head;     /* Vyukov head; bit 0 = "empty, unscheduled" */
   _Atomic uint64_t in_count;   /* messages ever pushed to this slot */
   _Atomic uint64_t in_bytes;   /* payload bytes ever pushed */
@@ -157,45 +171,41 @@ struct weir__proc {
   _Atomic uint32_t life;       /* WEIR__P_* */
   _Atomic uint32_t accept_gen; /* oldest generation whose messages count */
   _Atomic uint32_t kill;       /* generation with a pending KILL, or 0 */
-  /* Bounds: written at spawn before gen is published, then read-only. */
   uint32_t max_len;
   uint8_t overflow;
   uint8_t blocking;
-  uint8_t trap_exit;    /* owner-only */
-  uint8_t keep_on_exit; /* owner-only: hold the mailbox for a restart */
-  uint8_t served_calls; /* owner-only: took a call from a thread */
+  uint8_t keep_on_exit; /* hold the mailbox for a restart (atomic access) */
+  uint8_t shed_oldest;  /* bounded and overflow == DROP_OLDEST */
   uint64_t max_bytes;
-  int push_timeout_ms;
-  uint32_t alarm_enable, alarm_disable; /* 0 = node default */
-  _Atomic uint64_t drop_pending; /* DROP_OLDEST: oldest to shed at next pop */
-  _Atomic uint32_t space_seq;    /* BLOCK: futex word, bumped on room */
-  _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
+  void *route; /* the partition supervisor routing here, or NULL */
 
-  /* ---- the receiver's line */
-  weir__msg *tail WEIR__ALIGNED; /* consumer-owned */
-  weir__msg *front;              /* requeued messages, consumer-owned */
-  uint8_t shed_oldest;           /* copy of overflow == DROP_OLDEST */
-  uint8_t wake_blocked;          /* copy of overflow == BLOCK */
-  _Atomic uint64_t out_count;    /* messages taken off the queue */
+  /* ---- the receiver's line (64 bytes in: the senders' line above is
+     exactly 64; no alignment attribute, so a slot fits a 208-byte pool
+     class: an idle process costs 208 bytes plus its table entry) */
+  weir__node *tail;           /* consumer-owned */
+  weir__msg *front;           /* requeued messages, consumer-owned */
+  _Atomic uint64_t out_count; /* messages taken off the queue */
   _Atomic uint64_t out_bytes;
-  weir__msg stub; /* the queue's initial node */
   const weir_server *srv;
   void *state;
+  _Atomic(const char *) current; /* callback running now, or NULL */
+  _Atomic uint64_t reductions;   /* callbacks run */
+
+  /* ---- the rest: touched rarely */
+  weir__node stub; /* the queue's initial node */
   weir_rt *rt;
   weir__ext *ext;
-  weir__pstat stat;
-  _Atomic(const char *) current; /* callback running now, or NULL */
+  weir__slotx *x; /* extras, or NULL (see weir__slotx) */
+  _Atomic uint64_t messages_out;
+  _Atomic uint64_t base_in; /* in_count at this incarnation's start */
+  uint64_t spawn_seq;       /* start order, for top-down stop */
+  weir__proc *rq_next;      /* link in a shared run queue */
+  char *name;               /* registered name (owned), or NULL */
   uint32_t slot;
-  int32_t partition;   /* -1 if none */
-  uint64_t supervisor; /* pid id of the supervisor (0 = none) */
-  uint64_t spawn_seq;  /* start order, for top-down stop */
-  uint64_t born_ns;    /* incarnation start */
-  void *route;         /* the partition supervisor routing here, or NULL */
-  weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
-                                         progress (consumer-owned) */
-  weir__proc *rq_next;                /* link in a shared run queue */
-  _Atomic uint32_t status;            /* weir_status for diagnostics */
-  char *name;                         /* registered name (owned), or NULL */
+  _Atomic uint8_t status; /* weir_status for diagnostics */
+  uint8_t trap_exit;      /* owner-only */
+  uint8_t served_calls;   /* owner-only: took a call from a thread */
+  uint8_t wake_blocked;   /* bounded and overflow == BLOCK */
 };
 
 struct weir_ctx {
@@ -223,7 +233,7 @@ void weir__mbox_init(weir__proc *p);
    case the caller (exactly one sender) must schedule the process. */
 bool weir__mbox_push(weir__proc *p, weir__msg *m);
 /* Consumer only: the next message, or NULL. The returned message stays the
-   queue's tail node until the next pop; weir__mbox_release frees it then. */
+   queue's tail node until the next pop, which frees it. */
 weir__msg *weir__mbox_pop(weir__proc *p);
 /* Consumer only: after pop returned NULL, try to mark the mailbox empty and
    give up the schedule token. false: a message arrived; keep running. */

@@ -31,20 +31,20 @@ void weir__mbox_init(weir__proc *p) {
 }
 
 bool weir__mbox_push(weir__proc *p, weir__msg *m) {
-  atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
   /* acq_rel: release publishes m's contents to whoever follows prev->next;
      acquire pairs with the consumer's markempty CAS so the sender that sees
      the mark also sees every write the consumer made before giving up. */
-  uintptr_t prev =
-      atomic_exchange_explicit(&p->head, (uintptr_t)m, memory_order_acq_rel);
-  weir__msg *pm = (weir__msg *)(prev & ~(uintptr_t)1);
+  uintptr_t prev = atomic_exchange_explicit(&p->head, (uintptr_t)&m->node,
+                                            memory_order_acq_rel);
+  weir__node *pm = (weir__node *)(prev & ~(uintptr_t)1);
   /* release: the consumer's acquire load of next sees m's contents. */
-  atomic_store_explicit(&pm->next, m, memory_order_release);
+  atomic_store_explicit(&pm->next, &m->node, memory_order_release);
   return (prev & 1u) != 0;
 }
 
-static void node_free(weir__proc *p, weir__msg *n) {
-  if (n != &p->stub) weir__msg_free(n);
+static void node_free(weir__proc *p, weir__node *n) {
+  if (n != &p->stub) weir__msg_free((weir__msg *)n);
 }
 
 /* Consumer-owned counters: a plain load and store, relaxed, because only the
@@ -67,7 +67,8 @@ static inline void count_out(weir__proc *p, weir__msg *m) {
 }
 
 void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
-  atomic_store_explicit(&copy->next, p->front, memory_order_relaxed);
+  atomic_store_explicit(&copy->node.next, (weir__node *)p->front,
+                        memory_order_relaxed);
   p->front = copy;
   atomic_store_explicit(
       &p->out_count,
@@ -82,22 +83,23 @@ void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
 weir__msg *weir__mbox_pop(weir__proc *p) {
   weir__msg *f = p->front;
   if (f) { /* requeued messages come first; they are not tail nodes, so
-               the caller frees them (weir__mbox_is_front tells) */
+               the caller frees them (WEIR__MF_FRONT tells) */
     p->front =
-        (weir__msg *)atomic_load_explicit(&f->next, memory_order_relaxed);
-    atomic_store_explicit(&f->next, NULL, memory_order_relaxed);
+        (weir__msg *)atomic_load_explicit(&f->node.next, memory_order_relaxed);
+    atomic_store_explicit(&f->node.next, NULL, memory_order_relaxed);
     f->flags |= WEIR__MF_FRONT;
     count_out(p, f);
     return f;
   }
-  weir__msg *tail = p->tail;
+  weir__node *tail = p->tail;
   /* acquire: pairs with the push's release store of next. */
-  weir__msg *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+  weir__node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (!next) return NULL;
   p->tail = next;
   node_free(p, tail);
-  count_out(p, next);
-  return next;
+  weir__msg *m = (weir__msg *)next; /* node is a message's first member */
+  count_out(p, m);
+  return m;
 }
 
 bool weir__mbox_markempty(weir__proc *p) {

@@ -32,8 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+static void count_drop(weir_rt *rt, weir__proc *p) {
+  if (p->x) atomic_fetch_add_explicit(&p->x->dropped, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+}
+
 static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
-  atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
+  if (p->x) atomic_fetch_add_explicit(&p->x->dropped, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
   if (err == WEIR_OK) weir__dead_letter_notify(rt, m, WEIR_EFULL);
   weir__msg_free(m);
@@ -47,18 +52,19 @@ static long futex(_Atomic uint32_t *a, int op, uint32_t v,
 
 /* BLOCK: waits for room until the deadline; false on timeout. */
 static bool wait_room(weir__proc *p, uint64_t deadline) {
-  uint32_t seq = atomic_load_explicit(&p->space_seq, memory_order_acquire);
+  uint32_t seq = atomic_load_explicit(&p->x->space_seq, memory_order_acquire);
   /* seq_cst: the consumer reads `blocked` after its pop; one of us sees
      the other (Dekker), so a wake-up is never lost. */
-  atomic_fetch_add_explicit(&p->blocked, 1, memory_order_seq_cst);
-  bool room = weir__mbox_len(p) < p->max_len ||
-              atomic_load_explicit(&p->space_seq, memory_order_acquire) != seq;
+  atomic_fetch_add_explicit(&p->x->blocked, 1, memory_order_seq_cst);
+  bool room =
+      weir__mbox_len(p) < p->max_len ||
+      atomic_load_explicit(&p->x->space_seq, memory_order_acquire) != seq;
   if (!room) {
     struct timespec ts, *tsp = NULL;
     if (deadline != UINT64_MAX) {
       uint64_t now = weir__now_ns();
       if (now >= deadline) {
-        atomic_fetch_sub_explicit(&p->blocked, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->x->blocked, 1, memory_order_relaxed);
         return false;
       }
       uint64_t left = deadline - now;
@@ -66,9 +72,9 @@ static bool wait_room(weir__proc *p, uint64_t deadline) {
       ts.tv_nsec = (long)(left % 1000000000ull);
       tsp = &ts;
     }
-    futex(&p->space_seq, FUTEX_WAIT_PRIVATE, seq, tsp);
+    futex(&p->x->space_seq, FUTEX_WAIT_PRIVATE, seq, tsp);
   }
-  atomic_fetch_sub_explicit(&p->blocked, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&p->x->blocked, 1, memory_order_relaxed);
   return true;
 }
 
@@ -97,7 +103,8 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   for (;;) {
     uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
     uint64_t pend =
-        atomic_load_explicit(&p->drop_pending, memory_order_relaxed);
+        p->x ? atomic_load_explicit(&p->x->drop_pending, memory_order_relaxed)
+             : 0;
     uint64_t len = in - out;
     bool full = (p->max_len && len - (pend < len ? pend : len) >= p->max_len) ||
                 (p->max_bytes && weir__mbox_bytes(p) + m->len > p->max_bytes);
@@ -113,7 +120,8 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
             atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&p->drop_pending, 1, memory_order_relaxed);
+          atomic_fetch_add_explicit(&p->x->drop_pending, 1,
+                                    memory_order_relaxed);
           goto admitted;
         }
         if (p->max_len && len < 2ull * p->max_len) continue; /* CAS lost */
@@ -125,10 +133,10 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
           goto refuse;
         }
         if (!deadline)
-          deadline =
-              p->push_timeout_ms < 0
-                  ? UINT64_MAX
-                  : weir__now_ns() + (uint64_t)p->push_timeout_ms * 1000000ull;
+          deadline = p->x->push_timeout_ms < 0
+                         ? UINT64_MAX
+                         : weir__now_ns() +
+                               (uint64_t)p->x->push_timeout_ms * 1000000ull;
         if (!wait_room(p, deadline)) {
           rc = WEIR_EFULL;
           goto refuse;
@@ -150,12 +158,11 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   }
 admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
-  {
+  if (p->x) {
     uint64_t len = weir__mbox_len(p);
-    uint64_t hw =
-        atomic_load_explicit(&p->stat.high_water, memory_order_relaxed);
+    uint64_t hw = atomic_load_explicit(&p->x->high_water, memory_order_relaxed);
     if (len > hw) /* a diagnostic: a lost race under-reports by a little */
-      atomic_store_explicit(&p->stat.high_water, len, memory_order_relaxed);
+      atomic_store_explicit(&p->x->high_water, len, memory_order_relaxed);
   }
   return WEIR_OK;
 shed_new:
@@ -165,29 +172,26 @@ shed_new:
 refuse:
   if (m->flags & WEIR__MF_BUDGET)
     atomic_fetch_sub_explicit(&rt->queued_bytes, m->len, memory_order_relaxed);
-  if (rc == WEIR_EFULL) {
-    atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
-  }
+  if (rc == WEIR_EFULL) count_drop(rt, p);
   weir__msg_free(m);
   return rc;
 }
 
 bool weir__bound_popped(weir__proc *p, weir__msg *m) {
   if (p->wake_blocked &&
-      atomic_load_explicit(&p->blocked, memory_order_seq_cst) > 0) {
-    atomic_fetch_add_explicit(&p->space_seq, 1, memory_order_release);
-    futex(&p->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+      atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0) {
+    atomic_fetch_add_explicit(&p->x->space_seq, 1, memory_order_release);
+    futex(&p->x->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
   }
   if (!p->shed_oldest || (m->flags & WEIR__MF_NOBOUND)) return false;
-  uint64_t pend = atomic_load_explicit(&p->drop_pending, memory_order_relaxed);
+  uint64_t pend =
+      atomic_load_explicit(&p->x->drop_pending, memory_order_relaxed);
   while (pend > 0) {
-    if (atomic_compare_exchange_weak_explicit(&p->drop_pending, &pend, pend - 1,
-                                              memory_order_relaxed,
+    if (atomic_compare_exchange_weak_explicit(&p->x->drop_pending, &pend,
+                                              pend - 1, memory_order_relaxed,
                                               memory_order_relaxed)) {
       weir_rt *rt = p->rt;
-      atomic_fetch_add_explicit(&p->stat.dropped, 1, memory_order_relaxed);
-      atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+      count_drop(rt, p);
       weir__dead_letter_notify(rt, m, WEIR_EFULL);
       if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
       return true;

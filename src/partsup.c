@@ -422,7 +422,7 @@ bool weir__partsup_admit(weir__proc *p, const weir__msg *m) {
      this worker still holds earlier ones of it (the resize may have
      completed between the run loop's undefer check and this pop: they go
      first, at the loop's next turn). */
-  return (uint32_t)st == 0 && p->defer_head == NULL;
+  return (uint32_t)st == 0 && p->x->defer_head == NULL;
 }
 
 bool weir__partsup_done(weir__proc *p) {

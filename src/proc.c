@@ -29,6 +29,8 @@
 #include <stdlib.h>
 
 static void proc_drain_dead(weir__proc *p);
+static bool needs_x(const weir_spawn_opts *so, const weir__spawn_x *x);
+static int slotx_ensure(weir__proc *p);
 static void undefer(weir__proc *p);
 
 /* ---- messages --------------------------------------------------------- */
@@ -199,30 +201,32 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   bool bounded = so->max_queue_len || so->max_queue_bytes;
   p->shed_oldest = bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST;
   p->wake_blocked = bounded && so->overflow == WEIR_OVERFLOW_BLOCK;
-  p->push_timeout_ms = so->push_timeout_ms;
-  p->alarm_enable = so->alarm_enable;
-  p->alarm_disable = so->alarm_disable;
-  atomic_store_explicit(&p->drop_pending, 0, memory_order_relaxed);
+  weir__slotx *sx = p->x; /* allocated by the caller when needed */
+  if (sx) {
+    sx->push_timeout_ms = so->push_timeout_ms;
+    sx->alarm_enable = so->alarm_enable;
+    sx->alarm_disable = so->alarm_disable;
+    atomic_store_explicit(&sx->drop_pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&sx->dropped, 0, memory_order_relaxed);
+    atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
+    sx->partition = x ? x->partition : -1;
+    sx->supervisor = x ? x->supervisor : 0;
+    /* the defer list belongs to the slot: it survives a restart */
+  }
   p->blocking = so->blocking ? 1 : 0;
   p->trap_exit = so->trap_exit ? 1 : 0;
   __atomic_store_n(&p->keep_on_exit, (uint8_t)(x ? x->keep : 0),
                    __ATOMIC_RELAXED);
   p->served_calls = 0;
-  p->partition = x ? x->partition : -1;
-  p->supervisor = x ? x->supervisor : 0;
   p->route = x ? x->route : NULL;
   p->name = NULL;
   p->spawn_seq =
       atomic_fetch_add_explicit(&rt->spawn_seq, 1, memory_order_relaxed);
-  p->born_ns = weir__now_ns();
   atomic_store_explicit(&p->kill, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->stat.reductions, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->stat.messages_out, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->stat.dropped, 0, memory_order_relaxed);
-  atomic_store_explicit(&p->stat.high_water, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->messages_out, 0, memory_order_relaxed);
   atomic_store_explicit(
-      &p->stat.base_in,
-      atomic_load_explicit(&p->in_count, memory_order_relaxed),
+      &p->base_in, atomic_load_explicit(&p->in_count, memory_order_relaxed),
       memory_order_relaxed);
   atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
@@ -245,7 +249,7 @@ static int run_init(weir__proc *p, void *arg) {
     atomic_store_explicit(&p->current, "init", memory_order_relaxed);
     rc = p->srv->init(&cx, arg, &p->state);
     atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->stat.reductions, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->reductions, 1, memory_order_relaxed);
     weir__set_current_ctx(prev);
     if (rc > 0) rc = WEIR_EINVAL; /* init may not return WEIR_STOP */
   }
@@ -253,9 +257,26 @@ static int run_init(weir__proc *p, void *arg) {
 }
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
+/* Does a slot need its extras for these options? */
+static bool needs_x(const weir_spawn_opts *so, const weir__spawn_x *x) {
+  return so->max_queue_len || so->max_queue_bytes || so->alarm_enable ||
+         (x && (x->supervisor || x->route || x->partition >= 0));
+}
+
+static int slotx_ensure(weir__proc *p) {
+  if (p->x) return WEIR_OK;
+  weir__slotx *sx = weir__calloc(1, sizeof *sx);
+  if (!sx) return WEIR_ENOMEM;
+  sx->partition = -1;
+  p->x = sx; /* published to senders by the gen store in incarnate */
+  return WEIR_OK;
+}
+
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
                    void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
                    weir_pid *pid) {
+  if (needs_x(so, x) && slotx_ensure(p) != WEIR_OK)
+    return WEIR_ENOMEM; /* a held slot stays held for another try */
   incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
   atomic_fetch_add_explicit(&rt->nprocs, 1, memory_order_relaxed);
@@ -314,6 +335,10 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
   weir__proc *p;
   int rc = slot_alloc(rt, &p);
   if (rc) return rc;
+  if (needs_x(so, x) && slotx_ensure(p) != WEIR_OK) {
+    slot_release(rt, p);
+    return WEIR_ENOMEM;
+  }
   token_take(p);
   if (slot) *slot = p;
   return weir__spawn_in(rt, p, server, arg, so, x, pid);
@@ -331,9 +356,8 @@ static inline void count_out_sender(weir_rt *rt) {
   weir_ctx *cx = weir__current_ctx();
   if (cx && cx->p->rt == rt)
     atomic_store_explicit(
-        &cx->p->stat.messages_out,
-        atomic_load_explicit(&cx->p->stat.messages_out, memory_order_relaxed) +
-            1,
+        &cx->p->messages_out,
+        atomic_load_explicit(&cx->p->messages_out, memory_order_relaxed) + 1,
         memory_order_relaxed);
 }
 
@@ -692,7 +716,7 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
 /* Dead-letters everything queued (token held, state FREE). */
 static void proc_drain_dead(weir__proc *p) {
   weir__msg *m;
-  if (p->defer_head) undefer(p);
+  if (p->x && p->x->defer_head) undefer(p);
   while ((m = weir__mbox_pop(p)) != NULL)
     weir__dead_letter(p->rt, m, WEIR_ENOPROC);
 }
@@ -722,8 +746,8 @@ static int call_cb(weir_ctx *cx, weir__proc *p, const char *what,
   int rc = cb(cx, p->state, v);
   atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
   atomic_store_explicit(
-      &p->stat.reductions,
-      atomic_load_explicit(&p->stat.reductions, memory_order_relaxed) + 1,
+      &p->reductions,
+      atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
       memory_order_relaxed);
   return rc;
 }
@@ -761,8 +785,8 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     int rc = srv->handle_call(cx, p->state, &v, f);
     atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
     atomic_store_explicit(
-        &p->stat.reductions,
-        atomic_load_explicit(&p->stat.reductions, memory_order_relaxed) + 1,
+        &p->reductions,
+        atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
         memory_order_relaxed);
     return rc;
   }
@@ -852,12 +876,14 @@ static bool defer(weir__proc *p, weir__msg *m) {
   c->from = m->from;
   c->gen = m->gen;
   c->flags = (uint16_t)((m->flags & ~(WEIR__MF_FRONT | WEIR__MF_ROUTED)));
-  atomic_store_explicit(&c->next, NULL, memory_order_relaxed);
-  if (p->defer_tail)
-    atomic_store_explicit(&p->defer_tail->next, c, memory_order_relaxed);
+  weir__slotx *sx = p->x; /* a partition worker always has its extras */
+  atomic_store_explicit(&c->node.next, NULL, memory_order_relaxed);
+  if (sx->defer_tail)
+    atomic_store_explicit(&sx->defer_tail->node.next, &c->node,
+                          memory_order_relaxed);
   else
-    p->defer_head = c;
-  p->defer_tail = c;
+    sx->defer_head = c;
+  sx->defer_tail = c;
   if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
   atomic_store_explicit(
       &p->out_count,
@@ -872,13 +898,15 @@ static bool defer(weir__proc *p, weir__msg *m) {
 
 /* The resize is done: deferred messages go first, before anything queued. */
 void weir__proc_undefer(weir__proc *p) {
-  if (p->defer_head) undefer(p);
+  if (p->x && p->x->defer_head) undefer(p);
 }
 
 static void undefer(weir__proc *p) {
-  atomic_store_explicit(&p->defer_tail->next, p->front, memory_order_relaxed);
-  p->front = p->defer_head;
-  p->defer_head = p->defer_tail = NULL;
+  weir__slotx *sx = p->x;
+  atomic_store_explicit(&sx->defer_tail->node.next, (weir__node *)p->front,
+                        memory_order_relaxed);
+  p->front = sx->defer_head;
+  sx->defer_head = sx->defer_tail = NULL;
 }
 
 void weir__proc_run(weir__proc *p, unsigned budget) {
@@ -895,7 +923,8 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
     if (weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL)) goto out;
   }
   while (n < budget) {
-    if (WEIR__UNLIKELY(p->defer_head != NULL) && weir__partsup_done(p))
+    if (WEIR__UNLIKELY(p->route != NULL) && p->x->defer_head &&
+        weir__partsup_done(p))
       undefer(p);
     weir__msg *m = weir__mbox_pop(p);
     if (!m) {

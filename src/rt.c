@@ -302,7 +302,8 @@ static void signal_all(weir_rt *rt, bool kill) {
   for (uint32_t i = 0; i < n; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p || atomic_load(&p->life) != WEIR__P_LIVE) continue;
-    if (!kill && p->supervisor) continue; /* its supervisor stops it */
+    if (!kill && p->x && p->x->supervisor)
+      continue; /* its supervisor stops it */
     if (items) {
       items[k].seq = p->spawn_seq;
       items[k].pid = weir__proc_pid(p);
@@ -368,6 +369,7 @@ static void rt_free(weir_rt *rt) {
         weir__free(p->ext);
       }
       weir__free(p->name);
+      weir__free(p->x);
       weir__pool_free(p, sizeof *p);
     }
   }

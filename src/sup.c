@@ -269,7 +269,7 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
   s->o = d->o;
   memcpy(s->name, d->name, sizeof s->name);
   s->self = weir_self(cx);
-  s->parent = cx->p->supervisor;
+  s->parent = cx->p->x ? cx->p->x->supervisor : 0;
   s->ps = d->ps;
   s->ntimes = s->o.max_restarts + 1;
   s->times = weir__calloc((size_t)s->ntimes, sizeof(uint64_t));
