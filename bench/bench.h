@@ -28,6 +28,7 @@ int bench_pingpong(int argc, char **argv);
 int bench_spawn_call(int argc, char **argv);
 int bench_backlog(int argc, char **argv);
 int bench_io_bound(int argc, char **argv);
+int bench_partitioned(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double bench_now(void);

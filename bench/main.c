@@ -6,6 +6,7 @@
  *   weir-bench spawn_call N CALLS   spawn N idle servers, then call one
  *   weir-bench backlog N MQD        bytes per queued event, drain vs stream
  *   weir-bench io_bound P EVENTS MS blocking handlers that sleep MS ms
+ *   weir-bench partitioned P M W    P producers -> partition supervisor
  *
  * Each prints one line (spawn_call two) with the keys of the BEAM peer script
  * of the same name in bench/beam/, prefixed `weir` instead of `beam`.
@@ -150,6 +151,7 @@ static const bench_cmd cmds[] = {
     {"spawn_call", bench_spawn_call, "spawn_call N CALLS"},
     {"backlog", bench_backlog, "backlog N MQD"},
     {"io_bound", bench_io_bound, "io_bound P EVENTS MS"},
+    {"partitioned", bench_partitioned, "partitioned P M W"},
 };
 
 static int usage(void) {

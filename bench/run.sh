@@ -5,7 +5,8 @@
 #   ROUNDS=N          rounds (default 3); the table shows medians
 #   BENCH_TIMEOUT=S   kill a run after S seconds (default 600)
 #   BENCH_FANIN="P M", BENCH_PINGPONG="PAIRS N", BENCH_SPAWN_CALL="N CALLS",
-#   BENCH_BACKLOG="N MQD", BENCH_IO_BOUND="P EVENTS MS"   override arguments
+#   BENCH_BACKLOG="N MQD", BENCH_IO_BOUND="P EVENTS MS",
+#   BENCH_PARTITIONED="P M W"                             override arguments
 #
 # Every workload runs in weir (BUILD_DIR/weir-bench NAME ARGS) and in BEAM
 # (elixir bench/beam/NAME.exs ARGS) alternately, weir then BEAM, so that both
@@ -16,8 +17,8 @@
 # (weir / BEAM) for scripts. Exit status: 0 if every run completed (goals
 # met or not; the table says), 1 if a run failed or timed out.
 #
-# Not yet run: partitioned.exs (it needs weir's partition supervisor; it
-# comes with the partition issue, as does a partsup-based io_bound).
+# partitioned also reports weir's direct_msgs_per_s (the same events cast
+# straight to the workers), shown as an info row: the cost of routing.
 set -u
 
 BUILD=${1:-build}
@@ -33,8 +34,9 @@ declare -A ARGS=(
   [spawn_call]=${BENCH_SPAWN_CALL:-1000000 100000}
   [backlog]=${BENCH_BACKLOG:-1000000 on_heap}
   [io_bound]=${BENCH_IO_BOUND:-64 20000 5}
+  [partitioned]=${BENCH_PARTITIONED:-2 1000000 0}
 )
-WORKLOADS="fanin pingpong spawn_call backlog io_bound"
+WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned"
 
 if [ ! -x "$bin" ]; then
   echo "run.sh: $bin not found; build first: make bench (or cmake --build $BUILD --target weir-bench)" >&2
@@ -142,7 +144,9 @@ spawn|spawns/s|spawn|spawns_per_s|spawns_per_s|ratio|>=|20|%.0f
 bytes_per_process|bytes per idle process|spawn|bytes_per_process|bytes_per_process|ratio|<=|0.1|%.0f
 bytes_per_event|bytes per queued event|backlog|vm_bytes_per_msg|vm_bytes_per_msg|ratio|<=|0.333|%.1f
 drain|drain / stream rate|backlog|drain_ratio|drain_ratio|weir|>=|0.9|%.3f
-io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|weir|>=|95|%.1f'
+io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|weir|>=|95|%.1f
+partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f'
 
 table=$(mktemp)
 ratios=$(mktemp)
