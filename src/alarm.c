@@ -103,8 +103,8 @@ static double secs_to_limit(weir_rt *rt, weir__proc *p, samp *r) {
   double net = r->in_rate - r->out_rate;
   if (net <= 0.0) return -1.0;
   uint64_t len = weir__mbox_len(p);
-  if (p->max_len)
-    return len >= p->max_len ? 0.0 : (double)(p->max_len - len) / net;
+  uint32_t max_len = WEIR__LD(p->max_len);
+  if (max_len) return len >= max_len ? 0.0 : (double)(max_len - len) / net;
   double per_msg = len ? (double)weir__mbox_bytes(p) / (double)len +
                              (double)sizeof(weir__msg)
                        : (double)sizeof(weir__msg);
@@ -240,10 +240,10 @@ static void sample_proc(weir_rt *rt, weir__alarm_state *a, weir__proc *p,
   r->last_in = in;
   r->last_out = outc;
 
-  weir__slotx *x = p->x;
-  bool own = x && x->alarm_enable;
-  uint32_t en = own ? x->alarm_enable : rt->opts.alarm_enable;
-  uint32_t dis = own ? x->alarm_disable : rt->opts.alarm_disable;
+  weir__slotx *x = WEIR__LD(p->x);
+  uint32_t xen = x ? WEIR__LD(x->alarm_enable) : 0;
+  uint32_t en = xen ? xen : rt->opts.alarm_enable;
+  uint32_t dis = xen ? WEIR__LD(x->alarm_disable) : rt->opts.alarm_disable;
   if (en) {
     if (!r->lmq_on && len >= en) {
       r->lmq_on = 1;

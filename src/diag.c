@@ -71,11 +71,13 @@ static uint64_t attr_value(const weir__proc *p, weir_attr a) {
   case WEIR_ATTR_MESSAGES_OUT:
     return atomic_load_explicit(&p->messages_out, memory_order_relaxed);
   case WEIR_ATTR_DROPPED:
-    return p->x ? atomic_load_explicit(&p->x->dropped, memory_order_relaxed)
+    return WEIR__LD(p->x) ? atomic_load_explicit(&p->x->dropped,
+                                                 memory_order_relaxed)
                 : 0;
   case WEIR_ATTR_QUEUE_HIGH_WATER: {
     uint64_t hw =
-        p->x ? atomic_load_explicit(&p->x->high_water, memory_order_relaxed)
+        WEIR__LD(p->x)
+            ? atomic_load_explicit(&p->x->high_water, memory_order_relaxed)
              : 0;
     uint64_t len = weir__mbox_len(p);
     return hw > len ? hw : len;
@@ -112,11 +114,12 @@ int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info) {
   info->messages_out = attr_value(p, WEIR_ATTR_MESSAGES_OUT);
   info->dropped = attr_value(p, WEIR_ATTR_DROPPED);
   info->queue_high_water = attr_value(p, WEIR_ATTR_QUEUE_HIGH_WATER);
-  info->max_queue_len = p->max_len;
+  info->max_queue_len = WEIR__LD(p->max_len);
   weir__rates(rt, p, &info->in_rate, &info->out_rate);
-  info->supervisor.id = p->x ? p->x->supervisor : 0;
-  info->partition = p->x ? p->x->partition : -1;
-  info->blocking = p->blocking;
+  weir__slotx *sx = WEIR__LD(p->x);
+  info->supervisor.id = sx ? WEIR__LD(sx->supervisor) : 0;
+  info->partition = sx ? WEIR__LD(sx->partition) : -1;
+  info->blocking = WEIR__LD(p->blocking);
   /* The process may have ended while we read: report that honestly. */
   if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;
   return WEIR_OK;

@@ -28,6 +28,13 @@
 #define WEIR__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEIR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Fields a slot's spawner writes while stale senders of the previous
+   incarnation may still read them (bounds, route, flags): relaxed atomic
+   accesses, so the race is defined; the values a sender acts on are
+   published by the release store of gen (see proc.c). */
+#define WEIR__LD(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+#define WEIR__ST(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
+
 static inline void weir__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

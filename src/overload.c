@@ -33,13 +33,13 @@
 #include <unistd.h>
 
 static void count_drop(weir_rt *rt, weir__proc *p) {
-  if (p->x) atomic_fetch_add_explicit(&p->x->dropped, 1, memory_order_relaxed);
+  weir__slotx *sx = WEIR__LD(p->x);
+  if (sx) atomic_fetch_add_explicit(&sx->dropped, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
 }
 
 static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
-  if (p->x) atomic_fetch_add_explicit(&p->x->dropped, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
+  count_drop(rt, p);
   if (err == WEIR_OK) weir__dead_letter_notify(rt, m, WEIR_EFULL);
   weir__msg_free(m);
   return err;
@@ -52,12 +52,13 @@ static long futex(_Atomic uint32_t *a, int op, uint32_t v,
 
 /* BLOCK: waits for room until the deadline; false on timeout. */
 static bool wait_room(weir__proc *p, uint64_t deadline) {
+  uint32_t max_len = WEIR__LD(p->max_len);
   uint32_t seq = atomic_load_explicit(&p->x->space_seq, memory_order_acquire);
   /* seq_cst: the consumer reads `blocked` after its pop; one of us sees
      the other (Dekker), so a wake-up is never lost. */
   atomic_fetch_add_explicit(&p->x->blocked, 1, memory_order_seq_cst);
   bool room =
-      weir__mbox_len(p) < p->max_len ||
+      weir__mbox_len(p) < max_len ||
       atomic_load_explicit(&p->x->space_seq, memory_order_acquire) != seq;
   if (!room) {
     struct timespec ts, *tsp = NULL;
@@ -99,32 +100,36 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   }
   int rc = WEIR_OK;
   uint64_t deadline = 0;
+  const uint32_t max_len = WEIR__LD(max_len);
+  const uint64_t max_bytes = WEIR__LD(max_bytes);
+  const uint8_t overflow = WEIR__LD(p->overflow);
+  weir__slotx *const sx = WEIR__LD(p->x);
   uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   for (;;) {
     uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
     uint64_t pend =
-        p->x ? atomic_load_explicit(&p->x->drop_pending, memory_order_relaxed)
+        sx ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed)
              : 0;
     uint64_t len = in - out;
-    bool full = (p->max_len && len - (pend < len ? pend : len) >= p->max_len) ||
-                (p->max_bytes && weir__mbox_bytes(p) + m->len > p->max_bytes);
+    bool full = (max_len && len - (pend < len ? pend : len) >= max_len) ||
+                (max_bytes && weir__mbox_bytes(p) + m->len > max_bytes);
     if (full) {
-      switch (p->overflow) {
+      switch (overflow) {
       case WEIR_OVERFLOW_DROP_NEWEST:
         goto shed_new;
       case WEIR_OVERFLOW_DROP_OLDEST:
         /* The receiver sheds the oldest when it next pops. While it is
            stuck in one callback, at most max_queue_len more wait to be
            shed; past that the newest go, so memory stays bounded. */
-        if (p->max_len && len < 2ull * p->max_len &&
+        if (max_len && len < 2ull * max_len &&
             atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&p->x->drop_pending, 1,
+          atomic_fetch_add_explicit(&sx->drop_pending, 1,
                                     memory_order_relaxed);
           goto admitted;
         }
-        if (p->max_len && len < 2ull * p->max_len) continue; /* CAS lost */
+        if (max_len && len < 2ull * max_len) continue; /* CAS lost */
         goto shed_new;
       case WEIR_OVERFLOW_BLOCK: {
         weir_ctx *cx = weir__current_ctx();
@@ -133,10 +138,10 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
           goto refuse;
         }
         if (!deadline)
-          deadline = p->x->push_timeout_ms < 0
+          deadline = WEIR__LD(sx->push_timeout_ms) < 0
                          ? UINT64_MAX
                          : weir__now_ns() +
-                               (uint64_t)p->x->push_timeout_ms * 1000000ull;
+                               (uint64_t)WEIR__LD(sx->push_timeout_ms) * 1000000ull;
         if (!wait_room(p, deadline)) {
           rc = WEIR_EFULL;
           goto refuse;
@@ -158,11 +163,11 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   }
 admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
-  if (p->x) {
+  if (sx) {
     uint64_t len = weir__mbox_len(p);
-    uint64_t hw = atomic_load_explicit(&p->x->high_water, memory_order_relaxed);
+    uint64_t hw = atomic_load_explicit(&sx->high_water, memory_order_relaxed);
     if (len > hw) /* a diagnostic: a lost race under-reports by a little */
-      atomic_store_explicit(&p->x->high_water, len, memory_order_relaxed);
+      atomic_store_explicit(&sx->high_water, len, memory_order_relaxed);
   }
   return WEIR_OK;
 shed_new:

@@ -58,7 +58,9 @@ typedef struct hot_arr { /* replaced whole on growth; old ones retired */
 
 struct weir__partsup {
   _Atomic(route_tab *) tab;
-  route_tab *pending; /* a grown table being filled (resize_mu) */
+  /* A table being filled by a resize: a restart writes its slot there
+     too. Freed only with the partsup (a restart may still hold it). */
+  _Atomic(route_tab *) pending;
   /* The resize in progress: (epoch << 32) | old partitions still to drain.
      One word, so a worker never sees the count of one resize with the
      epoch of another. */
@@ -176,8 +178,7 @@ void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot) {
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   /* release: the slot's incarnation is set up before routers use it */
   if (i < t->n) atomic_store_explicit(&t->slot[i], slot, memory_order_release);
-  route_tab *pt = ps->pending; /* only set while resize_mu is held by the
-                                  thread that waits for this very call */
+  route_tab *pt = atomic_load_explicit(&ps->pending, memory_order_acquire);
   if (pt && i < pt->n)
     atomic_store_explicit(&pt->slot[i], slot, memory_order_release);
 }
@@ -262,7 +263,7 @@ fail:
 static weir__partsup *ps_of(weir_rt *rt, weir_pid ps_pid) {
   weir__proc *p = weir__proc_get(rt, ps_pid);
   if (!p) return NULL;
-  weir__partsup *ps = p->route;
+  weir__partsup *ps = WEIR__LD(p->route);
   if (!ps || ps->self != p) return NULL;
   return ps;
 }
@@ -508,14 +509,19 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   }
   for (unsigned i = 0; i < n && i < old->n; i++)
     atomic_store(&t->slot[i], atomic_load(&old->slot[i]));
+  /* A restart during the resize writes its slot into `pending` too. */
+  atomic_store_explicit(&ps->pending, t, memory_order_release);
   if (n > old->n) {
     /* New workers start before the table is published (they fill
        `pending`), so no route ever finds an empty entry. */
-    ps->pending = t;
     rc = weir__sup_resize_children(rt, ps_pid, n);
-    ps->pending = NULL;
     if (rc != WEIR_OK) {
-      weir__free(t);
+      atomic_store_explicit(&ps->pending, NULL, memory_order_release);
+      /* a restart may still be writing into t: free it with the node */
+      if (weir__retire(rt, t, weir__free) != WEIR_OK) {
+        /* cannot defer the free: leak it rather than risk a write into
+           freed memory (only after an allocation failure) */
+      }
       goto out;
     }
   }
@@ -523,6 +529,7 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   atomic_store_explicit(&ps->resize_state, ((uint64_t)t->epoch << 32) | old->n,
                         memory_order_seq_cst);
   atomic_store_explicit(&ps->tab, t, memory_order_seq_cst);
+  atomic_store_explicit(&ps->pending, NULL, memory_order_release);
   routers_quiesce();
   /* Every message routed with the old table is now queued: a barrier
      behind them in each old partition. */

@@ -195,30 +195,30 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->srv = srv;
   p->state = NULL;
   p->ext = NULL;
-  p->max_len = so->max_queue_len;
-  p->max_bytes = so->max_queue_bytes;
-  p->overflow = (uint8_t)so->overflow;
+  WEIR__ST(p->max_len, so->max_queue_len);
+  WEIR__ST(p->max_bytes, so->max_queue_bytes);
+  WEIR__ST(p->overflow, (uint8_t)so->overflow);
   bool bounded = so->max_queue_len || so->max_queue_bytes;
   p->shed_oldest = bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST;
   p->wake_blocked = bounded && so->overflow == WEIR_OVERFLOW_BLOCK;
   weir__slotx *sx = p->x; /* allocated by the caller when needed */
   if (sx) {
-    sx->push_timeout_ms = so->push_timeout_ms;
-    sx->alarm_enable = so->alarm_enable;
-    sx->alarm_disable = so->alarm_disable;
+    WEIR__ST(sx->push_timeout_ms, so->push_timeout_ms);
+    WEIR__ST(sx->alarm_enable, so->alarm_enable);
+    WEIR__ST(sx->alarm_disable, so->alarm_disable);
     atomic_store_explicit(&sx->drop_pending, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
-    sx->partition = x ? x->partition : -1;
-    sx->supervisor = x ? x->supervisor : 0;
+    WEIR__ST(sx->partition, x ? x->partition : -1);
+    WEIR__ST(sx->supervisor, x ? x->supervisor : (uint64_t)0);
     /* the defer list belongs to the slot: it survives a restart */
   }
-  p->blocking = so->blocking ? 1 : 0;
+  WEIR__ST(p->blocking, (uint8_t)(so->blocking ? 1 : 0));
   p->trap_exit = so->trap_exit ? 1 : 0;
   __atomic_store_n(&p->keep_on_exit, (uint8_t)(x ? x->keep : 0),
                    __ATOMIC_RELAXED);
   p->served_calls = 0;
-  p->route = x ? x->route : NULL;
+  WEIR__ST(p->route, x ? x->route : NULL);
   p->name = NULL;
   p->spawn_seq =
       atomic_fetch_add_explicit(&rt->spawn_seq, 1, memory_order_relaxed);
@@ -268,7 +268,7 @@ static int slotx_ensure(weir__proc *p) {
   weir__slotx *sx = weir__calloc(1, sizeof *sx);
   if (!sx) return WEIR_ENOMEM;
   sx->partition = -1;
-  p->x = sx; /* published to senders by the gen store in incarnate */
+  WEIR__ST(p->x, sx); /* published by the gen store in incarnate */
   return WEIR_OK;
 }
 
@@ -364,7 +364,8 @@ static inline void count_out_sender(weir_rt *rt) {
 static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
                                uint32_t gen) {
   m->gen = gen;
-  if (p->max_len | p->max_bytes | rt->opts.max_mailbox_bytes) {
+  if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
+      rt->opts.max_mailbox_bytes) {
     int rc = weir__bound_admit(rt, p, m);
     if (rc != WEIR_OK) return rc; /* m consumed (shed or freed) */
   } else {
@@ -391,7 +392,7 @@ int weir__deliver_slot(weir_rt *rt, weir__proc *p, void *route, weir__msg *m) {
   bool ok = st == WEIR__P_LIVE || st == WEIR__P_HELD ||
             (st == WEIR__P_EXITING &&
              __atomic_load_n(&p->keep_on_exit, __ATOMIC_RELAXED));
-  if (!ok || p->route != route) {
+  if (!ok || WEIR__LD(p->route) != route) {
     weir__msg_free(m);
     return WEIR_ENOPROC;
   }

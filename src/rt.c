@@ -302,7 +302,8 @@ static void signal_all(weir_rt *rt, bool kill) {
   for (uint32_t i = 0; i < n; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p || atomic_load(&p->life) != WEIR__P_LIVE) continue;
-    if (!kill && p->x && p->x->supervisor)
+    weir__slotx *sx = WEIR__LD(p->x);
+    if (!kill && sx && WEIR__LD(sx->supervisor))
       continue; /* its supervisor stops it */
     if (items) {
       items[k].seq = p->spawn_seq;

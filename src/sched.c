@@ -161,7 +161,7 @@ static void wake_all(weir_rt *rt) {
 }
 
 void weir__schedule(weir_rt *rt, weir__proc *p) {
-  if (p->blocking) {
+  if (WEIR__LD(p->blocking)) {
     weir__io_schedule(rt, p);
     return;
   }
