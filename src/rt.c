@@ -245,6 +245,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
 
 fail_sched:
   weir__alarm_stop(rt);
+  weir__timer_stop(rt); /* first: its watchdog reads the schedulers */
   weir__sched_stop(rt);
 fail_io:
   weir__io_stop(rt);
