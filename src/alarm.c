@@ -191,7 +191,7 @@ static void emit(weir_rt *rt, const weir_alarm *al) {
   size_t n = rt->nalarm_subs;
   weir_pid subs[64];
   if (n > 64) n = 64;
-  memcpy(subs, rt->alarm_subs, n * sizeof subs[0]);
+  if (n) memcpy(subs, rt->alarm_subs, n * sizeof subs[0]);
   pthread_mutex_unlock(&rt->sub_mu);
   for (size_t i = 0; i < n; i++) {
     weir__msg *m = weir__msg_new(WEIR__K_INFO, WEIR_TAG_ALARM,
