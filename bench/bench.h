@@ -28,7 +28,11 @@ int bench_pingpong(int argc, char **argv);
 int bench_spawn_call(int argc, char **argv);
 int bench_backlog(int argc, char **argv);
 int bench_io_bound(int argc, char **argv);
+int bench_bounded(int argc, char **argv);
+int bench_flood(int argc, char **argv);
 int bench_partitioned(int argc, char **argv);
+int bench_proc_count(int argc, char **argv);
+int bench_fanin_polled(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double bench_now(void);

@@ -6,7 +6,11 @@
  *   weir-bench spawn_call N CALLS   spawn N idle servers, then call one
  *   weir-bench backlog N MQD        bytes per queued event, drain vs stream
  *   weir-bench io_bound P EVENTS MS blocking handlers that sleep MS ms
+ *   weir-bench bounded P M          fan-in: bounded vs unbounded mailbox
+ *   weir-bench flood SECS           RSS of a flooded bounded vs unbounded one
  *   weir-bench partitioned P M W    P producers -> partition supervisor
+ *   weir-bench proc_count N         cost of one proc_count scan over N
+ *   weir-bench fanin_polled P M     fan-in with proc_count polled every 100 ms
  *
  * Each prints one line (spawn_call two) with the keys of the BEAM peer script
  * of the same name in bench/beam/, prefixed `weir` instead of `beam`.
@@ -151,7 +155,11 @@ static const bench_cmd cmds[] = {
     {"spawn_call", bench_spawn_call, "spawn_call N CALLS"},
     {"backlog", bench_backlog, "backlog N MQD"},
     {"io_bound", bench_io_bound, "io_bound P EVENTS MS"},
+    {"bounded", bench_bounded, "bounded P M"},
+    {"flood", bench_flood, "flood SECS"},
     {"partitioned", bench_partitioned, "partitioned P M W"},
+    {"proc_count", bench_proc_count, "proc_count N"},
+    {"fanin_polled", bench_fanin_polled, "fanin_polled P M"},
 };
 
 static int usage(void) {
