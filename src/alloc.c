@@ -57,16 +57,26 @@ int weir_set_allocator(const weir_allocator *a) {
   return WEIR_OK;
 }
 
+/* Counting every allocation would put one shared atomic on every message
+   (the senders of a fan-in would fight over its cache line), so the count
+   runs only once a test has asked for it: the first call to
+   weir__alloc_count or weir__alloc_fail_nth turns it on for good. */
+static _Atomic int g_counting;
+
 void weir__alloc_fail_nth(uint64_t n) {
+  atomic_store(&g_counting, 1);
   uint64_t now = atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
   atomic_store(&g_fail_at, n ? now + n : 0);
 }
 
 uint64_t weir__alloc_count(void) {
+  atomic_store(&g_counting, 1);
   return atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
 }
 
-static bool should_fail(void) {
+static inline bool should_fail(void) {
+  if (WEIR__LIKELY(!atomic_load_explicit(&g_counting, memory_order_relaxed)))
+    return false;
   uint64_t k =
       atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed) + 1;
   uint64_t f = atomic_load_explicit(&g_fail_at, memory_order_relaxed);
@@ -142,7 +152,7 @@ static char *g_carve_end[WEIR__NCLASS];
    Acquire/release pairs the bump with the frees that precede it. */
 static _Atomic uint64_t g_epoch = 1;
 
-static __thread tl_cache tl;
+static WEIR__TLS tl_cache tl;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 

@@ -32,7 +32,13 @@
    incarnation may still read them (bounds, route, flags): relaxed atomic
    accesses, so the race is defined; the values a sender acts on are
    published by the release store of gen (see proc.c). */
-#define WEIR__LD(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+/* Hot thread-locals use the initial-exec model: a direct offset from the
+   thread pointer instead of a __tls_get_addr call per access (libweir is
+   linked at program start, not dlopen'ed late; the few bytes fit the static
+   TLS surplus glibc reserves). */
+#define WEIR__TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define WEIR__LD(f)    __atomic_load_n(&(f), __ATOMIC_RELAXED)
 #define WEIR__ST(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
 
 static inline void weir__cpu_relax(void) {
@@ -357,9 +363,16 @@ void weir__schedule(weir_rt *rt, weir__proc *p);
 int weir__sched_start(weir_rt *rt);
 void weir__sched_stop(weir_rt *rt);
 void weir__sched_watchdog(weir_rt *rt);
-bool weir__on_scheduler(void);     /* current thread is a scheduler thread */
-weir_ctx *weir__current_ctx(void); /* the process running on this thread */
-void weir__set_current_ctx(weir_ctx *cx);
+bool weir__on_scheduler(void); /* current thread is a scheduler thread */
+/* The process running on this thread (a thread-local, inlined: every send
+   reads it). */
+extern WEIR__TLS weir_ctx *weir__tl_cx;
+static inline weir_ctx *weir__current_ctx(void) {
+  return weir__tl_cx;
+}
+static inline void weir__set_current_ctx(weir_ctx *cx) {
+  weir__tl_cx = cx;
+}
 
 /* iopool.c */
 int weir__io_start(weir_rt *rt);

@@ -83,8 +83,8 @@ typedef struct router_rec {
 
 static pthread_mutex_t g_routers_mu = PTHREAD_MUTEX_INITIALIZER;
 static router_rec *g_routers;
-static __thread router_rec *tl_router;
-static __thread uint32_t tl_sample;
+static WEIR__TLS router_rec *tl_router;
+static WEIR__TLS uint32_t tl_sample;
 static _Atomic int g_membarrier = -1; /* -1 unknown, 0 no, 1 yes */
 
 static bool membarrier_ready(void) {

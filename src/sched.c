@@ -47,19 +47,13 @@ struct weir__sched {
 typedef struct {
   weir_rt *rt;
   weir__sched *sched;
-  weir_ctx *cx;
 } tl_thread;
 
-static __thread tl_thread tl;
+static WEIR__TLS tl_thread tl;
+WEIR__TLS weir_ctx *weir__tl_cx; /* the process running on this thread */
 
 bool weir__on_scheduler(void) {
   return tl.sched != NULL;
-}
-weir_ctx *weir__current_ctx(void) {
-  return tl.cx;
-}
-void weir__set_current_ctx(weir_ctx *cx) {
-  tl.cx = cx;
 }
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val) {
