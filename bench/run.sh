@@ -35,8 +35,13 @@ declare -A ARGS=(
   [backlog]=${BENCH_BACKLOG:-1000000 on_heap}
   [io_bound]=${BENCH_IO_BOUND:-64 20000 5}
   [partitioned]=${BENCH_PARTITIONED:-2 1000000 0}
+  [bounded]=${BENCH_BOUNDED:-2 1000000}
+  [flood]=${BENCH_FLOOD:-4}
 )
-WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned"
+WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned bounded flood"
+# weir-only workloads (no BEAM peer script): bounded compares weir with
+# itself (bounded / unbounded mailbox), flood reports RSS over time.
+WEIR_ONLY="bounded flood"
 
 if [ ! -x "$bin" ]; then
   echo "run.sh: $bin not found; build first: make bench (or cmake --build $BUILD --target weir-bench)" >&2
@@ -99,6 +104,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round of $ROUNDS"
   for w in $WORKLOADS; do
     run weir "$w" "$round"
+    case " $WEIR_ONLY " in *" $w "*) continue ;; esac
     [ $beam = 1 ] && run beam "$w" "$round"
   done
 done
@@ -145,6 +151,10 @@ bytes_per_process|bytes per idle process|spawn|bytes_per_process|bytes_per_proce
 bytes_per_event|bytes per queued event|backlog|vm_bytes_per_msg|vm_bytes_per_msg|ratio|<=|0.333|%.1f
 drain|drain / stream rate|backlog|drain_ratio|drain_ratio|weir|>=|0.9|%.3f
 io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|weir|>=|95|%.1f
+bounded_reject|bounded REJECT / unbounded|bounded|reject_ratio|-|weir|>=|0.9|%.3f
+bounded_block|bounded BLOCK / unbounded|bounded|block_ratio|-|weir|>=|0.9|%.3f
+flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|none|-|-|%.0f
+flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|none|-|-|%.0f
 partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
 partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f'
 
