@@ -81,8 +81,17 @@ static void on_alarm(void *ud, const weir_alarm *a) {
          weir_alarm_kind_name(a->kind), a->on ? "raised" : "cleared", pid,
          a->registered_name[0] ? a->registered_name : "-",
          (unsigned long long)a->queue_len, a->in_rate, a->out_rate);
-  if (a->on && a->secs_to_limit >= 0)
-    printf(" (%.0f s to the memory limit at this rate)", a->secs_to_limit);
+  if (a->on && a->secs_to_limit >= 0) {
+    double t = a->secs_to_limit;
+    const char *unit = "s";
+    if (t >= 86400)
+      t /= 86400, unit = "days";
+    else if (t >= 3600)
+      t /= 3600, unit = "h";
+    else if (t >= 60)
+      t /= 60, unit = "min";
+    printf("\n        -> out of memory in ~%.0f %s at this rate", t, unit);
+  }
   printf("\n");
   fflush(stdout);
   if (a->on && !strcmp(a->registered_name, "aggregator")) {
@@ -120,71 +129,9 @@ static void print_proc_count(weir_rt *rt) {
   }
 }
 
-typedef struct check {
-  agg_accept_log *log;
-  size_t *pos;
-  uint64_t rows;
-  char *msg;
-  size_t msgn;
-} check;
-
-static int check_row(void *ctx, const char *user, int64_t seq) {
-  check *c = ctx;
-  c->rows++;
-  long u = agg_load_user_index(user);
-  if (u < 0 || (unsigned long)u >= c->log->users) {
-    snprintf(c->msg, c->msgn, "row for unknown user '%s'", user);
-    return 1;
-  }
-  agg_user_log *l = &c->log->u[u];
-  size_t at = c->pos[u]++;
-  if (at >= l->n) {
-    snprintf(c->msg, c->msgn, "user %s: seq %lld stored but never accepted",
-             user, (long long)seq);
-    return 1;
-  }
-  if (l->seq[at] != seq) {
-    snprintf(c->msg, c->msgn,
-             "user %s: expected seq %lld next, found %lld (lost, duplicated "
-             "or out of order)",
-             user, (long long)l->seq[at], (long long)seq);
-    return 1;
-  }
-  return 0;
-}
-
 /* Every accepted event stored exactly once, in per-user seq order. */
 static int verify(const char *url, agg_accept_log *log, phase *p) {
-  agg_store *db;
-  char err[256];
-  if (agg_store_open(url, 0, &db, err, sizeof err)) {
-    snprintf(p->db_msg, sizeof p->db_msg, "%s", err);
-    return -1;
-  }
-  check c = {.log = log,
-             .pos = calloc(log->users, sizeof(size_t)),
-             .msg = p->db_msg,
-             .msgn = sizeof p->db_msg};
-  int rc = c.pos ? agg_store_scan(db, check_row, &c, err, sizeof err) : -1;
-  if (rc < 0) snprintf(p->db_msg, sizeof p->db_msg, "%s", err);
-  for (unsigned u = 0; rc == 0 && u < log->users; u++)
-    if (c.pos[u] != log->u[u].n) {
-      char ut[24];
-      agg_load_user_text(u, ut, sizeof ut);
-      snprintf(p->db_msg, sizeof p->db_msg,
-               "user %s: %zu accepted events missing from the database", ut,
-               log->u[u].n - c.pos[u]);
-      rc = 1;
-    }
-  p->rows = c.rows;
-  free(c.pos);
-  agg_store_close(db);
-  if (rc == 0)
-    snprintf(p->db_msg, sizeof p->db_msg,
-             "all %llu accepted events stored exactly once, per-user seq "
-             "order kept",
-             (unsigned long long)c.rows);
-  return rc == 0 ? 0 : -1;
+  return agg_accept_log_verify(log, url, &p->rows, p->db_msg, sizeof p->db_msg);
 }
 
 static int run_phase(const agg_demo_opts *o, phase *p, agg_mode mode,

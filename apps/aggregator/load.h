@@ -47,6 +47,12 @@ long agg_load_user_index(const char *text);
 int agg_accept_log_init(agg_accept_log *log, unsigned users);
 void agg_accept_log_free(agg_accept_log *log);
 
+/* Checks the database at url against log: every accepted event stored
+   exactly once and each user's in the order sent. 0, or -1 with msg saying
+   the first discrepancy; msg also gets the verdict on success. */
+int agg_accept_log_verify(agg_accept_log *log, const char *url, uint64_t *rows,
+                          char *msg, size_t msgn);
+
 /* Runs the load; log may be NULL. Returns 0, or -1 with err set (e.g. the
    service could not be reached at all). */
 int agg_load_run(const agg_load_opts *o, agg_accept_log *log,

@@ -5,10 +5,13 @@
  * terminate, so connections are never shared between threads. Each event:
  * sleep --work-ms (the seed's Process.sleep(5): real time spent, on the I/O
  * pool, never on a scheduler thread), then buffer the row. The buffer is
- * flushed in one transaction when it holds --batch rows or when the mailbox
- * is empty: under load batches fill up and amortise the commit; when idle,
- * each event is stored at once, so there is no timer to wait for and a
- * stored row is never more than one transaction behind.
+ * flushed in one transaction when it holds --batch rows, when the mailbox
+ * is empty, or when its oldest row has waited 100 ms: under load batches
+ * fill up and amortise the commit; when idle, each event is stored at once;
+ * and a slow, never-empty mailbox (the drowning singleton) still commits
+ * every 100 ms instead of every --batch events. The age is checked as each
+ * event arrives, which is enough: a buffer only waits while events keep
+ * coming (otherwise the mailbox is empty and it was flushed), so no timer.
  *
  * A failed transaction keeps its rows buffered and is retried (with a short
  * backoff) at the next flush; terminate retries until it succeeds or a
@@ -31,7 +34,17 @@ typedef struct worker {
   agg_row *rows;
   size_t n, cap;
   unsigned failures; /* consecutive failed flushes */
+  uint64_t first_ns; /* when the oldest buffered row arrived */
 } worker;
+
+/* A buffered row waits at most this long while the mailbox never empties. */
+#define MAX_AGE_NS 100000000ull
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static void sleep_ms(unsigned ms) {
   struct timespec ts = {.tv_sec = ms / 1000,
@@ -109,8 +122,12 @@ static int w_cast(weir_ctx *cx, void *state, const weir_msg *m) {
     free(copy); /* not ours: only http.c casts AGG_TAG_EVENT */
     return WEIR_OK;
   }
+  uint64_t now = mono_ns();
+  if (w->n == 0) w->first_ns = now;
   w->msgs[w->n++] = copy;
-  if (w->n >= w->cfg->batch || weir_queue_len(cx) == 0) flush(w);
+  if (w->n >= w->cfg->batch || weir_queue_len(cx) == 0 ||
+      now - w->first_ns >= MAX_AGE_NS)
+    flush(w);
   return WEIR_OK;
 }
 

@@ -1,0 +1,55 @@
+/*
+ * agg_testlib.h: what the aggregator's tests share: checks that abort with
+ * file:line, a temporary directory, an in-process service on an ephemeral
+ * loopback port, and one-shot HTTP requests.
+ */
+#ifndef AGG_TESTLIB_H
+#define AGG_TESTLIB_H
+
+#include "client.h"
+#include "load.h"
+#include "service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void agg_test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), noreturn));
+
+/* Called (if set) by a failing check before it aborts: stop servers. */
+extern void (*agg_test_on_fail)(void);
+
+#define CHECK(c)                                                               \
+  do {                                                                         \
+    if (!(c)) agg_test_fail(__FILE__, __LINE__, "CHECK(%s)", #c);              \
+  } while (0)
+#define CHECK_MSG(c, ...)                                                      \
+  do {                                                                         \
+    if (!(c)) agg_test_fail(__FILE__, __LINE__, __VA_ARGS__);                  \
+  } while (0)
+#define CHECK_EQ(a, b)                                                         \
+  do {                                                                         \
+    long long a_ = (long long)(a), b_ = (long long)(b);                        \
+    if (a_ != b_)                                                              \
+      agg_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_,  \
+                    b_);                                                       \
+  } while (0)
+
+/* A fresh directory under $TMPDIR (or /tmp), removed by agg_test_rmdir. */
+void agg_test_tmpdir(char *out, size_t n);
+void agg_test_rmdir(const char *dir);
+
+/* Default serve options for a test: port 0, no console, the given db. */
+agg_serve_opts agg_test_opts(const char *db);
+agg_service *agg_test_start(const agg_serve_opts *o);
+
+/* One request on a fresh connection; returns the status; body (may be NULL)
+   gets a malloc'd copy of the response body, retry_after (may be NULL) the
+   header's value or -1. */
+int agg_test_http(uint16_t port, const char *method, const char *path,
+                  const char *body, size_t len, char **resp, int *retry_after);
+
+void agg_test_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

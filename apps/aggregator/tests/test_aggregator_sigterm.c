@@ -1,0 +1,126 @@
+/*
+ * test_aggregator_sigterm.c: `weir-aggregator serve` as a real subprocess:
+ * it prints its ephemeral port, takes a load that leaves a backlog in the
+ * mailboxes, gets SIGTERM in the middle of it, and must exit 0 with every
+ * accepted event in the database (in per-user order). Then the same with
+ * SIGINT on an idle service, and a bad argument must exit 2 with a message.
+ */
+#include "agg_testlib.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t server = -1;
+
+/* A failed check must not leave a server running (ctest would wait for it). */
+static void kill_server(void) {
+  if (server > 0) kill(server, SIGKILL);
+}
+
+static pid_t spawn_serve(const char *db, const char *extra, uint16_t *port) {
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    char dbarg[1200];
+    snprintf(dbarg, sizeof dbarg, "--db=%s", db);
+    execl(AGG_BINARY, AGG_BINARY, "serve", "--listen", "127.0.0.1:0", dbarg,
+          "--no-console", extra, "--partitions", "2", "--batch", "32",
+          (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  server = pid;
+  FILE *f = fdopen(fds[0], "r");
+  char line[512] = "";
+  CHECK_MSG(fgets(line, sizeof line, f) != NULL, "serve printed nothing");
+  const char *p = strstr(line, "http://127.0.0.1:");
+  CHECK_MSG(p, "unexpected first line: %s", line);
+  *port = (uint16_t)atoi(p + 17);
+  /* Keep reading its stdout in the background so it never blocks. */
+  if (fork() == 0) {
+    while (fgets(line, sizeof line, f))
+      fputs(line, stdout);
+    _exit(0);
+  }
+  fclose(f);
+  return pid;
+}
+
+static int wait_exit(pid_t pid) {
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  if (pid == server) server = -1;
+  CHECK_MSG(WIFEXITED(st), "serve did not exit normally (signal %d)",
+            WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return WEXITSTATUS(st);
+}
+
+int main(void) {
+  char dir[512], db[1100];
+  agg_test_tmpdir(dir, sizeof dir);
+  agg_test_on_fail = kill_server;
+  snprintf(db, sizeof db, "sqlite:%s/sigterm.db", dir);
+  uint16_t port;
+  /* 2 ms per event on 2 partitions: ~900 events/s; offered ~4000/s. */
+  pid_t pid = spawn_serve(db, "--work-ms=2", &port);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
+  agg_load_opts lo = {.url = url,
+                      .rate = 4000,
+                      .secs = 1.0,
+                      .users = 30,
+                      .batch = 1,
+                      .conns = 3};
+  agg_accept_log log;
+  CHECK(agg_accept_log_init(&log, lo.users) == 0);
+  agg_load_result r;
+  char err[256];
+  CHECK_MSG(agg_load_run(&lo, &log, &r, err, sizeof err) == 0, "%s", err);
+  CHECK(r.accepted > 1000);
+  char *metrics;
+  CHECK(agg_test_http(port, "GET", "/metrics", NULL, 0, &metrics, NULL) == 200);
+  const char *q = strstr(metrics, "\nweir_agg_queue_len_total ");
+  CHECK(q);
+  long backlog = atol(q + 26);
+  free(metrics);
+  agg_test_log("load: %llu accepted; backlog at SIGTERM: %ld",
+               (unsigned long long)r.accepted, backlog);
+  CHECK_MSG(backlog > 100, "no backlog to drain (%ld): the test is moot",
+            backlog);
+  CHECK(kill(pid, SIGTERM) == 0);
+  CHECK_EQ(wait_exit(pid), 0);
+  uint64_t rows;
+  char msg[256];
+  CHECK_MSG(agg_accept_log_verify(&log, db, &rows, msg, sizeof msg) == 0,
+            "after SIGTERM: %s", msg);
+  CHECK_EQ(rows, r.accepted);
+  agg_accept_log_free(&log);
+  agg_test_log("SIGTERM: exit 0, %s", msg);
+
+  /* SIGINT on an idle service, same database: nothing lost either. */
+  pid = spawn_serve(db, "--work-ms=0", &port);
+  const char *late = "{\"user_id\":\"late\",\"seq\":1,\"event\":\"x\"}";
+  CHECK(agg_test_http(port, "POST", "/track", late, strlen(late), NULL, NULL) ==
+        202);
+  CHECK(kill(pid, SIGINT) == 0);
+  CHECK_EQ(wait_exit(pid), 0);
+  agg_test_log("SIGINT: exit 0");
+
+  /* A bad argument: exit 2, a message on stderr, nothing started. */
+  pid = fork();
+  if (pid == 0) {
+    execl(AGG_BINARY, AGG_BINARY, "serve", "--partitions", "zero",
+          (char *)NULL);
+    _exit(127);
+  }
+  CHECK_EQ(wait_exit(pid), 2);
+  agg_test_log("bad argument: exit 2");
+  agg_test_rmdir(dir);
+  return 0;
+}
