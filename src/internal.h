@@ -335,7 +335,13 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m);
 /* Consumer side of the policies, after each pop: true = m was shed (the
    caller skips it). Also wakes BLOCK senders. */
 bool weir__bound_popped(weir__proc *p, weir__msg *m);
-void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason);
+void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,
+                              int reason);
+/* bound_admit's "shed by the policy": the caller reports WEIR_OK to the
+   sender and must not push (the message is gone). */
+#define WEIR__SHED 1
+/* Bytes of runtime data before the user's payload, per message kind. */
+uint32_t weir__kind_prefix(uint32_t kind);
 /* overload.c: called at each exit (after links/monitors were signalled). */
 void weir__exit_hook(weir_rt *rt, weir__proc *p, weir_pid self, int reason);
 void weir__overload_free(weir_rt *rt);
@@ -352,7 +358,8 @@ int weir__console_start(weir_rt *rt, const char *path);
 void weir__console_stop(weir_rt *rt);
 /* registry.c */
 void weir__registry_name(weir_rt *rt, weir__proc *p, char *buf, size_t n);
-void weir__dead_letter(weir_rt *rt, weir__msg *m, int reason);
+/* p: the slot it was queued in (for the dead letter's `to`), or NULL. */
+void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason);
 /* Runs fn(cx, arg) inside process pid, asynchronously. */
 int weir__syscall_send(weir_rt *rt, weir_pid pid,
                        void (*fn)(weir_ctx *, void *), void *arg);

@@ -38,9 +38,25 @@ static void count_drop(weir_rt *rt, weir__proc *p) {
   atomic_fetch_add_explicit(&rt->dropped, 1, memory_order_relaxed);
 }
 
-static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
+/* What a shed message owes: a call gets its EFULL reply (its caller would
+   wait for nothing), the dead-letter subscriber a copy, the counters one. */
+static void shed_notify(weir_rt *rt, weir__proc *p, weir__msg *m) {
   count_drop(rt, p);
-  if (err == WEIR_OK) weir__dead_letter_notify(rt, m, WEIR_EFULL);
+  if (m->kind == WEIR__K_CALL) {
+    weir_from f;
+    memcpy(&f, weir__msg_data(m), sizeof f);
+    weir__call_fail(rt, f, WEIR_EFULL);
+  }
+  weir__dead_letter_notify(rt, weir__pid_make(p->slot, m->gen), m, WEIR_EFULL);
+}
+
+/* Frees m. err == WEIR__SHED: shed by the policy (the sender is told OK);
+   else refused, and err goes back to the sender. */
+static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
+  if (err == WEIR__SHED)
+    shed_notify(rt, p, m);
+  else
+    count_drop(rt, p);
   weir__msg_free(m);
   return err;
 }
@@ -50,15 +66,22 @@ static long futex(_Atomic uint32_t *a, int op, uint32_t v,
   return syscall(SYS_futex, (uint32_t *)a, op, v, ts, NULL, 0);
 }
 
-/* BLOCK: waits for room until the deadline; false on timeout. */
-static bool wait_room(weir__proc *p, uint64_t deadline) {
+/* Is there room for a message of len bytes (length and byte bounds)? */
+static bool has_room(weir__proc *p, uint32_t len) {
   uint32_t max_len = WEIR__LD(p->max_len);
+  uint64_t max_bytes = WEIR__LD(p->max_bytes);
+  return (!max_len || weir__mbox_len(p) < max_len) &&
+         (!max_bytes || weir__mbox_bytes(p) + len <= max_bytes);
+}
+
+/* BLOCK: waits for room until the deadline; false on timeout. */
+static bool wait_room(weir__proc *p, uint32_t len, uint64_t deadline) {
   uint32_t seq = atomic_load_explicit(&p->x->space_seq, memory_order_acquire);
   /* seq_cst: the consumer reads `blocked` after its pop; one of us sees
      the other (Dekker), so a wake-up is never lost. */
   atomic_fetch_add_explicit(&p->x->blocked, 1, memory_order_seq_cst);
   bool room =
-      weir__mbox_len(p) < max_len ||
+      has_room(p, len) ||
       atomic_load_explicit(&p->x->space_seq, memory_order_acquire) != seq;
   if (!room) {
     struct timespec ts, *tsp = NULL;
@@ -100,19 +123,21 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   }
   int rc = WEIR_OK;
   uint64_t deadline = 0;
-  const uint32_t max_len = WEIR__LD(max_len);
-  const uint64_t max_bytes = WEIR__LD(max_bytes);
+  const uint32_t max_len = WEIR__LD(p->max_len);
+  const uint64_t max_bytes = WEIR__LD(p->max_bytes);
   const uint8_t overflow = WEIR__LD(p->overflow);
   weir__slotx *const sx = WEIR__LD(p->x);
   uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   for (;;) {
     uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
     uint64_t pend =
-        sx ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed)
-             : 0;
-    uint64_t len = in - out;
-    bool full = (max_len && len - (pend < len ? pend : len) >= max_len) ||
-                (max_bytes && weir__mbox_bytes(p) + m->len > max_bytes);
+        sx ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed) : 0;
+    /* `in` may be stale (another sender's CAS moved it): then out can be
+       past it; clamp, and the CAS below fails and reloads it. */
+    uint64_t len = in > out ? in - out : 0;
+    bool bytes_full = max_bytes && weir__mbox_bytes(p) + m->len > max_bytes;
+    bool full =
+        (max_len && len - (pend < len ? pend : len) >= max_len) || bytes_full;
     if (full) {
       switch (overflow) {
       case WEIR_OVERFLOW_DROP_NEWEST:
@@ -121,12 +146,14 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
         /* The receiver sheds the oldest when it next pops. While it is
            stuck in one callback, at most max_queue_len more wait to be
            shed; past that the newest go, so memory stays bounded. */
+        if (bytes_full)
+          goto shed_new; /* shedding by count frees no bytes
+                              until the receiver pops */
         if (max_len && len < 2ull * max_len &&
             atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&sx->drop_pending, 1,
-                                    memory_order_relaxed);
+          atomic_fetch_add_explicit(&sx->drop_pending, 1, memory_order_relaxed);
           goto admitted;
         }
         if (max_len && len < 2ull * max_len) continue; /* CAS lost */
@@ -138,11 +165,12 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
           goto refuse;
         }
         if (!deadline)
-          deadline = WEIR__LD(sx->push_timeout_ms) < 0
-                         ? UINT64_MAX
-                         : weir__now_ns() +
-                               (uint64_t)WEIR__LD(sx->push_timeout_ms) * 1000000ull;
-        if (!wait_room(p, deadline)) {
+          deadline =
+              WEIR__LD(sx->push_timeout_ms) < 0
+                  ? UINT64_MAX
+                  : weir__now_ns() +
+                        (uint64_t)WEIR__LD(sx->push_timeout_ms) * 1000000ull;
+        if (!wait_room(p, m->len, deadline)) {
           rc = WEIR_EFULL;
           goto refuse;
         }
@@ -173,7 +201,7 @@ admitted:
 shed_new:
   if (m->flags & WEIR__MF_BUDGET)
     atomic_fetch_sub_explicit(&rt->queued_bytes, m->len, memory_order_relaxed);
-  return shed(rt, p, m, WEIR_OK);
+  return shed(rt, p, m, WEIR__SHED);
 refuse:
   if (m->flags & WEIR__MF_BUDGET)
     atomic_fetch_sub_explicit(&rt->queued_bytes, m->len, memory_order_relaxed);
@@ -183,8 +211,11 @@ refuse:
 }
 
 bool weir__bound_popped(weir__proc *p, weir__msg *m) {
+  /* seq_cst fence: orders the pop's out_count store (relaxed) before the
+     read of `blocked`, the other half of wait_room's handshake. */
   if (p->wake_blocked &&
-      atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0) {
+      (atomic_thread_fence(memory_order_seq_cst),
+       atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0)) {
     atomic_fetch_add_explicit(&p->x->space_seq, 1, memory_order_release);
     futex(&p->x->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
   }
@@ -195,9 +226,7 @@ bool weir__bound_popped(weir__proc *p, weir__msg *m) {
     if (atomic_compare_exchange_weak_explicit(&p->x->drop_pending, &pend,
                                               pend - 1, memory_order_relaxed,
                                               memory_order_relaxed)) {
-      weir_rt *rt = p->rt;
-      count_drop(rt, p);
-      weir__dead_letter_notify(rt, m, WEIR_EFULL);
+      shed_notify(p->rt, p, m);
       if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
       return true;
     }
@@ -205,26 +234,30 @@ bool weir__bound_popped(weir__proc *p, weir__msg *m) {
   return false;
 }
 
-void weir__dead_letter_notify(weir_rt *rt, weir__msg *m, int reason) {
+void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,
+                              int reason) {
   pthread_mutex_lock(&rt->sub_mu);
   weir_pid sub = rt->dead_letter_sub;
   pthread_mutex_unlock(&rt->sub_mu);
   if (weir_pid_is_none(sub)) return;
+  /* the user's bytes only, without the runtime's prefix (a call's from) */
+  uint32_t pre = weir__kind_prefix(m->kind);
+  uint32_t ulen = m->len > pre ? m->len - pre : 0;
   weir_dead_letter h;
   memset(&h, 0, sizeof h);
-  h.to = WEIR_PID_NONE;
+  h.to = to;
   h.tag = m->tag;
-  h.len = m->len;
+  h.len = ulen;
   h.reason = reason;
-  weir__msg *d =
-      weir__msg_new(WEIR__K_INFO, WEIR_TAG_DEAD_LETTER,
-                    (uint32_t)(sizeof(weir_ref) + sizeof h) + m->len);
+  weir__msg *d = weir__msg_new(WEIR__K_INFO, WEIR_TAG_DEAD_LETTER,
+                               (uint32_t)(sizeof(weir_ref) + sizeof h) + ulen);
   if (!d) return;
   char *b = weir__msg_data(d);
   weir_ref zero = 0;
   memcpy(b, &zero, sizeof zero);
   memcpy(b + sizeof zero, &h, sizeof h);
-  memcpy(b + sizeof zero + sizeof h, weir__msg_data(m), m->len);
+  if (ulen)
+    memcpy(b + sizeof zero + sizeof h, (char *)weir__msg_data(m) + pre, ulen);
   d->flags |= WEIR__MF_NOBOUND;
   weir__deliver(rt, sub, d);
 }

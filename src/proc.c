@@ -29,7 +29,8 @@
 #include <stdlib.h>
 
 static void proc_drain_dead(weir__proc *p);
-static bool needs_x(const weir_spawn_opts *so, const weir__spawn_x *x);
+static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
+                    const weir__spawn_x *x);
 static int slotx_ensure(weir__proc *p);
 static void undefer(weir__proc *p);
 
@@ -52,7 +53,7 @@ void weir__msg_free(weir__msg *m) {
 }
 
 /* Payload prefix per kind: bytes of runtime data before the user's bytes. */
-static inline uint32_t kind_prefix(uint32_t kind) {
+uint32_t weir__kind_prefix(uint32_t kind) {
   switch (kind) {
   case WEIR__K_CAST:
   case WEIR__K_WAKE:
@@ -258,8 +259,11 @@ static int run_init(weir__proc *p, void *arg) {
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
 /* Does a slot need its extras for these options? */
-static bool needs_x(const weir_spawn_opts *so, const weir__spawn_x *x) {
+static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
+                    const weir__spawn_x *x) {
+  /* a node budget can refuse any process's sends: each counts its drops */
   return so->max_queue_len || so->max_queue_bytes || so->alarm_enable ||
+         rt->opts.max_mailbox_bytes ||
          (x && (x->supervisor || x->route || x->partition >= 0));
 }
 
@@ -275,7 +279,7 @@ static int slotx_ensure(weir__proc *p) {
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
                    void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
                    weir_pid *pid) {
-  if (needs_x(so, x) && slotx_ensure(p) != WEIR_OK)
+  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK)
     return WEIR_ENOMEM; /* a held slot stays held for another try */
   incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
@@ -335,7 +339,7 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
   weir__proc *p;
   int rc = slot_alloc(rt, &p);
   if (rc) return rc;
-  if (needs_x(so, x) && slotx_ensure(p) != WEIR_OK) {
+  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK) {
     slot_release(rt, p);
     return WEIR_ENOMEM;
   }
@@ -367,7 +371,8 @@ static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
   if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
       rt->opts.max_mailbox_bytes) {
     int rc = weir__bound_admit(rt, p, m);
-    if (rc != WEIR_OK) return rc; /* m consumed (shed or freed) */
+    if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
+      return rc == WEIR__SHED ? WEIR_OK : rc;
   } else {
     count_in(p, m);
   }
@@ -428,7 +433,7 @@ int weir__syscall_send(weir_rt *rt, weir_pid pid,
 }
 
 /* An undeliverable message: answer what expects an answer, count the rest. */
-void weir__dead_letter(weir_rt *rt, weir__msg *m, int reason) {
+void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
   weir_pid from = {m->from};
   weir_ref ref = 0;
   uint64_t aux = 0;
@@ -469,7 +474,8 @@ void weir__dead_letter(weir_rt *rt, weir__msg *m, int reason) {
   }
   default:
     atomic_fetch_add_explicit(&rt->dead_letters, 1, memory_order_relaxed);
-    weir__dead_letter_notify(rt, m, reason);
+    weir__dead_letter_notify(
+        rt, p ? weir__pid_make(p->slot, m->gen) : WEIR_PID_NONE, m, reason);
     break;
   }
   if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
@@ -658,7 +664,7 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   if (p->srv && p->srv->terminate) {
     weir_msg view, *vp = NULL;
     if (in_hand) {
-      uint32_t pre = kind_prefix(in_hand->kind);
+      uint32_t pre = weir__kind_prefix(in_hand->kind);
       view.tag = in_hand->tag;
       view.len = in_hand->len - pre;
       view.data = (char *)weir__msg_data(in_hand) + pre;
@@ -719,7 +725,7 @@ static void proc_drain_dead(weir__proc *p) {
   weir__msg *m;
   if (p->x && p->x->defer_head) undefer(p);
   while ((m = weir__mbox_pop(p)) != NULL)
-    weir__dead_letter(p->rt, m, WEIR_ENOPROC);
+    weir__dead_letter(p->rt, p, m, WEIR_ENOPROC);
 }
 
 /* Frees a held slot whose restart will not come (token held by the slot). */
@@ -757,7 +763,7 @@ static int call_cb(weir_ctx *cx, weir__proc *p, const char *what,
    to exit). */
 static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
   const weir_server *srv = p->srv;
-  uint32_t pre = kind_prefix(m->kind);
+  uint32_t pre = weir__kind_prefix(m->kind);
   char *d = weir__msg_data(m);
   weir_msg v;
   v.tag = m->tag;
@@ -943,7 +949,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       continue;
     uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
     if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
-      weir__dead_letter(rt, m, WEIR_ENOPROC);
+      weir__dead_letter(rt, p, m, WEIR_ENOPROC);
       continue;
     }
     /* A routed message of the resize in progress waits (partsup.c). */
