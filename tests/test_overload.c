@@ -908,6 +908,7 @@ static void test_budget(void) {
   CHECK(hok >= (budget - nt * 200) / 200);
   gate_release(&g);
   wait_handled(&g, ok + hok);
+  hammer_free(&h);
   test_rt_stop(rt);
   gate_free(&g);
   gate_free(&g2);
