@@ -60,7 +60,11 @@ const char *agg_usage(agg_cmd cmd) {
            "  --batch N        events per request; N > 1 uses /track/batch "
            "(default 1)\n"
            "  --conns C        connections (default 4)\n"
-           "  --json           print the report as JSON\n";
+           "  --json           print the report as JSON\n"
+           "  --wait-stored    then wait until the service has stored every "
+           "accepted\n"
+           "                   event and report the end-to-end rate into the "
+           "database\n";
   case AGG_CMD_DEMO:
     return "usage: weir-aggregator demo [options]\n"
            "  --out DIR        where queue.svg, queue.csv and the databases go "
@@ -293,9 +297,12 @@ static int load_opt(cursor *c, const char *name, const char *eqval,
                     agg_load_opts *o) {
   const char *v = NULL;
   unsigned long long n;
-  if (!strcmp(name, "--json")) {
-    if (eqval) return fail(c->err, c->errn, "--json takes no value");
-    o->json = 1;
+  if (!strcmp(name, "--json") || !strcmp(name, "--wait-stored")) {
+    if (eqval) return fail(c->err, c->errn, "%s takes no value", name);
+    if (name[2] == 'j')
+      o->json = 1;
+    else
+      o->wait_stored = 1;
     return 0;
   }
   if (value(c, name, eqval, &v)) return -1;

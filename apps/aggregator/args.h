@@ -47,6 +47,8 @@ typedef struct agg_load_opts {
   unsigned batch;  /* events per request: 1 = POST /track, else /batch */
   unsigned conns;  /* connections (threads) */
   int json;        /* print the report as JSON */
+  int wait_stored; /* then wait until everything accepted is stored and
+                      report the end-to-end rate (reads GET /metrics) */
 } agg_load_opts;
 
 typedef struct agg_demo_opts {
