@@ -320,9 +320,9 @@ char *agg_service_metrics(agg_service *svc) {
     sb_printf(&b, "weir_agg_queue_len{partition=\"%u\"} %llu\n", i,
               (unsigned long long)q[i]);
   sb_printf(&b,
-            "# HELP weir_agg_queue_len_total Events waiting in all "
-            "workers\n# TYPE weir_agg_queue_len_total gauge\n"
-            "weir_agg_queue_len_total %llu\n",
+            "# HELP weir_agg_queue_len_all Events waiting in all "
+            "workers\n# TYPE weir_agg_queue_len_all gauge\n"
+            "weir_agg_queue_len_all %llu\n",
             (unsigned long long)total);
   weir_stats st;
   if (weir_node_stats(svc->rt, &st) == WEIR_OK)

@@ -85,9 +85,9 @@ int main(void) {
   CHECK(r.accepted > 1000);
   char *metrics;
   CHECK(agg_test_http(port, "GET", "/metrics", NULL, 0, &metrics, NULL) == 200);
-  const char *q = strstr(metrics, "\nweir_agg_queue_len_total ");
+  const char *q = strstr(metrics, "\nweir_agg_queue_len_all ");
   CHECK(q);
-  long backlog = atol(q + 26);
+  long backlog = atol(q + 24);
   free(metrics);
   agg_test_log("load: %llu accepted; backlog at SIGTERM: %ld",
                (unsigned long long)r.accepted, backlog);
