@@ -33,6 +33,15 @@ int bench_flood(int argc, char **argv);
 int bench_partitioned(int argc, char **argv);
 int bench_proc_count(int argc, char **argv);
 int bench_fanin_polled(int argc, char **argv);
+/* The Savina actor micro-benchmarks (bench/savina_*.c); ARGS are optional
+   and default to Savina's own defaults. */
+int bench_savina_pingpong(int argc, char **argv);
+int bench_savina_count(int argc, char **argv);
+int bench_savina_fjthrput(int argc, char **argv);
+int bench_savina_fjcreate(int argc, char **argv);
+int bench_savina_threadring(int argc, char **argv);
+int bench_savina_chameneos(int argc, char **argv);
+int bench_savina_big(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double bench_now(void);
@@ -62,5 +71,19 @@ void bench_flag_raise(bench_flag *f);
 /* Waits until f is raised; exits 3 after WEIR_BENCH_TIMEOUT seconds, saying
    what it waited for. */
 void bench_flag_wait(bench_flag *f, const char *what);
+
+/* Savina helpers (bench/savina_common.c). */
+/* Savina's performComputation: sin(theta)^2; exits 1 unless it is > 0. */
+double savina_compute(double theta);
+/* Savina's PseudoRandom.nextInt(max): a 16-bit LCG stepped in *value. */
+uint32_t savina_rand_int(uint32_t *value, uint32_t exclusive_max);
+/* argv[i] parsed as an integer >= 1 for name, or def if argc <= i. */
+uint64_t savina_arg(int argc, char **argv, int i, const char *name,
+                    uint64_t def);
+/* Exits 1 with "NAME: wrong result: ..." unless ok. */
+void savina_expect(int ok, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prints `weir NAME KEYS ops=OPS secs=SECS ops_per_s=OPS/SECS`. */
+void savina_report(const char *name, const char *keys, double ops, double secs);
 
 #endif

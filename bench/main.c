@@ -11,6 +11,9 @@
  *   weir-bench partitioned P M W    P producers -> partition supervisor
  *   weir-bench proc_count N         cost of one proc_count scan over N
  *   weir-bench fanin_polled P M     fan-in with proc_count polled every 100 ms
+ *   weir-bench savina_NAME [ARGS]   the Savina actor micro-benchmarks:
+ *     pingpong, count, fjthrput, fjcreate, threadring, chameneos, big
+ *     (bench/savina_*.c; bracketed arguments default to Savina's values)
  *
  * Each prints one line (spawn_call two) with the keys of the BEAM peer script
  * of the same name in bench/beam/, prefixed `weir` instead of `beam`.
@@ -160,6 +163,15 @@ static const bench_cmd cmds[] = {
     {"partitioned", bench_partitioned, "partitioned P M W"},
     {"proc_count", bench_proc_count, "proc_count N"},
     {"fanin_polled", bench_fanin_polled, "fanin_polled P M"},
+    {"savina_pingpong", bench_savina_pingpong, "savina_pingpong [N]"},
+    {"savina_count", bench_savina_count, "savina_count [N]"},
+    {"savina_fjthrput", bench_savina_fjthrput, "savina_fjthrput [A] [N]"},
+    {"savina_fjcreate", bench_savina_fjcreate, "savina_fjcreate [N]"},
+    {"savina_threadring", bench_savina_threadring,
+     "savina_threadring [ACTORS] [PASSES]"},
+    {"savina_chameneos", bench_savina_chameneos,
+     "savina_chameneos [C] [MEETINGS]"},
+    {"savina_big", bench_savina_big, "savina_big [A] [PINGS]"},
 };
 
 static int usage(void) {
@@ -173,11 +185,16 @@ int main(int argc, char **argv) {
   if (argc < 2) return usage();
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
     if (strcmp(argv[1], cmds[i].name) != 0) continue;
+    /* Each word of the usage is an argument; [BRACKETED] ones optional. */
     const char *sp = strchr(cmds[i].usage, ' ');
-    int want = 1;
-    for (; sp != NULL; sp = strchr(sp + 1, ' '))
-      want++;
-    if (argc - 1 != want) {
+    int want = 1, optional = 0;
+    for (; sp != NULL; sp = strchr(sp + 1, ' ')) {
+      if (sp[1] == '[')
+        optional++;
+      else
+        want++;
+    }
+    if (argc - 1 < want || argc - 1 > want + optional) {
       fprintf(stderr, "usage: weir-bench %s\n", cmds[i].usage);
       return 2;
     }

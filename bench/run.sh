@@ -7,6 +7,12 @@
 #   BENCH_FANIN="P M", BENCH_PINGPONG="PAIRS N", BENCH_SPAWN_CALL="N CALLS",
 #   BENCH_BACKLOG="N MQD", BENCH_IO_BOUND="P EVENTS MS",
 #   BENCH_PARTITIONED="P M W"                             override arguments
+#   BENCH_SAVINA_PINGPONG="N", BENCH_SAVINA_COUNT="N", BENCH_SAVINA_FJTHRPUT="A N",
+#   BENCH_SAVINA_FJCREATE="N", BENCH_SAVINA_THREADRING="ACTORS PASSES",
+#   BENCH_SAVINA_CHAMENEOS="C MEETINGS", BENCH_SAVINA_BIG="A PINGS"
+#                     Savina workloads' arguments (default: Savina's defaults)
+#   BENCH_ONLY=REGEX  run only the workloads whose name matches (bash regex),
+#                     e.g. BENCH_ONLY=savina; the table keeps their rows only
 #
 # Every workload runs in weir (BUILD_DIR/weir-bench NAME ARGS) and in BEAM
 # (elixir bench/beam/NAME.exs ARGS) alternately, weir then BEAM, so that both
@@ -16,6 +22,10 @@
 # of DESIGN.md ("Performance targets"); the last lines are `ratio NAME=X`
 # (weir / BEAM) for scripts. Exit status: 0 if every run completed (goals
 # met or not; the table says), 1 if a run failed or timed out.
+#
+# savina_NAME are the Savina actor micro-benchmarks (bench/savina_*.c against
+# bench/beam/savina/NAME.exs); DESIGN.md sets no goal for them: their rows
+# are "info", with the ratio of ops/s and a `ratio savina_NAME=X` line.
 #
 # partitioned also reports weir's direct_msgs_per_s (the same events cast
 # straight to the workers), shown as an info row: the cost of routing.
@@ -35,10 +45,32 @@ declare -A ARGS=(
   [backlog]=${BENCH_BACKLOG:-1000000 on_heap}
   [io_bound]=${BENCH_IO_BOUND:-64 20000 5}
   [partitioned]=${BENCH_PARTITIONED:-2 1000000 0}
+  [savina_pingpong]=${BENCH_SAVINA_PINGPONG:-40000}
+  [savina_count]=${BENCH_SAVINA_COUNT:-1000000}
+  [savina_fjthrput]=${BENCH_SAVINA_FJTHRPUT:-60 10000}
+  [savina_fjcreate]=${BENCH_SAVINA_FJCREATE:-40000}
+  [savina_threadring]=${BENCH_SAVINA_THREADRING:-100 100000}
+  [savina_chameneos]=${BENCH_SAVINA_CHAMENEOS:-100 200000}
+  [savina_big]=${BENCH_SAVINA_BIG:-120 20000}
   [bounded]=${BENCH_BOUNDED:-2 1000000}
   [flood]=${BENCH_FLOOD:-4}
 )
 WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned bounded flood"
+SAVINA="savina_pingpong savina_count savina_fjthrput savina_fjcreate
+  savina_threadring savina_chameneos savina_big"
+WORKLOADS="$WORKLOADS $(echo $SAVINA)"
+ONLY=${BENCH_ONLY:-}
+if [ -n "$ONLY" ]; then
+  picked=""
+  for w in $WORKLOADS; do
+    [[ $w =~ $ONLY ]] && picked="$picked $w"
+  done
+  if [ -z "$picked" ]; then
+    echo "run.sh: BENCH_ONLY='$ONLY' matches no workload of: $WORKLOADS" >&2
+    exit 2
+  fi
+  WORKLOADS=${picked# }
+fi
 # weir-only workloads (no BEAM peer script): bounded compares weir with
 # itself (bounded / unbounded mailbox), flood reports RSS over time.
 WEIR_ONLY="bounded flood"
@@ -83,8 +115,10 @@ run() {
     local erl=""
     # BEAM's default process limit (262,144) is below spawn_call's N.
     [ "$name" = spawn_call ] && erl="+P $((${args%% *} + 65536))"
+    local script="$here/beam/$name.exs"
+    case $name in savina_*) script="$here/beam/savina/${name#savina_}.exs" ;; esac
     # shellcheck disable=SC2086
-    lines=$(timeout "$TIMEOUT" elixir ${erl:+--erl "$erl"} "$here/beam/$name.exs" $args 2>"$errf")
+    lines=$(timeout "$TIMEOUT" elixir ${erl:+--erl "$erl"} "$script" $args 2>"$errf")
   fi
   rc=$?
   lines=$(printf '%s\n' "$lines" | grep "^$side ")
@@ -156,7 +190,14 @@ bounded_block|bounded BLOCK / unbounded|bounded|block_ratio|-|weir|>=|0.9|%.3f
 flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|none|-|-|%.0f
 flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|none|-|-|%.0f
 partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
-partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f'
+partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f
+savina_pingpong|savina pingpong pings/s|savina_pingpong|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_count|savina count msgs/s|savina_count|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_fjthrput|savina fjthrput msgs/s|savina_fjthrput|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_fjcreate|savina fjcreate actors/s|savina_fjcreate|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_threadring|savina threadring passes/s|savina_threadring|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_chameneos|savina chameneos meetings/s|savina_chameneos|ops_per_s|ops_per_s|info|-|-|%.0f
+savina_big|savina big pings/s|savina_big|ops_per_s|ops_per_s|info|-|-|%.0f'
 
 table=$(mktemp)
 ratios=$(mktemp)
@@ -164,14 +205,17 @@ printf '%-26s %14s %14s %9s  %-19s %s\n' workload weir BEAM ratio goal status >"
 while IFS='|' read -r id label line wkey bkey on op goal fmt; do
   w=$(median weir "$line" "$wkey")
   b=$(median beam "$line" "$bkey")
+  # With BENCH_ONLY, rows of the workloads that did not run are left out.
+  [ -n "$ONLY" ] && [ "$w" = "-" ] && [ "$b" = "-" ] && continue
   ratio=$(awk -v w="$w" -v b="$b" 'BEGIN {
     if (w == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.3f", w / b }')
   case $on in
     ratio) goaltxt="weir/BEAM $op $goal"; subject=$ratio ;;
     weir) goaltxt="weir $op $goal"; subject=$w ;;
+    info) goaltxt="info"; subject="-" ;;
     *) goaltxt="-"; subject="-" ;;
   esac
-  if [ "$on" = none ]; then
+  if [ "$on" = none ] || [ "$on" = info ]; then
     status="(info)"
   elif [ "$subject" = "-" ]; then
     status="n/a"
