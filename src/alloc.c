@@ -125,6 +125,9 @@ static const uint32_t class_size[WEIR__NCLASS] = {
 typedef struct pool_obj {
   struct pool_obj *next;       /* next object in a list */
   struct pool_obj *next_batch; /* in the shared stack: next batch */
+  uint32_t batch_n;            /* in a batch's first object: its length (so
+                                  taking a batch never walks it: its objects
+                                  were freed on another core, each a miss) */
 } pool_obj;
 
 typedef struct {
@@ -177,6 +180,7 @@ static void tl_flush(void *unused) {
   for (int c = 0; c < WEIR__NCLASS; c++) {
     if (tl.cls[c].head) {
       tl.cls[c].head->next_batch = g_batches[c];
+      tl.cls[c].head->batch_n = tl.cls[c].count;
       g_batches[c] = tl.cls[c].head;
     }
     tl.cls[c].head = NULL;
@@ -205,10 +209,12 @@ static inline void tl_check(void) {
 static void *pool_refill(int c) {
   size_t sz = class_size[c];
   pool_obj *got = NULL;
+  uint32_t n = 0; /* objects in the batch */
   pthread_mutex_lock(&g_pool_mu);
   if (g_batches[c]) {
     got = g_batches[c];
     g_batches[c] = got->next_batch;
+    n = got->batch_n;
   } else {
     if (g_carve[c] + sz > g_carve_end[c]) {
       slab *s = weir__malloc(WEIR__SLAB_BYTES);
@@ -229,16 +235,14 @@ static void *pool_refill(int c) {
       g_carve[c] += sz;
       o->next = list;
       list = o;
+      n++;
     }
     got = list;
   }
   pthread_mutex_unlock(&g_pool_mu);
   /* The batch's first object is returned; the rest become the local list. */
-  uint32_t n = 0;
-  for (pool_obj *o = got->next; o; o = o->next)
-    n++;
   tl.cls[c].head = got->next;
-  tl.cls[c].count = n;
+  tl.cls[c].count = n - 1;
   return got;
 }
 
@@ -277,6 +281,7 @@ void weir__pool_free(void *p, size_t n) {
     tc->head = last->next;
     last->next = NULL;
     tc->count -= WEIR__POOL_BATCH;
+    batch->batch_n = WEIR__POOL_BATCH;
     pthread_mutex_lock(&g_pool_mu);
     batch->next_batch = g_batches[c];
     g_batches[c] = batch;
