@@ -54,8 +54,11 @@ declare -A ARGS=(
   [savina_big]=${BENCH_SAVINA_BIG:-120 20000}
   [bounded]=${BENCH_BOUNDED:-2 1000000}
   [flood]=${BENCH_FLOOD:-4}
+  [proc_count]=${BENCH_PROC_COUNT:-1000000}
+  [fanin_polled]=${BENCH_FANIN_POLLED:-2 3000000}
 )
-WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned bounded flood"
+WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned bounded flood
+  proc_count fanin_polled"
 SAVINA="savina_pingpong savina_count savina_fjthrput savina_fjcreate
   savina_threadring savina_chameneos savina_big"
 WORKLOADS="$WORKLOADS $(echo $SAVINA)"
@@ -72,8 +75,10 @@ if [ -n "$ONLY" ]; then
   WORKLOADS=${picked# }
 fi
 # weir-only workloads (no BEAM peer script): bounded compares weir with
-# itself (bounded / unbounded mailbox), flood reports RSS over time.
-WEIR_ONLY="bounded flood"
+# itself (bounded / unbounded mailbox), flood reports RSS over time,
+# proc_count times one scan over a million processes, fanin_polled compares
+# fan-in with and without proc_count polled every 100 ms.
+WEIR_ONLY="bounded flood proc_count fanin_polled"
 
 if [ ! -x "$bin" ]; then
   echo "run.sh: $bin not found; build first: make bench (or cmake --build $BUILD --target weir-bench)" >&2
@@ -189,6 +194,8 @@ bounded_reject|bounded REJECT / unbounded|bounded|reject_ratio|-|weir|>=|0.9|%.3
 bounded_block|bounded BLOCK / unbounded|bounded|block_ratio|-|weir|>=|0.9|%.3f
 flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|none|-|-|%.0f
 flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|none|-|-|%.0f
+proc_count|proc_count scan, 1 M procs, ms|proc_count|scan_ms|-|none|-|-|%.2f
+fanin_polled|fan-in polled / not polled|fanin_polled|ratio|-|weir|>=|0.95|%.3f
 partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
 partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f
 savina_pingpong|savina pingpong pings/s|savina_pingpong|ops_per_s|ops_per_s|info|-|-|%.0f
