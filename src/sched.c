@@ -39,6 +39,9 @@ struct weir__sched {
   unsigned index;
   pthread_t thread;
   uint64_t rng;
+  weir__sched *seen_victim; /* rq_steal's memory of a lone process */
+  uint32_t seen_head;
+  unsigned stale;
   /* busy time, for scheduler_usage: written by the owner, read by anyone */
   _Atomic uint64_t busy_ns;
   _Atomic uint64_t busy_since; /* 0 = idle now */
@@ -203,6 +206,29 @@ static uint64_t xorshift(uint64_t *s) {
   return *s = x;
 }
 
+/* Steals from a peer's ring. A lone process in a busy peer's ring is
+   usually the one its running process just woke (the other half of a
+   ping-pong) and will run within a microsecond: taking it would split the
+   pair across cores. So a singleton is taken only once the peer's head has
+   stood still for STALE_CHECKS of our looks (the peer is in a long
+   callback, as a fan-in producer is); two or more are taken at once. */
+#define STALE_CHECKS 4
+static weir__proc *rq_steal(weir__sched *s, weir__sched *v) {
+  uint32_t h = atomic_load_explicit(&v->head, memory_order_acquire);
+  uint32_t t = atomic_load_explicit(&v->tail, memory_order_acquire);
+  if (t == h) return NULL;
+  if (t - h == 1) {
+    if (s->seen_victim != v || s->seen_head != h) {
+      s->seen_victim = v;
+      s->seen_head = h;
+      s->stale = 0;
+      return NULL;
+    }
+    if (++s->stale < STALE_CHECKS) return NULL;
+  }
+  return rq_take(v);
+}
+
 static weir__proc *find_work(weir__sched *s) {
   weir_rt *rt = s->rt;
   weir__proc *p = rq_take(s);
@@ -214,7 +240,7 @@ static weir__proc *find_work(weir__sched *s) {
     for (unsigned i = 0; i < rt->nscheds; i++) {
       weir__sched *v = &rt->scheds[(start + i) % rt->nscheds];
       if (v == s) continue;
-      p = rq_take(v);
+      p = rq_steal(s, v);
       if (p) return p;
     }
   }
