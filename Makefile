@@ -37,11 +37,15 @@ tsan:
 install: build
 	cmake --install $(BUILD)
 
+FORMAT_FILES = include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c \
+	tools/weirctl/*.[ch] apps/aggregator/*.[ch] apps/aggregator/tests/*.c \
+	apps/aggregator/fuzz/*.c fuzz/*.c
+
 format:
-	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run -Werror include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan build-tsan

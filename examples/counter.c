@@ -19,7 +19,8 @@ static int handle_call(weir_ctx *cx, void *state, const weir_msg *m,
   (void)m;
   return weir_reply(cx, from, state, sizeof(long));
 }
-static const weir_server counter = {.name = "counter", .init = init,
+static const weir_server counter = {.name = "counter",
+                                    .init = init,
                                     .handle_cast = handle_cast,
                                     .handle_call = handle_call};
 

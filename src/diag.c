@@ -71,14 +71,13 @@ static uint64_t attr_value(const weir__proc *p, weir_attr a) {
   case WEIR_ATTR_MESSAGES_OUT:
     return atomic_load_explicit(&p->messages_out, memory_order_relaxed);
   case WEIR_ATTR_DROPPED:
-    return WEIR__LD(p->x) ? atomic_load_explicit(&p->x->dropped,
-                                                 memory_order_relaxed)
-                : 0;
+    return WEIR__LD(p->x)
+               ? atomic_load_explicit(&p->x->dropped, memory_order_relaxed)
+               : 0;
   case WEIR_ATTR_QUEUE_HIGH_WATER: {
-    uint64_t hw =
-        WEIR__LD(p->x)
-            ? atomic_load_explicit(&p->x->high_water, memory_order_relaxed)
-             : 0;
+    uint64_t hw = WEIR__LD(p->x) ? atomic_load_explicit(&p->x->high_water,
+                                                        memory_order_relaxed)
+                                 : 0;
     uint64_t len = weir__mbox_len(p);
     return hw > len ? hw : len;
   }
