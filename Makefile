@@ -26,7 +26,9 @@ demo:
 bench:
 	scripts/deps.sh bench
 	$(MAKE) build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
-	bench/run.sh $(BUILD)
+	bench/run.sh $(BUILD) | tee $(BUILD)/bench-table.txt
+	bench/chart.sh $(BUILD)/bench-table.txt $(BUILD)/bench-ratios.svg
+	@echo "chart: $(BUILD)/bench-ratios.svg"
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
