@@ -23,12 +23,15 @@ demo:
 	$(MAKE) build
 	scripts/demo.sh $(BUILD)
 
+# Benchmarks build in their own directory, always Release.
+BENCH_BUILD ?= build-release
+
 bench:
 	scripts/deps.sh bench
-	$(MAKE) build CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
-	bench/run.sh $(BUILD) | tee $(BUILD)/bench-table.txt
-	bench/chart.sh $(BUILD)/bench-table.txt $(BUILD)/bench-ratios.svg
-	@echo "chart: $(BUILD)/bench-ratios.svg"
+	$(MAKE) build BUILD=$(BENCH_BUILD) CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release"
+	bench/run.sh $(BENCH_BUILD) | tee $(BENCH_BUILD)/bench-table.txt
+	bench/chart.sh $(BENCH_BUILD)/bench-table.txt $(BENCH_BUILD)/bench-ratios.svg
+	@echo "chart: $(BENCH_BUILD)/bench-ratios.svg"
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
@@ -50,4 +53,4 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-release build-valgrind build-fuzz
