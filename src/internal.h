@@ -41,6 +41,31 @@
 #define WEIR__LD(f)    __atomic_load_n(&(f), __ATOMIC_RELAXED)
 #define WEIR__ST(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
 
+/* memcpy for payloads: most are a few dozen bytes, and a call into libc's
+   memcpy for 24 bytes costs more than the copy. Overlapping fixed-size
+   moves cover 4..32 bytes; the rest goes to memcpy. */
+static inline void weir__copy(void *dst, const void *src, size_t n) {
+  unsigned char *d = dst;
+  const unsigned char *s = src;
+  if (n > 32) {
+    memcpy(d, s, n);
+  } else if (n >= 16) {
+    memcpy(d, s, 8);
+    memcpy(d + 8, s + 8, 8);
+    memcpy(d + n - 16, s + n - 16, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 8) {
+    memcpy(d, s, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(d, s, 4);
+    memcpy(d + n - 4, s + n - 4, 4);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      d[i] = s[i];
+  }
+}
+
 static inline void weir__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -223,6 +248,7 @@ struct weir__proc {
 
 struct weir_ctx {
   weir__proc *p;
+  uint64_t self; /* p's pid id for this run (every send stamps it) */
   weir__msg *in_hand;
   int requeued;
   int exit_reason; /* set by weir_exit(self) */

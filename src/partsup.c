@@ -319,9 +319,9 @@ static int route(weir_rt *rt, weir_pid ps_pid, uint64_t key, bool hashed,
 static weir__msg *cast_msg(uint32_t tag, const void *data, uint32_t len) {
   weir__msg *m = weir__msg_new(WEIR__K_CAST, tag, len);
   if (!m) return NULL;
-  if (len) memcpy(weir__msg_data(m), data, len);
+  if (len) weir__copy(weir__msg_data(m), data, len);
   weir_ctx *cx = weir__current_ctx();
-  if (cx) m->from = weir__proc_pid(cx->p).id;
+  if (cx) m->from = cx->self;
   return m;
 }
 

@@ -244,7 +244,7 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
 static int run_init(weir__proc *p, void *arg) {
   int rc = WEIR_OK;
   if (p->srv->init) {
-    weir_ctx cx = {.p = p};
+    weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
     weir_ctx *prev = weir__current_ctx();
     weir__set_current_ctx(&cx);
     atomic_store_explicit(&p->current, "init", memory_order_relaxed);
@@ -292,7 +292,7 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
   if (rc != WEIR_OK) {
     /* The process never lived: undo without terminate, dead-letter what
        arrived during init, free the slot, hand back the token. */
-    weir_ctx cx = {.p = p};
+    weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
     p->srv = NULL;
     bool held = weir__proc_exit_now(&cx, rc, NULL);
     /* it never lived: not an exit or a crash in the node's counts */
@@ -620,7 +620,7 @@ int weir_exit(weir_rt *rt, weir_pid pid, int reason) {
 }
 
 weir_pid weir_self(weir_ctx *cx) {
-  return cx ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
+  return cx ? (weir_pid){cx->self} : WEIR_PID_NONE;
 }
 
 weir_rt *weir_ctx_rt(weir_ctx *cx) {
@@ -918,7 +918,7 @@ static void undefer(weir__proc *p) {
 
 void weir__proc_run(weir__proc *p, unsigned budget) {
   weir_rt *rt = p->rt;
-  weir_ctx cx = {.p = p};
+  weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
   weir_ctx *prev = weir__current_ctx();
   weir__set_current_ctx(&cx);
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);

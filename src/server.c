@@ -168,9 +168,9 @@ static weir__msg *build(uint32_t kind, uint32_t tag, const void *prefix,
   if (!m) return NULL;
   char *d = weir__msg_data(m);
   if (plen) memcpy(d, prefix, plen);
-  if (len) memcpy(d + plen, data, len);
+  if (len) weir__copy(d + plen, data, len);
   weir_ctx *cx = weir__current_ctx();
-  if (cx) m->from = weir__proc_pid(cx->p).id;
+  if (cx) m->from = cx->self;
   return m;
 }
 
