@@ -15,7 +15,8 @@
 
 typedef struct agg_atomic_counters {
   _Atomic uint64_t requests, accepted, rejected_full, bad_requests,
-      invalid_lines, too_large, stored, duplicates, db_errors, commits, alarms;
+      invalid_lines, too_large, stored, duplicates, db_errors, commits, alarms,
+      crashes;
 } agg_atomic_counters;
 
 #define AGG_INC(svc, field, n)                                                 \
@@ -25,6 +26,8 @@ typedef struct agg_worker_cfg {
   const char *db_url;
   unsigned work_ms;
   unsigned batch;
+  uint32_t fail_every;    /* --fail-every: crash on every Nth event */
+  uint32_t fail_db_every; /* --fail-db-every: fail every Nth transaction */
   struct agg_service *svc;
 } agg_worker_cfg;
 
@@ -43,6 +46,11 @@ struct agg_service {
   agg_worker_cfg wcfg;
   agg_atomic_counters ctr;
   _Atomic uint64_t unflushed; /* rows a worker could not store at the end */
+  /* Set when agg_service_stop begins: no more injected crashes, because a
+     supervisor that is stopping restarts nothing (the rest of a crashed
+     worker's mailbox would be dead-lettered, as in OTP). Relaxed: a flag
+     read once per event, ordering nothing else. */
+  atomic_int stopping;
   agg_http *http;
 };
 

@@ -49,7 +49,16 @@ const char *agg_usage(agg_cmd cmd) {
            "8388608)\n"
            "  --http-threads N     HTTP threads (default: one per CPU)\n"
            "  --alarm-queue N      long_message_queue alarm at N (default "
-           "1000, 0 = off)\n";
+           "1000, 0 = off)\n"
+           "  --conn-timeout S     close an idle HTTP connection after S "
+           "seconds (default 15)\n"
+           "fault injection (to watch recovery; default off):\n"
+           "  --fail-every N       a worker crashes on every Nth event it "
+           "handles (N >= 2);\n"
+           "                       its supervisor restarts it, the event is "
+           "retried\n"
+           "  --fail-db-every N    every Nth insert transaction fails "
+           "(retried)\n";
   case AGG_CMD_LOAD:
     return "usage: weir-aggregator load --url URL [options]\n"
            "  --url URL        http://HOST:PORT of the service\n"
@@ -95,6 +104,7 @@ void agg_args_defaults(agg_args *a) {
   a->serve.max_body = 65536;
   a->serve.max_batch_body = 8u << 20;
   a->serve.alarm_queue = 1000;
+  a->serve.conn_timeout = 15;
   a->load.rate = 1000;
   a->load.secs = 10;
   a->load.users = 100;
@@ -286,6 +296,16 @@ static int serve_opt(cursor *c, const char *name, const char *eqval,
   } else if (!strcmp(name, "--alarm-queue")) {
     if (num(v, 0, 100000000, &n)) return BAD("0..100000000");
     o->alarm_queue = (uint32_t)n;
+  } else if (!strcmp(name, "--conn-timeout")) {
+    if (num(v, 1, 3600, &n)) return BAD("1..3600 seconds");
+    o->conn_timeout = (unsigned)n;
+  } else if (!strcmp(name, "--fail-every")) {
+    /* 1 would crash on the retried event too, forever. */
+    if (num(v, 0, 1000000000, &n) || n == 1) return BAD("0 (off) or 2..1e9");
+    o->fail_every = (uint32_t)n;
+  } else if (!strcmp(name, "--fail-db-every")) {
+    if (num(v, 0, 1000000000, &n) || n == 1) return BAD("0 (off) or 2..1e9");
+    o->fail_db_every = (uint32_t)n;
   } else {
     return fail(c->err, c->errn, "serve: unknown option '%.40s' (see --help)",
                 name);

@@ -37,6 +37,10 @@ typedef struct agg_serve_opts {
   size_t max_batch_body; /* POST /track/batch limit (bytes) */
   unsigned http_threads; /* HTTP thread pool; 0 = online CPUs */
   uint32_t alarm_queue;  /* long_message_queue alarm threshold; 0 = off */
+  unsigned conn_timeout; /* seconds an idle HTTP connection is kept */
+  /* Fault injection (tests, demos of recovery); 0 = off. */
+  uint32_t fail_every;    /* a worker crashes on every Nth event it handles */
+  uint32_t fail_db_every; /* every Nth insert transaction fails (store) */
 } agg_serve_opts;
 
 typedef struct agg_load_opts {

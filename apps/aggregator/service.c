@@ -63,12 +63,16 @@ static int start_workers(agg_service *svc, char *err, size_t errn) {
   cs.opts.overflow = WEIR_OVERFLOW_REJECT;
   cs.shutdown_ms = -1; /* drain the whole mailbox, however long */
   cs.restart = WEIR_PERMANENT;
+  /* Deliberate crashes (--fail-every) come faster than any sane restart
+     intensity allows; the point there is to watch recovery, so lift it. */
+  int max_restarts = svc->opts.fail_every ? 100000 : 3;
   int rc;
   if (svc->opts.mode == AGG_SINGLETON) {
     cs.opts.name = "aggregator";
     weir_sup_opts so;
     weir_sup_opts_init(&so);
     so.name = "aggregator_sup";
+    so.max_restarts = max_restarts;
     rc = weir_sup_start(svc->rt, &so, &cs, 1, &svc->sup);
     weir_pid pid = WEIR_PID_NONE;
     if (rc == WEIR_OK) rc = weir_whereis(svc->rt, "aggregator", &pid);
@@ -80,6 +84,7 @@ static int start_workers(agg_service *svc, char *err, size_t errn) {
     po.name = "aggregator_partitions";
     po.child = cs;
     po.partitions = svc->opts.partitions;
+    po.max_restarts = max_restarts;
     rc = weir_partsup_start(svc->rt, &po, &svc->ps);
     if (rc == WEIR_OK) {
       int n = weir_partitions(svc->rt, svc->ps);
@@ -110,6 +115,8 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
   svc->wcfg = (agg_worker_cfg){.db_url = svc->db_url,
                                .work_ms = o->work_ms,
                                .batch = o->batch ? o->batch : 1,
+                               .fail_every = o->fail_every,
+                               .fail_db_every = o->fail_db_every,
                                .svc = svc};
   agg_store *db;
   if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;
@@ -155,6 +162,7 @@ fail:
 }
 
 int agg_service_stop(agg_service *svc, agg_counters *final) {
+  atomic_store_explicit(&svc->stopping, 1, memory_order_relaxed);
   agg__http_stop(svc->http);
   int rc = weir_rt_stop(svc->rt, 600000);
   if (rc != WEIR_OK)
@@ -246,6 +254,7 @@ void agg_service_counters(agg_service *svc, agg_counters *c) {
   LD(db_errors);
   LD(commits);
   LD(alarms);
+  LD(crashes);
 #undef LD
 }
 
@@ -311,6 +320,8 @@ char *agg_service_metrics(agg_service *svc) {
           c.db_errors);
   counter(&b, "weir_agg_commits_total", "Transactions committed", c.commits);
   counter(&b, "weir_agg_alarms_total", "Overload alarms raised", c.alarms);
+  counter(&b, "weir_agg_worker_crashes_total",
+          "Worker crashes (each restarted with its mailbox kept)", c.crashes);
   uint64_t q[1024];
   unsigned n = svc->nworkers < 1024 ? svc->nworkers : 1024;
   uint64_t total = agg_service_queue_lens(svc, q, n);

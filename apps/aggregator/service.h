@@ -37,6 +37,7 @@ typedef struct agg_counters {
   uint64_t db_errors;     /* failed transactions (retried) */
   uint64_t commits;       /* transactions committed */
   uint64_t alarms;        /* alarms raised on this node */
+  uint64_t crashes;       /* worker crashes (restarted by the supervisor) */
 } agg_counters;
 
 /* Called on the alarm subscriber's process for every alarm (raised or

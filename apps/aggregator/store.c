@@ -1,6 +1,8 @@
 /*
  * store.c: picks the backend from the URL and forwards to it (see store.h).
- * Kept apart so that callers never include sqlite3.h or libpq-fe.h.
+ * Kept apart so that callers never include sqlite3.h or libpq-fe.h. Also
+ * the fault hook (--fail-db-every): a counter per handle, which is per
+ * worker, so no sharing between threads.
  */
 #include "store.h"
 
@@ -32,6 +34,17 @@ int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
 
 int agg_store_reset(agg_store *s, char *err, size_t errn) {
   return s->ops->reset(s, err, errn);
+}
+
+void agg_store_fail_every(agg_store *s, uint32_t n) {
+  s->fail_every = n;
+}
+
+int agg__store_fault(agg_store *s, char *err, size_t errn) {
+  if (!s->fail_every || ++s->writes % s->fail_every) return 0;
+  snprintf(err, errn, "injected write failure (--fail-db-every %u)",
+           s->fail_every);
+  return 1;
 }
 
 void agg_store_close(agg_store *s) {

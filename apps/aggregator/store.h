@@ -41,6 +41,11 @@ int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
 int agg_store_reset(agg_store *s, char *err, size_t errn);
 void agg_store_close(agg_store *s);
 
+/* Fault injection: from now on every nth agg_store_insert on this handle
+   fails (0 = never) as a write error would, after the rows were written and
+   before the commit, so the rollback path runs too. */
+void agg_store_fail_every(agg_store *s, uint32_t n);
+
 /* Backends (store_sqlite.c, store_pg.c). */
 typedef struct agg_store_ops {
   int (*insert)(agg_store *, const agg_row *, size_t, size_t *, char *, size_t);
@@ -51,7 +56,13 @@ typedef struct agg_store_ops {
 
 struct agg_store {
   const agg_store_ops *ops;
+  uint32_t fail_every; /* see agg_store_fail_every */
+  uint64_t writes;     /* insert transactions attempted */
 };
+
+/* For the backends: 1 if this transaction must fail (the injected fault),
+   with err set. */
+int agg__store_fault(agg_store *s, char *err, size_t errn);
 
 int agg__sqlite_open(const char *path, int create, agg_store **s, char *err,
                      size_t errn);

@@ -8,6 +8,13 @@
  * statement get their BIGSERIAL ids in VALUES order, so id still tells the
  * insertion order. Parameters go as text; the statement texts for each
  * chunk size are built once and cached per connection.
+ *
+ * Outages: a failed insert leaves nothing committed (one statement, or one
+ * transaction) and the worker retries the same rows; a connection the server
+ * dropped is reset before the next attempt. A commit whose reply was lost
+ * may have happened: the retry then finds the rows already there and ON
+ * CONFLICT skips them, so a retry never duplicates and never reorders (the
+ * rows keep the ids of their first insert).
  */
 #include "store.h"
 
@@ -45,6 +52,8 @@ static int pg_fail(pg_store *s, const char *what, char *err, size_t errn) {
   while (l && (m[l - 1] == '\n' || m[l - 1] == ' '))
     l--;
   snprintf(err, errn, "postgresql: %s: %.*s", what, (int)l, m);
+  for (char *p = err; *p; p++) /* libpq's messages span lines: keep one */
+    if (*p == '\n' || *p == '\t') *p = ' ';
   return -1;
 }
 
@@ -121,6 +130,14 @@ out:
 static int pg_insert(agg_store *st, const agg_row *rows, size_t n,
                      size_t *inserted, char *err, size_t errn) {
   pg_store *s = (pg_store *)st;
+  /* A connection the server dropped (restart, failover) stays BAD until
+     reset; the worker retries the same rows on the new one. */
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+      return pg_fail(s, "reconnect", err, errn);
+  }
+  if (agg__store_fault(st, err, errn)) return -1;
   int multi = n > CHUNK;
   if (multi && cmd(s, "BEGIN", err, errn)) return -1;
   size_t added = 0;
@@ -131,7 +148,10 @@ static int pg_insert(agg_store *st, const agg_row *rows, size_t n,
       return -1;
     }
   }
-  if (multi && cmd(s, "COMMIT", err, errn)) return -1;
+  if (multi && cmd(s, "COMMIT", err, errn)) {
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return -1;
+  }
   *inserted = added;
   return 0;
 }

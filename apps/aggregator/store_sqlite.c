@@ -71,6 +71,10 @@ static int sq_insert(agg_store *st, const agg_row *rows, size_t n,
     }
     added += (size_t)sqlite3_changes(s->db);
   }
+  if (agg__store_fault(st, err, errn)) {
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
   if (exec(s, "COMMIT", err, errn)) {
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;

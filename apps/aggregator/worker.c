@@ -13,11 +13,30 @@
  * event arrives, which is enough: a buffer only waits while events keep
  * coming (otherwise the mailbox is empty and it was flushed), so no timer.
  *
- * A failed transaction keeps its rows buffered and is retried (with a short
- * backoff) at the next flush; terminate retries until it succeeds or a
- * minute passes. Rows that still cannot be stored are counted (unflushed)
- * and reported: nothing is dropped silently. Per-user order holds because a
- * user's events all go to one worker, which stores them in mailbox order.
+ * Database faults. A failed transaction commits nothing and keeps its rows
+ * buffered; it is retried with exponential backoff (10 ms doubling to
+ * 500 ms). While the buffer is short of --batch the worker goes on taking
+ * events (each retrying the flush); once it is full the worker stays in the
+ * retry loop, so it stops draining its mailbox: the mailbox fills up to
+ * --queue-limit and the outage reaches clients as 503 + Retry-After, with
+ * memory bounded by the two limits. After a minute of failures in a row the
+ * loop lets go (the buffer may then grow, each event still retrying), so a
+ * database that never returns cannot wedge shutdown forever; terminate
+ * retries for another minute and then counts what it could not store
+ * (unflushed, reported by agg_service_stop): nothing is dropped silently. A
+ * connection that could not be opened (the database down while a worker
+ * restarts) is opened again at the next flush.
+ *
+ * Crashes (--fail-every N, or a real bug). The crashing callback returns a
+ * negative value with the event in hand; terminate first stores the rows
+ * buffered before it (they are older), then weir_requeue()s it to the head
+ * of the mailbox, which the supervisor keeps for the next incarnation; if
+ * the requeue is refused the event is stored right there instead. Either
+ * way it is stored once and after every earlier event of its user.
+ *
+ * Per-user order holds because a user's events all go to one worker, which
+ * stores them in mailbox order, and a retry re-sends the same rows in the
+ * same order (inserts are idempotent on (user_id, seq)).
  */
 #include "agg_internal.h"
 #include "store.h"
@@ -34,11 +53,15 @@ typedef struct worker {
   agg_row *rows;
   size_t n, cap;
   unsigned failures; /* consecutive failed flushes */
+  uint64_t fail_ns;  /* when the current run of failures began */
   uint64_t first_ns; /* when the oldest buffered row arrived */
+  uint64_t handled;  /* events this incarnation took (--fail-every) */
 } worker;
 
 /* A buffered row waits at most this long while the mailbox never empties. */
 #define MAX_AGE_NS 100000000ull
+/* How long a worker holds a full buffer for a failing database. */
+#define HOLD_NS 60000000000ull
 
 static uint64_t mono_ns(void) {
   struct timespec ts;
@@ -53,6 +76,15 @@ static void sleep_ms(unsigned ms) {
   }
 }
 
+static int open_db(worker *w, char *err, size_t errn) {
+  if (agg_store_open(w->cfg->db_url, 0, &w->db, err, errn)) {
+    w->db = NULL;
+    return -1;
+  }
+  agg_store_fail_every(w->db, w->cfg->fail_db_every);
+  return 0;
+}
+
 static int w_init(weir_ctx *cx, void *arg, void **state) {
   (void)cx;
   agg_worker_cfg *cfg = arg;
@@ -60,29 +92,38 @@ static int w_init(weir_ctx *cx, void *arg, void **state) {
   if (!w) return WEIR_ENOMEM;
   w->cfg = cfg;
   char err[512];
-  if (agg_store_open(cfg->db_url, 0, &w->db, err, sizeof err)) {
-    fprintf(stderr, "weir-aggregator: worker: %s\n", err);
-    free(w);
-    return WEIR_ESYS;
-  }
+  /* The service checked the database at start; a worker (re)starting while
+     it is down opens it at its first flush instead of failing the start. */
+  if (open_db(w, err, sizeof err))
+    fprintf(stderr, "weir-aggregator: worker: %s (will retry)\n", err);
   *state = w;
   return WEIR_OK;
 }
 
-/* Stores the buffer; 0 on success (buffer empty), -1 if it stays. */
+/* Stores the buffer; 0 on success (buffer empty), -1 if it stays (after a
+   backoff sleep). */
 static int flush(worker *w) {
   if (w->n == 0) return 0;
   agg_service *svc = w->cfg->svc;
   size_t added = 0;
   char err[512];
-  if (agg_store_insert(w->db, w->rows, w->n, &added, err, sizeof err)) {
+  if ((!w->db && open_db(w, err, sizeof err)) ||
+      agg_store_insert(w->db, w->rows, w->n, &added, err, sizeof err)) {
     AGG_INC(svc, db_errors, 1);
+    if (w->failures == 0) w->fail_ns = mono_ns();
     if (w->failures++ % 50 == 0)
       fprintf(stderr, "weir-aggregator: %zu rows kept for retry: %s\n", w->n,
               err);
-    sleep_ms(w->failures < 10 ? 10 * w->failures : 100);
+    unsigned shift = w->failures < 7 ? w->failures - 1 : 6;
+    unsigned ms = 10u << shift;
+    sleep_ms(ms < 500 ? ms : 500);
     return -1;
   }
+  if (w->failures)
+    fprintf(stderr,
+            "weir-aggregator: database back after %u failed attempts: %zu "
+            "rows stored\n",
+            w->failures, w->n);
   w->failures = 0;
   AGG_INC(svc, stored, added);
   AGG_INC(svc, duplicates, w->n - added);
@@ -93,51 +134,69 @@ static int flush(worker *w) {
   return 0;
 }
 
-static int w_cast(weir_ctx *cx, void *state, const weir_msg *m) {
-  worker *w = state;
-  if (m->tag != AGG_TAG_EVENT) return WEIR_OK;
-  if (w->cfg->work_ms) sleep_ms(w->cfg->work_ms);
+/* Appends the event to the buffer; 0, or -1 if memory ran out. */
+static int buffer(worker *w, const weir_msg *m, int *foreign) {
+  *foreign = 0;
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 64;
     void **msgs = realloc(w->msgs, cap * sizeof *msgs);
     if (msgs) w->msgs = msgs;
     agg_row *rows = msgs ? realloc(w->rows, cap * sizeof *rows) : NULL;
-    if (!rows) {
-      /* Keep the event: handle it again once memory is back. */
-      weir_requeue(cx, m);
-      flush(w);
-      return WEIR_OK;
-    }
+    if (!rows) return -1;
     w->rows = rows;
     w->cap = cap;
   }
   void *copy = malloc(m->len ? m->len : 1);
-  if (!copy) {
+  if (!copy) return -1;
+  memcpy(copy, m->data, m->len);
+  if (agg_event_unpack(copy, m->len, &w->rows[w->n])) {
+    free(copy); /* not ours: only http.c casts AGG_TAG_EVENT */
+    *foreign = 1;
+    return 0;
+  }
+  if (w->n == 0) w->first_ns = mono_ns();
+  w->msgs[w->n++] = copy;
+  return 0;
+}
+
+static int w_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  worker *w = state;
+  if (m->tag != AGG_TAG_EVENT) return WEIR_OK;
+  agg_service *svc = w->cfg->svc;
+  if (w->cfg->fail_every && ++w->handled % w->cfg->fail_every == 0 &&
+      !atomic_load_explicit(&svc->stopping, memory_order_relaxed))
+    return WEIR_ESYS; /* the injected crash, with m in hand */
+  if (w->cfg->work_ms) sleep_ms(w->cfg->work_ms);
+  int foreign;
+  if (buffer(w, m, &foreign)) {
+    /* Keep the event: handle it again once memory is back. */
     weir_requeue(cx, m);
     flush(w);
     return WEIR_OK;
   }
-  memcpy(copy, m->data, m->len);
-  if (agg_event_unpack(copy, m->len, &w->rows[w->n])) {
-    free(copy); /* not ours: only http.c casts AGG_TAG_EVENT */
+  if (foreign) return WEIR_OK;
+  if (w->n < w->cfg->batch && weir_queue_len(cx) != 0 &&
+      mono_ns() - w->first_ns < MAX_AGE_NS)
     return WEIR_OK;
+  /* Hold a full buffer until it is stored (see the top of the file). */
+  while (flush(w) != 0 && w->n >= w->cfg->batch &&
+         mono_ns() - w->fail_ns < HOLD_NS) {
   }
-  uint64_t now = mono_ns();
-  if (w->n == 0) w->first_ns = now;
-  w->msgs[w->n++] = copy;
-  if (w->n >= w->cfg->batch || weir_queue_len(cx) == 0 ||
-      now - w->first_ns >= MAX_AGE_NS)
-    flush(w);
   return WEIR_OK;
 }
 
 static void w_terminate(weir_ctx *cx, void *state, int reason,
                         const weir_msg *in_hand) {
-  (void)cx;
-  (void)reason;
-  (void)in_hand;
   worker *w = state;
   if (!w) return;
+  int foreign = 0;
+  if (reason < 0) AGG_INC(w->cfg->svc, crashes, 1);
+  /* The rows buffered before in_hand go first (below); in_hand follows,
+     requeued for the next incarnation, or stored here with them. */
+  if (reason < 0 && in_hand && in_hand->tag == AGG_TAG_EVENT &&
+      weir_requeue(cx, in_hand) != WEIR_OK && buffer(w, in_hand, &foreign))
+    fprintf(stderr, "weir-aggregator: out of memory: an event in hand could "
+                    "not be kept\n");
   struct timespec t0, t;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   while (flush(w) != 0) {
