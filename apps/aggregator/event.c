@@ -4,7 +4,10 @@
  * jansson does the JSON (duplicate keys rejected, NUL in strings refused);
  * this file checks the shape and says precisely what is wrong, because the
  * reason goes back to the client in the 400 body. Unknown fields are
- * ignored so that clients may send more than we store.
+ * ignored so that clients may send more than we store. "data" is capped
+ * in depth and size (AGG_DATA_DEPTH, AGG_DATA_MAX) so that one event cannot
+ * cost a worker, the mailbox or the database more than a bounded amount,
+ * whatever the HTTP body limit is set to.
  *
  * Packed layout: a 32-byte header (seq, received_us, user_int, data_len,
  * user_len, event_len, flags) then user, event and data bytes, unaligned-safe
@@ -80,6 +83,27 @@ static int parse_user(json_t *u, agg_event *ev, char *err, size_t errn) {
   return 0;
 }
 
+/* 1 if j nests deeper than max (a scalar is depth 0). Recursion stops at
+   max + 1 levels, and jansson's parser caps nesting anyway. */
+static int too_deep(json_t *j, int max) {
+  if (!json_is_object(j) && !json_is_array(j)) return 0;
+  if (max <= 0) return 1;
+  if (json_is_array(j)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) {
+      if (too_deep(v, max - 1)) return 1;
+    }
+    return 0;
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach(j, k, v) {
+    if (too_deep(v, max - 1)) return 1;
+  }
+  return 0;
+}
+
 int agg_event_parse(const void *buf, size_t len, agg_event *ev, char *err,
                     size_t errn) {
   memset(ev, 0, sizeof *ev);
@@ -132,12 +156,20 @@ int agg_event_parse(const void *buf, size_t len, agg_event *ev, char *err,
       fail(err, errn, "\"data\" must be a JSON object");
       goto out;
     }
+    if (too_deep(data, AGG_DATA_DEPTH)) {
+      fail(err, errn, "\"data\" nested deeper than %d levels", AGG_DATA_DEPTH);
+      goto out;
+    }
     ev->data = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!ev->data) {
       fail(err, errn, "\"data\" could not be serialized");
       goto out;
     }
     ev->data_len = strlen(ev->data);
+    if (ev->data_len > AGG_DATA_MAX) {
+      fail(err, errn, "\"data\" larger than %d bytes", AGG_DATA_MAX);
+      goto out;
+    }
   }
   rc = 0;
 out:
@@ -150,6 +182,26 @@ void agg_event_clear(agg_event *ev) {
   free(ev->data);
   ev->data = NULL;
   ev->data_len = 0;
+}
+
+/* ---- NDJSON ------------------------------------------------------------ */
+
+int agg_ndjson_split(const char *buf, size_t len, agg_line_fn fn, void *ctx) {
+  const char *p = buf, *end = buf ? buf + len : buf;
+  uint64_t lineno = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *le = nl ? nl : end;
+    size_t n = (size_t)(le - p);
+    lineno++;
+    if (n && p[n - 1] == '\r') n--;
+    if (n) {
+      int rc = fn(ctx, lineno, p, n);
+      if (rc) return rc;
+    }
+    p = nl ? nl + 1 : end;
+  }
+  return 0;
 }
 
 /* ---- packed form ------------------------------------------------------ */

@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGG_USER_MAX  64 /* bytes of a user_id string */
-#define AGG_EVENT_MAX 64 /* bytes of an event name */
+#define AGG_USER_MAX   64    /* bytes of a user_id string */
+#define AGG_EVENT_MAX  64    /* bytes of an event name */
+#define AGG_DATA_MAX   32768 /* bytes of "data" as compact JSON */
+#define AGG_DATA_DEPTH 32    /* nesting of "data": {} is 1, {"a":[]} 2 */
 
 typedef struct agg_event {
   char user[AGG_USER_MAX + 1]; /* NUL-terminated text form */
@@ -38,6 +40,15 @@ typedef struct agg_event {
 int agg_event_parse(const void *buf, size_t len, agg_event *ev, char *err,
                     size_t errn);
 void agg_event_clear(agg_event *ev);
+
+/* NDJSON (the body of POST /track/batch): calls fn for each non-empty line
+   of buf[0..len) with its 1-based line number, the line without its "\n"
+   or "\r\n"; a last line needs no newline. Empty lines are skipped (their
+   numbers still count). Stops when fn returns non-zero and returns that
+   value; else 0. A pure function (fuzz/agg_batch.c). */
+typedef int (*agg_line_fn)(void *ctx, uint64_t lineno, const char *line,
+                           size_t len);
+int agg_ndjson_split(const char *buf, size_t len, agg_line_fn fn, void *ctx);
 
 /* A row as a worker sees it: views into a packed message. */
 typedef struct agg_row {

@@ -16,6 +16,12 @@
  * answered 413 at the end. Nothing in a batch is dropped silently: every
  * line that is not accepted comes back in "errors" with its line number,
  * its status (400 malformed, 503 mailbox full) and the reason.
+ *
+ * Hostile clients: bodies are capped as above and each event's fields by
+ * event.c; MHD caps a request's head (URL and headers) at its connection
+ * memory limit (32 KiB: a bigger head is answered 431 and closed); a
+ * connection idle for --conn-timeout seconds (default 15) is closed, so a
+ * slow client trickling a request cannot hold a connection for long.
  */
 #include "agg_internal.h"
 
@@ -102,43 +108,45 @@ static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
   return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, submit_error(rc), 1);
 }
 
+typedef struct batch_ctx {
+  agg_service *svc;
+  uint64_t accepted, full, invalid;
+  json_t *errors;
+} batch_ctx;
+
+static int batch_line(void *ctx, uint64_t lineno, const char *line, size_t n) {
+  batch_ctx *b = ctx;
+  agg_event ev;
+  char err[256];
+  int status = 0;
+  if (agg_event_parse(line, n, &ev, err, sizeof err)) {
+    b->invalid++;
+    status = 400;
+  } else {
+    int rc = agg_service_submit(b->svc, &ev);
+    agg_event_clear(&ev);
+    if (rc == WEIR_OK) {
+      b->accepted++;
+    } else {
+      b->full++;
+      status = 503;
+      snprintf(err, sizeof err, "%s", submit_error(rc));
+    }
+  }
+  if (status)
+    json_array_append_new(b->errors,
+                          json_pack("{s:I,s:i,s:s}", "line", (json_int_t)lineno,
+                                    "status", status, "error", err));
+  return 0;
+}
+
 static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
   agg_service *svc = h->svc;
-  uint64_t accepted = 0, full = 0, invalid = 0, lineno = 0;
-  json_t *errors = json_array();
-  if (!errors) return MHD_NO;
-  char *p = r->buf, *end = r->buf + r->len;
-  while (p < end) {
-    char *nl = memchr(p, '\n', (size_t)(end - p));
-    char *le = nl ? nl : end;
-    lineno++;
-    size_t n = (size_t)(le - p);
-    if (n && p[n - 1] == '\r') n--;
-    if (n) {
-      agg_event ev;
-      char err[256];
-      int status = 0;
-      if (agg_event_parse(p, n, &ev, err, sizeof err)) {
-        invalid++;
-        status = 400;
-      } else {
-        int rc = agg_service_submit(svc, &ev);
-        agg_event_clear(&ev);
-        if (rc == WEIR_OK) {
-          accepted++;
-        } else {
-          full++;
-          status = 503;
-          snprintf(err, sizeof err, "%s", submit_error(rc));
-        }
-      }
-      if (status)
-        json_array_append_new(errors, json_pack("{s:I,s:i,s:s}", "line",
-                                                (json_int_t)lineno, "status",
-                                                status, "error", err));
-    }
-    p = le + (nl ? 1 : 0);
-  }
+  batch_ctx b = {.svc = svc, .errors = json_array()};
+  if (!b.errors) return MHD_NO;
+  agg_ndjson_split(r->buf, r->len, batch_line, &b);
+  uint64_t accepted = b.accepted, full = b.full, invalid = b.invalid;
+  json_t *errors = b.errors;
   AGG_INC(svc, accepted, accepted);
   AGG_INC(svc, rejected_full, full);
   AGG_INC(svc, invalid_lines, invalid);
@@ -281,7 +289,8 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL,
       NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED,
-      completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)(svc->opts.conn_timeout ? svc->opts.conn_timeout : 15),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, errn, "cannot listen on %s:%u (in use? permission?)",
