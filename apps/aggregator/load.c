@@ -46,23 +46,35 @@ int agg_accept_log_init(agg_accept_log *log, unsigned users) {
 
 void agg_accept_log_free(agg_accept_log *log) {
   if (!log->u) return;
-  for (unsigned i = 0; i < log->users; i++)
+  for (unsigned i = 0; i < log->users; i++) {
     free(log->u[i].seq);
+    free(log->u[i].unsure);
+  }
   free(log->u);
   log->u = NULL;
+}
+
+static void push(int64_t **v, size_t *n, size_t *cap, int64_t seq) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 64;
+    int64_t *s = realloc(*v, c * sizeof *s);
+    if (!s) abort(); /* the check would be wrong without it */
+    *v = s;
+    *cap = c;
+  }
+  (*v)[(*n)++] = seq;
 }
 
 static void log_add(agg_accept_log *log, unsigned u, int64_t seq) {
   if (!log) return;
   agg_user_log *l = &log->u[u];
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    int64_t *s = realloc(l->seq, cap * sizeof *s);
-    if (!s) abort(); /* the check would be wrong without it */
-    l->seq = s;
-    l->cap = cap;
-  }
-  l->seq[l->n++] = seq;
+  push(&l->seq, &l->n, &l->cap, seq);
+}
+
+static void log_unsure(agg_accept_log *log, unsigned u, int64_t seq) {
+  if (!log) return;
+  agg_user_log *l = &log->u[u];
+  push(&l->unsure, &l->nunsure, &l->capunsure, seq);
 }
 
 typedef struct conn_job {
@@ -176,9 +188,12 @@ static void *conn_main(void *arg) {
     j->r.requests++;
     j->r.events += batch;
     if (rc) {
+      int e = errno;
       j->r.errors += batch;
-      if (j->r.requests == 1 && errno == ECONNREFUSED) {
-        j->connect_failed = 1;
+      for (unsigned b = 0; b < batch; b++)
+        log_unsure(j->log, bu[b], bs[b]);
+      if (e == ECONNREFUSED) { /* the service is gone */
+        if (j->r.requests == 1) j->connect_failed = 1;
         break;
       }
       continue;

@@ -8,6 +8,8 @@
  * Even-numbered users are sent as integer ids (42), odd ones as strings
  * ("u43"), so both routing paths are exercised. The rate is open-loop per
  * connection (a schedule of send times; a late connection catches up).
+ * A connection refused means the service is gone: that connection stops
+ * (this is how a load ends when the service is stopped under it).
  */
 #ifndef AGG_LOAD_H
 #define AGG_LOAD_H
@@ -20,6 +22,11 @@
 typedef struct agg_user_log { /* accepted seqs of one user, in send order */
   int64_t *seq;
   size_t n, cap;
+  /* seqs sent whose reply never came (connection error): the service may
+     or may not have taken them, so the check allows them, in order, at most
+     once, without requiring them */
+  int64_t *unsure;
+  size_t nunsure, capunsure;
 } agg_user_log;
 
 typedef struct agg_accept_log {
@@ -48,8 +55,10 @@ int agg_accept_log_init(agg_accept_log *log, unsigned users);
 void agg_accept_log_free(agg_accept_log *log);
 
 /* Checks the database at url against log: every accepted event stored
-   exactly once and each user's in the order sent. 0, or -1 with msg saying
-   the first discrepancy; msg also gets the verdict on success. */
+   exactly once and each user's in the order sent; an unsure event (see
+   agg_user_log) may be stored, once, in its place. 0, or -1 with msg saying
+   the first discrepancy; msg also gets the verdict on success. *rows counts
+   every row read. */
 int agg_accept_log_verify(agg_accept_log *log, const char *url, uint64_t *rows,
                           char *msg, size_t msgn);
 
