@@ -69,9 +69,11 @@ typedef enum {
 #undef WEIR__ERRENUM
 } weir_errno;
 
-/* Human text for an error code ("mailbox full"); never NULL. */
+/* Human text for an error code ("mailbox full"; "unknown error" for a code
+   not in the list); static, never NULL. */
 WEIR_API const char *weir_strerror(int err);
-/* Symbolic name for an error code ("WEIR_EFULL"); never NULL. */
+/* Symbolic name for an error code ("WEIR_EFULL"; "WEIR_UNKNOWN" for a code
+   not in the list); static, never NULL. */
 WEIR_API const char *weir_err_name(int err);
 
 /* ------------------------------------------------------------------------ */
@@ -91,39 +93,51 @@ typedef struct weir_rt_opts {
   unsigned batch;         /* messages a process handles per run; 0 = 64 */
   /* Alarm defaults (see weir_spawn_opts); 0 = off. */
   uint32_t alarm_enable;      /* long_message_queue on at this length */
-  uint32_t alarm_disable;     /* ... and off again at this length */
+  uint32_t alarm_disable;     /* ... and off again at this length;
+                                 0 = alarm_enable / 2 */
   uint32_t alarm_growth_ms;   /* queue_growth: grown for this long; 0 = 2000 */
   int alarm_log;              /* 1 = log each alarm as one line on stderr
                                  (default 1) */
   uint64_t max_mailbox_bytes; /* node budget for all queued bytes; 0 = none */
 } weir_rt_opts;
 
-/* Fills *o with the defaults. */
+/* Fills *o with the defaults (all 0 but alarm_log = 1). o NULL: no-op. */
 WEIR_API void weir_rt_opts_init(weir_rt_opts *o);
-/* Starts a node: threads, process table, console (if asked). On success *rt
-   is owned by the caller until weir_rt_stop. Errors: EINVAL, ENOMEM, ESYS. */
+/* Starts a node: threads, process table, console (if asked). o may be NULL
+   (the defaults). On success *rt is owned by the caller until weir_rt_stop.
+   Errors: EINVAL (rt NULL, schedulers > 1024, max_processes 1, node_name ""
+   or over 63 bytes, alarm_disable > alarm_enable, console path too long),
+   ENOMEM, ESYS (a thread, the run dir or the socket), EEXIST (a live node,
+   or a file that is not a socket, holds the console path). */
 WEIR_API int weir_rt_start(const weir_rt_opts *o, weir_rt **rt);
-/* Stops a node: supervision trees top-down in reverse start order, then every
-   other process; processes may drain their mailboxes for up to timeout_ms
-   (< 0 = wait forever), after which the rest are killed. Joins every thread
-   and frees everything, including *rt. Must not be called from a process.
-   Returns WEIR_OK, or WEIR_ETIMEDOUT if processes had to be killed. */
+/* Stops a node. New spawns fail with ESTOPPED; every process without a
+   supervisor gets a stop at the tail of its mailbox, newest first (a
+   supervisor stops its children, last started first, before itself), so each
+   drains what was queued before it. Whatever is alive after timeout_ms (< 0
+   = wait forever) is killed. Then joins every thread and frees everything,
+   including rt. Returns WEIR_OK, ETIMEDOUT (processes had to be killed; rt is
+   freed all the same), EINVAL (rt NULL) or EDEADLK (called from a process:
+   nothing is stopped, rt stays valid). */
 WEIR_API int weir_rt_stop(weir_rt *rt, int timeout_ms);
-/* Number of scheduler threads. */
+/* Number of scheduler threads (0 if rt is NULL). */
 WEIR_API unsigned weir_rt_schedulers(const weir_rt *rt);
-/* The node name (owned by rt). */
+/* The node name (owned by rt; NULL if rt is NULL). */
 WEIR_API const char *weir_rt_node_name(const weir_rt *rt);
-/* The console socket path, or NULL if the node has no console. */
+/* The console socket path (owned by rt), or NULL if the node has no
+   console. */
 WEIR_API const char *weir_rt_console_path(const weir_rt *rt);
 
-/* The one door for memory: replace it before the first weir_rt_start (all
-   three non-NULL; realloc may be NULL). Returns EINVAL if a runtime runs. */
+/* The one door for memory, shared by every node of the program. */
 typedef struct weir_allocator {
   void *(*malloc)(size_t size, void *ud);
   void *(*realloc)(void *p, size_t size, void *ud);
   void (*free)(void *p, void *ud);
   void *ud;
 } weir_allocator;
+/* Replaces the allocator (*a is copied) for all of libweir; call it before
+   the first weir_rt_start, while no other thread uses libweir. malloc and
+   free must be non-NULL; realloc may be NULL. Errors: EINVAL (a, malloc or
+   free NULL, or a runtime is running). */
 WEIR_API int weir_set_allocator(const weir_allocator *a);
 
 /* ------------------------------------------------------------------------ */
@@ -148,7 +162,8 @@ typedef struct weir_msg { /* a view, valid during the callback only */
   uint32_t tag;
   uint32_t len;
   const void *data;
-  weir_pid from; /* sender, or WEIR_PID_NONE from a thread/timer */
+  weir_pid from; /* sender (send_after: the process that set the timer),
+                    or WEIR_PID_NONE from a thread */
   weir_ref ref;  /* REPLY: the call_async ref; DOWN: the monitor ref;
                     timer messages: the timer ref; else 0 */
 } weir_msg;
@@ -189,7 +204,8 @@ typedef struct weir_from { /* where a reply goes; a value, copy it freely */
 typedef struct weir_server { /* the behaviour: a table of callbacks */
   const char *name; /* shown as module in diagnostics; static storage */
   /* Runs in the new process before any message. Sets *state. Return WEIR_OK,
-     or < 0 to fail the spawn (weir_spawn returns that code). May be NULL. */
+     or < 0 to fail the spawn (weir_spawn returns that code; > 0 makes it
+     EINVAL). May be NULL. */
   int (*init)(weir_ctx *cx, void *arg, void **state);
   int (*handle_cast)(weir_ctx *cx, void *state, const weir_msg *m);
   /* Reply now or later with weir_reply(cx, from, ...). May be NULL. */
@@ -197,9 +213,10 @@ typedef struct weir_server { /* the behaviour: a table of callbacks */
                      weir_from from);
   /* System messages (tags >= WEIR_TAG_SYSTEM), timers, replies. May be NULL. */
   int (*handle_info)(weir_ctx *cx, void *state, const weir_msg *m);
-  /* Last call; frees the state. in_hand is the message being handled when
-     the process crashed (NULL otherwise): weir_requeue() puts it back at the
-     head of the mailbox for the next incarnation. May be NULL. */
+  /* Last call; frees the state (not called if init failed). in_hand is the
+     message being handled when the process crashed (NULL otherwise):
+     weir_requeue() puts it back at the head of the mailbox for the next
+     incarnation. May be NULL. */
   void (*terminate)(weir_ctx *cx, void *state, int reason,
                     const weir_msg *in_hand);
   /* Optional: bytes of state, for process_info's memory. May be NULL. */
@@ -209,10 +226,14 @@ typedef struct weir_server { /* the behaviour: a table of callbacks */
 /* What a bounded mailbox does when full. */
 typedef enum {
   WEIR_OVERFLOW_REJECT = 0,  /* the send returns WEIR_EFULL (default) */
-  WEIR_OVERFLOW_DROP_OLDEST, /* the oldest queued message is shed */
+  WEIR_OVERFLOW_DROP_OLDEST, /* the oldest queued message is shed (the new
+                                one instead when the byte bound is hit, or
+                                max_queue_len more already wait to be
+                                shed); the send returns OK */
   WEIR_OVERFLOW_DROP_NEWEST, /* the new message is shed; the send returns OK */
   WEIR_OVERFLOW_BLOCK        /* wait up to push_timeout_ms, then EFULL;
-                                EDEADLK on a scheduler thread */
+                                EDEADLK on a scheduler thread or sending to
+                                oneself */
 } weir_overflow;
 
 typedef struct weir_spawn_opts {
@@ -229,94 +250,151 @@ typedef struct weir_spawn_opts {
   int trap_exit;            /* 1 = exit signals arrive as WEIR_TAG_EXIT */
 } weir_spawn_opts;
 
+/* Fills *so with the defaults: all 0, overflow REJECT, push_timeout_ms -1.
+   so NULL: no-op. */
 WEIR_API void weir_spawn_opts_init(weir_spawn_opts *so);
-/* Starts a process running server with arg; init runs in the new process and
-   weir_spawn waits for it (so a failing init is its return value). From a
-   process on a scheduler thread it does not wait: init runs asynchronously
-   and a failure is seen as an exit. so may be NULL. server must outlive the
-   process. Errors: EINVAL, ENOMEM, ELIMIT, EEXIST (name taken), ESTOPPED, or
+/* Starts a process running server with arg (so NULL = the defaults). The
+   name, if any, is registered first; then init runs at once in the caller's
+   thread as the new process, also when the caller is a process (a slow init
+   stalls its scheduler), so a failing init is weir_spawn's return; terminate
+   is not called then, and init frees what it made. .link links to the
+   calling process (ignored from a thread). server and arg stay the caller's;
+   server must outlive the process. On success *pid (may be NULL) is set.
+   Errors: EINVAL (rt or server NULL, bad overflow, bad name, init returned
+   > 0), ENOMEM, ELIMIT (table full), EEXIST (name taken), ESTOPPED, or
    init's own negative return. */
 WEIR_API int weir_spawn(weir_rt *rt, const weir_server *server, void *arg,
                         const weir_spawn_opts *so, weir_pid *pid);
 
-/* Sends a cast (handle_cast). Copies data. Errors: ENOPROC, EFULL (bounded
-   mailbox, REJECT/BLOCK), EDEADLK (BLOCK policy from a scheduler thread),
-   ENOMEM, EINVAL (tag >= WEIR_TAG_SYSTEM). Callable from any thread. */
+/* Sends a cast (handle_cast); callable from any thread or process. Errors:
+   EINVAL (rt NULL, data NULL with len > 0, tag >= WEIR_TAG_SYSTEM), ENOMEM,
+   ENOPROC, EFULL (bounded mailbox: REJECT, or BLOCK past push_timeout_ms),
+   EDEADLK (BLOCK from a scheduler thread, or to the caller itself), EBUDGET
+   (the node's max_mailbox_bytes is reached). A message shed by DROP_OLDEST
+   or DROP_NEWEST still returns WEIR_OK. */
 WEIR_API int weir_cast(weir_rt *rt, weir_pid pid, uint32_t tag,
                        const void *data, uint32_t len);
-/* Sends a message that arrives in handle_info (Erlang's plain send). */
+/* Like weir_cast, but the message arrives in handle_info (Erlang's plain
+   send), with ref 0. Same errors. */
 WEIR_API int weir_send(weir_rt *rt, weir_pid pid, uint32_t tag,
                        const void *data, uint32_t len);
 /* Synchronous call (handle_call) from a thread or a blocking process; blocks
-   until the reply or timeout_ms (< 0 = forever). reply/reply_len: a buffer
-   of *reply_len bytes (reply may be NULL with *reply_len 0); on return
-   *reply_len holds the reply's length. Errors: ENOPROC (also if the server
-   ends before replying), ETIMEDOUT, EDEADLK (from a scheduler thread: use
-   weir_call_async), E2BIG (reply truncated to the buffer), EFULL, ENOMEM. */
+   until the reply or timeout_ms (< 0 = forever). reply: a buffer of
+   *reply_len bytes (reply and reply_len may be NULL with no room); on
+   WEIR_OK and E2BIG *reply_len holds the reply's full length. Errors: EINVAL
+   (as weir_cast, or reply NULL with *reply_len > 0), EDEADLK (from a
+   scheduler thread: use weir_call_async), the send errors of weir_cast,
+   ENOMEM (also once 4096 threads have called on this node), ETIMEDOUT,
+   ENOPROC (also if the server ends before replying), EFULL (the call was
+   shed by a DROP policy), ENOTSUP (the server has no handle_call), E2BIG
+   (the reply was truncated to the buffer). */
 WEIR_API int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag,
                        const void *data, uint32_t len, void *reply,
                        uint32_t *reply_len, int timeout_ms);
-/* Asynchronous call from a process: the reply arrives in handle_info with
-   tag WEIR_TAG_REPLY and msg.ref == *ref; if the server ends first, a
-   WEIR_TAG_DOWN with the same ref arrives instead; if timeout_ms >= 0 and
-   nothing came by then, WEIR_TAG_TIMEOUT with the ref. */
+/* Asynchronous call from a process; returns at once, *ref (may be NULL)
+   names the call. The reply arrives in handle_info with tag WEIR_TAG_REPLY
+   and msg.ref == the ref. If the call fails first, a WEIR_TAG_DOWN with the
+   same ref arrives instead; its reason is the server's exit reason,
+   WEIR_REASON_NOPROC (no such server), or a negative error (EFULL: shed by a
+   DROP policy; ENOTSUP: no handle_call). If timeout_ms >= 0 and nothing came
+   by then, WEIR_TAG_TIMEOUT with the ref, and nothing after it. Only one of
+   the three arrives. Errors: EINVAL (cx NULL, data NULL with len > 0, tag >=
+   WEIR_TAG_SYSTEM), ENOMEM, and weir_cast's EFULL, EDEADLK, EBUDGET (ENOPROC
+   comes as the DOWN). */
 WEIR_API int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag,
                              const void *data, uint32_t len, int timeout_ms,
                              weir_ref *ref);
-/* Replies to a call, now or later (from any process or thread). A reply to a
-   thread caller that has gone (timed out) is discarded and returns ENOPROC;
-   a reply to a process caller returns ENOPROC if that process has ended, and
-   is discarded on arrival if its call_async already timed out. */
+/* Replies to a call from a callback, now or later (from is a value: keep it).
+   data is copied; a thread caller gets it truncated to its buffer. A reply
+   to a process caller is never refused for its bounds or the node budget;
+   it is discarded on arrival if its call_async already timed out or was
+   answered. Errors: EINVAL (cx NULL, data NULL with len > 0), ENOMEM,
+   ENOPROC (a thread caller that timed out or was already answered, or a
+   process caller that has ended). */
 WEIR_API int weir_reply(weir_ctx *cx, weir_from from, const void *data,
                         uint32_t len);
-/* The same from outside a callback (a deferred reply from another thread). */
+/* weir_reply from a thread (a deferred reply from outside a callback). Same
+   errors, EINVAL also if rt is NULL. */
 WEIR_API int weir_reply_rt(weir_rt *rt, weir_from from, const void *data,
                            uint32_t len);
 
-/* Sends {tag, data} to pid's handle_info after ms milliseconds. *timer (may
-   be NULL) identifies it for cancel. */
+/* Sends {tag, data} to pid's handle_info after ms milliseconds, with ref =
+   the timer's ref; *timer (may be NULL) is that ref, for cancel. data is
+   copied now. pid is checked now: if it has ended when the timer fires (or
+   its bounds refuse), the message is dropped. Errors: EINVAL (rt NULL, data
+   NULL with len > 0, tag >= WEIR_TAG_SYSTEM), ENOPROC, ENOMEM, ESTOPPED (the
+   node's timer thread has stopped). */
 WEIR_API int weir_send_after(weir_rt *rt, weir_pid pid, uint32_t tag,
                              const void *data, uint32_t len, uint32_t ms,
                              weir_ref *timer);
-/* Cancels a timer; ENOTFOUND if it already fired or was cancelled. */
+/* Cancels a timer of weir_send_after; its message is freed unsent. Errors:
+   EINVAL (rt NULL or timer 0), ENOTFOUND (it already fired or was
+   cancelled). */
 WEIR_API int weir_cancel_timer(weir_rt *rt, weir_ref timer);
 
-/* The calling process's pid. */
+/* The calling process's pid (WEIR_PID_NONE if cx is NULL). */
 WEIR_API weir_pid weir_self(weir_ctx *cx);
-/* The runtime a callback runs in. */
+/* The runtime a callback runs in (NULL if cx is NULL). */
 WEIR_API weir_rt *weir_ctx_rt(weir_ctx *cx);
-/* Sends an exit signal with reason to pid (Erlang's exit/2). pid == self
-   ends the calling process after its callback returns. KILL cannot be
-   trapped; NORMAL is ignored by a process other than the caller unless it
-   traps exits. */
+/* Sends an exit signal with reason to pid (Erlang's exit/2), from any thread
+   or process. pid == self, from a handler, ends the calling process with
+   reason after its callback returns (from init or terminate it does
+   nothing). KILL cannot be trapped (the target ends with KILLED); NORMAL is
+   ignored by a target that does not trap exits; a trapping target gets
+   WEIR_TAG_EXIT. Errors: EINVAL (rt NULL), ENOPROC, ENOMEM. */
 WEIR_API int weir_exit(weir_rt *rt, weir_pid pid, int reason);
-/* Links the calling process with pid (both ways). If pid does not exist the
-   caller gets an exit signal with WEIR_REASON_NOPROC. */
+/* Links the calling process with pid (both ways); linking to oneself or
+   twice is a no-op. If pid does not exist the caller gets an exit signal
+   with WEIR_REASON_NOPROC (and ends, unless it traps exits). Errors: EINVAL
+   (cx NULL), ENOMEM. */
 WEIR_API int weir_link(weir_ctx *cx, weir_pid pid);
+/* Removes the link with pid both ways: no link exit signal from it arrives
+   afterwards. Not linked, or pid gone: WEIR_OK. Errors: EINVAL (cx NULL),
+   ENOMEM. */
 WEIR_API int weir_unlink(weir_ctx *cx, weir_pid pid);
-/* Monitors pid: when it ends, a WEIR_TAG_DOWN message with *ref arrives
-   (at once, with reason NOPROC, if pid does not exist). */
+/* The calling process monitors pid: when it ends, a WEIR_TAG_DOWN message
+   with its exit reason and ref == *ref (may be NULL) arrives (at once, with
+   reason NOPROC, if pid does not exist). Each call is a new monitor. Errors:
+   EINVAL (cx NULL), ENOMEM. */
 WEIR_API int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref);
-/* Removes a monitor; no DOWN for it arrives afterwards. */
+/* Removes a monitor of the calling process; no DOWN for it arrives
+   afterwards. Errors: EINVAL (cx NULL), ENOTFOUND (no such monitor, or its
+   DOWN was already handled), ENOMEM. */
 WEIR_API int weir_demonitor(weir_ctx *cx, weir_ref ref);
-/* Sets or clears exit trapping for the calling process. */
+/* Sets (on != 0) or clears exit trapping for the calling process: exit
+   signals then arrive as WEIR_TAG_EXIT in handle_info. cx NULL: no-op. */
 WEIR_API void weir_trap_exit(weir_ctx *cx, int on);
-/* Puts the message in hand back at the head of the mailbox (in terminate:
-   for the next incarnation; in a handler: it is handled again next). */
+/* Puts a copy of the message in hand back at the head of the mailbox: in a
+   handler it is handled again next; in terminate (in_hand non-NULL) it waits
+   for the next incarnation of a child with keep_mailbox, and is a dead
+   letter otherwise. What is requeued is always the message in hand; m is
+   only checked for NULL. Errors: EINVAL (cx or m NULL, or no message in hand:
+   init, or terminate without in_hand), EEXIST (already requeued in this
+   callback), ENOMEM. */
 WEIR_API int weir_requeue(weir_ctx *cx, const weir_msg *m);
 
 /* Registry: names -> pids. A name is freed when its process ends. */
+/* Registers name (copied; 1 to 63 bytes) for pid; a process has at most one
+   name. Errors: EINVAL (rt or name NULL, name empty or too long), ENOPROC,
+   EEXIST (name taken, or pid already has a name), ENOMEM. */
 WEIR_API int weir_register(weir_rt *rt, const char *name, weir_pid pid);
+/* Removes name. Errors: EINVAL (rt or name NULL), ENOTFOUND. */
 WEIR_API int weir_unregister(weir_rt *rt, const char *name);
+/* *pid = the process registered as name (it may end at any time: a stale pid
+   gives ENOPROC). Errors: EINVAL (an argument NULL), ENOTFOUND. */
 WEIR_API int weir_whereis(weir_rt *rt, const char *name, weir_pid *pid);
 
 /* "<0.SLOT.GEN>" into buf of n bytes (32 is always enough); returns the
-   length written (without NUL), or EINVAL if it does not fit (buf is then
-   the empty string: a pid is never silently truncated). */
+   length written (without NUL), or EINVAL if buf is NULL, n is 0, or it does
+   not fit (buf is then the empty string: a pid is never silently
+   truncated). */
 WEIR_API int weir_pid_format(weir_pid pid, char *buf, size_t n);
-/* Parses "<0.SLOT.GEN>" (or "0.SLOT.GEN"); EINVAL on anything else. */
+/* Parses "<0.SLOT.GEN>" (or "0.SLOT.GEN"; decimal, 32-bit) into *pid; does
+   not check that the process exists. EINVAL on a NULL argument or anything
+   else. */
 WEIR_API int weir_pid_parse(const char *str, weir_pid *pid);
-/* Length of the calling process's mailbox. */
+/* Messages queued for the calling process, runtime signals included and the
+   one in hand not (0 if cx is NULL). */
 WEIR_API uint64_t weir_queue_len(weir_ctx *cx);
 
 /* ------------------------------------------------------------------------ */
@@ -348,6 +426,9 @@ typedef struct weir_child_spec {
   const void *sup_def; /* internal: a nested supervisor's definition */
 } weir_child_spec;
 
+/* Fills *cs for a worker: id (copied by weir_sup_start, not here), server,
+   arg, default spawn options, PERMANENT, shutdown_ms 5000, keep_mailbox 1.
+   cs NULL: no-op. */
 WEIR_API void weir_child_spec_init(weir_child_spec *cs, const char *id,
                                    const weir_server *server, void *arg);
 
@@ -358,15 +439,29 @@ typedef struct weir_sup_opts {
   int max_seconds;        /* default 5 */
 } weir_sup_opts;
 
+/* Fills *o: no name, ONE_FOR_ONE, 3 restarts in 5 seconds. o NULL: no-op. */
 WEIR_API void weir_sup_opts_init(weir_sup_opts *o);
-/* Starts a supervisor and its n children in order. If a child fails to
+/* Starts a supervisor (a blocking process that traps exits) and its n
+   children in order, each linked to it; o may be NULL (the defaults). Its
+   init runs in the caller's thread, as in weir_spawn. If a child fails to
    start, the ones started are stopped in reverse order and the error is
-   returned. children is copied. */
+   returned. More than max_restarts restarts in max_seconds: it stops its
+   children and exits with WEIR_REASON_SHUTDOWN. children is copied; servers
+   and args stay the caller's and must outlive the supervisor. Started from a
+   process, it is linked to that process and ends with it. On success *pid
+   (may be NULL) is set. Errors: EINVAL (rt NULL, children NULL with n > 0,
+   bad strategy or restart, max_restarts < 0, max_seconds <= 0, name or id
+   of 64+ bytes, empty id, NULL server), EEXIST (duplicate ids, or name
+   taken), ENOMEM, ELIMIT, ESTOPPED, or a child's start error. */
 WEIR_API int weir_sup_start(weir_rt *rt, const weir_sup_opts *o,
                             const weir_child_spec *children, size_t n,
                             weir_pid *pid);
-/* A child spec that starts a nested supervisor (supervisors of supervisors).
-   The definition is copied into storage owned by the runtime. */
+/* Fills *cs with a child spec that starts a nested supervisor (supervisors
+   of supervisors); o and children as in weir_sup_start. The definition is
+   copied into storage owned by rt and kept until weir_rt_stop; id is copied
+   when the parent starts. shutdown_ms is -1 (wait for it). Errors: EINVAL
+   (rt, cs or id NULL, or as weir_sup_start), EEXIST (duplicate ids),
+   ENOMEM. */
 WEIR_API int weir_sup_child_spec(weir_rt *rt, weir_child_spec *cs,
                                  const char *id, const weir_sup_opts *o,
                                  const weir_child_spec *children, size_t n);
@@ -382,14 +477,29 @@ typedef struct weir_child_counts {
   uint32_t specs, active, supervisors, workers;
 } weir_child_counts;
 
-/* Up to n children into out; *count = how many the supervisor has. */
+/* The four below run as a request inside the supervisor sup (a partition
+   supervisor too) while the caller waits: from a thread or a blocking
+   process (inside sup itself, at once). Each can return EINVAL (rt or a
+   required argument NULL, or sup is not a supervisor), ENOPROC (sup has
+   ended), EDEADLK (from a scheduler thread) and ENOMEM. */
+/* Up to n children into out, in start order; *count (may be NULL) = how many
+   the supervisor has. An ended temporary child is no longer listed. */
 WEIR_API int weir_sup_which_children(weir_rt *rt, weir_pid sup,
                                      weir_child_info *out, size_t n,
                                      size_t *count);
+/* *c = the number of child specs, running children, supervisors and
+   workers. */
 WEIR_API int weir_sup_count_children(weir_rt *rt, weir_pid sup,
                                      weir_child_counts *c);
+/* Stops child id (shutdown signal, up to its shutdown_ms, then kill; 0:
+   kill at once) and dead-letters what its mailbox held; it is not
+   restarted. A temporary child's spec is deleted, others stay for
+   weir_sup_restart_child. A child that is not running: WEIR_OK. ENOTFOUND if
+   no child has that id. */
 WEIR_API int weir_sup_terminate_child(weir_rt *rt, weir_pid sup,
                                       const char *id);
+/* Starts a stopped child id again. ENOTFOUND if no child has that id, EEXIST
+   if it is running, or the child's start error. */
 WEIR_API int weir_sup_restart_child(weir_rt *rt, weir_pid sup, const char *id);
 
 /* ------------------------------------------------------------------------ */
@@ -407,33 +517,62 @@ typedef struct weir_partsup_opts {
   int max_seconds;        /* default 5 */
 } weir_partsup_opts;
 
+/* Fills *o: child from weir_child_spec_init with server NULL (set it),
+   partitions 0, ONE_FOR_ONE, 3 restarts in 5 seconds. o NULL: no-op. */
 WEIR_API void weir_partsup_opts_init(weir_partsup_opts *o);
+/* Starts a partition supervisor: a supervisor (weir_sup_* work on it) with
+   one worker per partition, made from o->child (partition i gets the id
+   "partition-i" and, if set, with_arguments(arg, i) at each start; opts.name
+   is ignored). With keep_mailbox, messages routed while a worker restarts
+   wait for it. Its routing state lives until weir_rt_stop. On success *pid
+   (may be NULL) is set. Errors: EINVAL (rt or o NULL, child.server NULL,
+   name of 64+ bytes, partitions > 65536), ENOMEM, and those of
+   weir_sup_start (EEXIST: name taken, ELIMIT, ESTOPPED, a worker's init). */
 WEIR_API int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o,
                                 weir_pid *pid);
-/* Routes by key % partitions. Same errors as weir_cast. */
+/* For the functions below ps must be a partition supervisor: EINVAL if it is
+   a live process that is not one, ENOPROC if it has ended. */
+/* Casts to the worker of partition key % partitions. Errors: weir_cast's,
+   and ENOPROC also if that worker is gone for good. */
 WEIR_API int weir_partition_cast(weir_rt *rt, weir_pid ps, uint64_t key,
                                  uint32_t tag, const void *data, uint32_t len);
-/* Routes by XXH3 of the key bytes. */
+/* The same, routed by XXH3-64 of the keylen bytes at key; EINVAL also if
+   key is NULL with keylen > 0. */
 WEIR_API int weir_partition_cast_bytes(weir_rt *rt, weir_pid ps,
                                        const void *key, size_t keylen,
                                        uint32_t tag, const void *data,
                                        uint32_t len);
+/* weir_call to the worker running now for key % partitions. Not routed
+   like a cast: during a resize it is not ordered after earlier casts of the
+   key. Errors: weir_call's and weir_partition_whereis's. */
 WEIR_API int weir_partition_call(weir_rt *rt, weir_pid ps, uint64_t key,
                                  uint32_t tag, const void *data, uint32_t len,
                                  void *reply, uint32_t *reply_len,
                                  int timeout_ms);
+/* *pid = the worker running now for key % partitions. Errors: EINVAL (rt or
+   pid NULL), ENOPROC (also while that worker restarts). */
 WEIR_API int weir_partition_whereis(weir_rt *rt, weir_pid ps, uint64_t key,
                                     weir_pid *pid);
-/* Number of partitions, or a negative error. */
+/* Number of partitions (> 0), or EINVAL (rt NULL) or ENOPROC. */
 WEIR_API int weir_partitions(weir_rt *rt, weir_pid ps);
-/* Grows or shrinks to n partitions while traffic flows; per-key order kept. */
+/* Grows or shrinks to n partitions while traffic flows, and returns when
+   done: new workers start first; every old partition drains what was routed
+   with the old table before a key that moved is handled anywhere else, so
+   per-key order of casts is kept; shrinking then stops the workers past n.
+   Resizes of one ps run one at a time; the same n is a no-op. From a thread
+   or a blocking process. Errors: EINVAL (rt NULL, n 0 or > 65536), ENOPROC,
+   EDEADLK (from a scheduler thread), ENOMEM, or a new worker's start error
+   (the partition count is then unchanged). */
 WEIR_API int weir_partsup_resize(weir_rt *rt, weir_pid ps, unsigned n);
 
 typedef struct weir_hot_key {
   uint64_t key;   /* integer key, or the 64-bit hash of a byte key */
   uint64_t count; /* estimated messages routed with it (sampled) */
 } weir_hot_key;
-/* Top keys of one partition, largest first; *count = how many. */
+/* Top keys of one partition, largest first: up to n into out; *count (may
+   be NULL) = how many were written (at most n and 8). Estimates, from one
+   cast in 16 (calls are not counted). Errors: EINVAL (rt NULL, out NULL with
+   n > 0, partition beyond the most ps has had), ENOPROC. */
 WEIR_API int weir_partition_hot_keys(weir_rt *rt, weir_pid ps,
                                      unsigned partition, weir_hot_key *out,
                                      size_t n, size_t *count);
@@ -470,8 +609,11 @@ typedef struct weir_proc_info {
   int blocking;
 } weir_proc_info;
 
+/* Fills *info with a snapshot of pid, read without stopping it (a figure
+   may be a message stale). Errors: EINVAL (rt or info NULL), ENOPROC (also
+   if pid ended during the read; *info is then partly filled). */
 WEIR_API int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info);
-/* A status as text ("running", ...). */
+/* A status as text ("running", ...; "unknown" out of range); static. */
 WEIR_API const char *weir_status_name(weir_status s);
 
 typedef enum {
@@ -485,21 +627,27 @@ typedef enum {
   WEIR_ATTR_QUEUE_HIGH_WATER,
   WEIR_ATTR__COUNT
 } weir_attr;
-/* "message_queue_len" <-> WEIR_ATTR_MESSAGE_QUEUE_LEN; parse returns EINVAL
-   for an unknown name. */
+/* WEIR_ATTR_MESSAGE_QUEUE_LEN -> "message_queue_len" ("unknown" out of
+   range); static, never NULL. */
 WEIR_API const char *weir_attr_name(weir_attr a);
+/* "message_queue_len" -> WEIR_ATTR_MESSAGE_QUEUE_LEN into *a. Errors: EINVAL
+   (an argument NULL, or an unknown name). */
 WEIR_API int weir_attr_parse(const char *name, weir_attr *a);
 
 typedef struct weir_proc_sample {
   weir_pid pid;
   uint64_t value;
 } weir_proc_sample;
-/* recon's proc_count: the top n processes by attr, largest first. */
+/* recon's proc_count: the top n live processes by attr, largest first, into
+   out; *count (may be NULL) = how many were written (at most n). One pass,
+   no lock a scheduler waits on. Errors: EINVAL (rt NULL, bad attr, out NULL
+   with n > 0). */
 WEIR_API int weir_proc_count(weir_rt *rt, weir_attr attr, size_t n,
                              weir_proc_sample *out, size_t *count);
 /* recon's proc_window: the top n by attr's increase over ms milliseconds
-   (a process born inside the window counts its absolute value). Sleeps ms;
-   call it from a thread. */
+   (a process born inside the window counts its absolute value), as
+   weir_proc_count. Sleeps ms: call it from a thread. Errors: those of
+   weir_proc_count, EDEADLK (from a process), ENOMEM. */
 WEIR_API int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n,
                               uint32_t ms, weir_proc_sample *out,
                               size_t *count);
@@ -518,9 +666,15 @@ typedef struct weir_stats { /* weir_node_stats() fills it */
   unsigned schedulers, io_threads_live, io_threads_max;
   double uptime_s;
 } weir_stats;
+/* Fills *s with the node's counters, read without locks a scheduler waits
+   on (messages_sent: every message ever queued, runtime signals included).
+   Errors: EINVAL (rt or s NULL). */
 WEIR_API int weir_node_stats(weir_rt *rt, weir_stats *s);
 
-/* Fraction of time each scheduler was busy over ms milliseconds (sleeps). */
+/* Fraction of time (0 to 1) each scheduler was busy over ms milliseconds:
+   scheduler i into out[i], up to n; *count (may be NULL) = the number of
+   schedulers (at most 256). Sleeps ms. Errors: EINVAL (rt NULL, out NULL
+   with n > 0), EDEADLK (from a scheduler thread). */
 WEIR_API int weir_scheduler_usage(weir_rt *rt, uint32_t ms, double *out,
                                   size_t n, size_t *count);
 
@@ -547,14 +701,21 @@ typedef struct weir_alarm { /* the payload of a WEIR_TAG_ALARM message */
                                the kernel has available; < 0 = not growing */
 } weir_alarm;
 
-/* The alarms raised and not yet cleared: up to n into out; *count = how
-   many there are. */
+/* The alarms raised and not yet cleared: up to n into out; *count (may be
+   NULL) = how many there are (may be more than n). Errors: EINVAL (rt NULL,
+   out NULL with n > 0). */
 WEIR_API int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count);
-/* "long_message_queue", "queue_growth", "mailbox_budget". */
+/* "long_message_queue", "queue_growth", "mailbox_budget" ("unknown" out of
+   range); static, never NULL. */
 WEIR_API const char *weir_alarm_kind_name(weir_alarm_kind k);
 
-/* pid receives every alarm as WEIR_TAG_ALARM in handle_info. */
+/* pid receives every alarm raised or cleared from now on as WEIR_TAG_ALARM
+   in handle_info (data: a weir_alarm); only the first 64 subscribers do. A
+   second subscribe is a no-op; a subscriber that ends stays subscribed until
+   weir_alarm_unsubscribe. Errors: EINVAL (rt NULL), ENOPROC, ENOMEM. */
 WEIR_API int weir_alarm_subscribe(weir_rt *rt, weir_pid pid);
+/* Ends pid's subscription (pid may have ended). Errors: EINVAL (rt NULL),
+   ENOTFOUND (not subscribed). */
 WEIR_API int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid);
 
 typedef struct weir_dead_letter { /* payload header of WEIR_TAG_DEAD_LETTER */
@@ -563,7 +724,10 @@ typedef struct weir_dead_letter { /* payload header of WEIR_TAG_DEAD_LETTER */
   uint32_t len;                   /* its length; the bytes follow this header */
   int reason; /* WEIR_EFULL (shed) or WEIR_ENOPROC (receiver gone) */
 } weir_dead_letter;
-/* pid receives shed and undeliverable messages as WEIR_TAG_DEAD_LETTER. */
+/* pid receives shed and undeliverable messages as WEIR_TAG_DEAD_LETTER in
+   handle_info. One subscriber per node: this replaces the previous one, and
+   WEIR_PID_NONE removes it. A send refused with an error is no dead letter.
+   Errors: EINVAL (rt NULL), ENOPROC. */
 WEIR_API int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid);
 
 #ifdef __cplusplus
