@@ -189,10 +189,10 @@ static void emit(weir_rt *rt, const weir_alarm *al) {
   }
   pthread_mutex_lock(&rt->sub_mu);
   size_t n = rt->nalarm_subs;
-  weir_pid subs[64];
-  if (n > 64) n = 64;
-  if (n) memcpy(subs, rt->alarm_subs, n * sizeof subs[0]);
+  weir_pid *subs = n ? weir__malloc(n * sizeof *subs) : NULL;
+  if (subs) memcpy(subs, rt->alarm_subs, n * sizeof *subs);
   pthread_mutex_unlock(&rt->sub_mu);
+  if (!subs) return; /* none, or no memory: the stderr line went out */
   for (size_t i = 0; i < n; i++) {
     weir__msg *m = weir__msg_new(WEIR__K_INFO, WEIR_TAG_ALARM,
                                  (uint32_t)(sizeof(weir_ref) + sizeof *al));
@@ -201,8 +201,10 @@ static void emit(weir_rt *rt, const weir_alarm *al) {
     memcpy(weir__msg_data(m), &zero, sizeof zero);
     memcpy((char *)weir__msg_data(m) + sizeof zero, al, sizeof *al);
     m->flags |= WEIR__MF_NOBOUND;
-    weir__deliver(rt, subs[i], m);
+    if (weir__deliver(rt, subs[i], m) == WEIR_ENOPROC)
+      weir_alarm_unsubscribe(rt, subs[i]); /* it ended: forget it */
   }
+  weir__free(subs);
 }
 
 /* Updates p's record (rec_mu held); alarms to emit go to out[*nout]. */

@@ -192,6 +192,7 @@ typedef struct weir__slotx {
   _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
   _Atomic uint64_t dropped;      /* shed or refused (per incarnation) */
   _Atomic uint64_t high_water;   /* longest queue seen (bounded only) */
+  _Atomic uint64_t state_bytes;  /* weir_server.state_size, last run */
   uint64_t supervisor;           /* pid id of the supervisor, 0 = none */
   int32_t partition;             /* -1 if none */
   weir__msg *defer_head, *defer_tail; /* routed messages of a resize in

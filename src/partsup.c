@@ -206,6 +206,9 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   if (o->name && strlen(o->name) >= 64) return WEIR_EINVAL;
   unsigned n = o->partitions ? o->partitions : weir_rt_schedulers(rt);
   if (n == 0 || n > 65536) return WEIR_EINVAL;
+  if (o->strategy > WEIR_REST_FOR_ONE || o->max_restarts < 0 ||
+      o->max_seconds <= 0 || o->child.restart > WEIR_TEMPORARY)
+    return WEIR_EINVAL;
   membarrier_ready();
   weir__partsup *ps = weir__calloc(1, sizeof *ps);
   route_tab *t = tab_new(n, 0);
@@ -213,12 +216,12 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   weir_child_spec *specs = weir__calloc(n, sizeof *specs);
   char *ids = weir__calloc(n, 32);
   int rc = WEIR_ENOMEM;
+  if (ps) pthread_mutex_init(&ps->resize_mu, NULL); /* fail: destroys it */
   if (!ps || !t || !hot || !specs || !ids) goto fail;
   ps->rt = rt;
   ps->with_arguments = o->with_arguments;
   hot->cap = n;
   atomic_store(&ps->hot, hot);
-  pthread_mutex_init(&ps->resize_mu, NULL);
   atomic_store(&ps->tab, t);
   for (unsigned i = 0; i < n; i++) {
     specs[i] = o->child;

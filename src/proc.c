@@ -29,8 +29,8 @@
 #include <stdlib.h>
 
 static void proc_drain_dead(weir__proc *p);
-static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
-                    const weir__spawn_x *x);
+static bool needs_x(const weir_rt *rt, const weir_server *srv,
+                    const weir_spawn_opts *so, const weir__spawn_x *x);
 static int slotx_ensure(weir__proc *p);
 static void undefer(weir__proc *p);
 
@@ -210,6 +210,7 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
     atomic_store_explicit(&sx->drop_pending, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
+    atomic_store_explicit(&sx->state_bytes, 0, memory_order_relaxed);
     WEIR__ST(sx->partition, x ? x->partition : -1);
     WEIR__ST(sx->supervisor, x ? x->supervisor : (uint64_t)0);
     /* the defer list belongs to the slot: it survives a restart */
@@ -259,10 +260,11 @@ static int run_init(weir__proc *p, void *arg) {
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
 /* Does a slot need its extras for these options? */
-static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
-                    const weir__spawn_x *x) {
+static bool needs_x(const weir_rt *rt, const weir_server *srv,
+                    const weir_spawn_opts *so, const weir__spawn_x *x) {
   /* a node budget can refuse any process's sends: each counts its drops */
   return so->max_queue_len || so->max_queue_bytes || so->alarm_enable ||
+         srv->state_size || /* x keeps the reported state size */
          rt->opts.max_mailbox_bytes ||
          (x && (x->supervisor || x->route || x->partition >= 0));
 }
@@ -279,7 +281,7 @@ static int slotx_ensure(weir__proc *p) {
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
                    void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
                    weir_pid *pid) {
-  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK)
+  if (needs_x(rt, srv, so, x) && slotx_ensure(p) != WEIR_OK)
     return WEIR_ENOMEM; /* a held slot stays held for another try */
   incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
@@ -339,7 +341,7 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
   weir__proc *p;
   int rc = slot_alloc(rt, &p);
   if (rc) return rc;
-  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK) {
+  if (needs_x(rt, server, so, x) && slotx_ensure(p) != WEIR_OK) {
     slot_release(rt, p);
     return WEIR_ENOMEM;
   }
@@ -809,8 +811,15 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     return call_cb(cx, p, "handle_info", srv->handle_info, &v);
   }
   case WEIR__K_DOWN: {
-    if (!mon_del(p->ext, ref, 0, NULL)) return WEIR_OK; /* demonitored */
+    weir_pid target;
+    if (!mon_del(p->ext, ref, 0, &target)) return WEIR_OK; /* demonitored */
     weir__pending_take(p, ref, 2);
+    /* A DOWN from no one answers a call the server refused or shed
+       (weir__call_fail): the server lives on, so drop its end of the
+       call's monitor. */
+    if (m->from == 0 && !weir_pid_is_none(target))
+      weir__signal(p->rt, (weir_pid){cx->self}, target, WEIR__K_DEMONITOR, ref,
+                   0, 0);
     v.tag = WEIR_TAG_DOWN;
     v.ref = ref;
     v.data = d + 16;
@@ -916,6 +925,14 @@ static void undefer(weir__proc *p) {
   sx->defer_head = sx->defer_tail = NULL;
 }
 
+/* The behaviour's own account of its state, once per run (not per message),
+   for process_info's memory. Runs in the process, so it may read state. */
+static void note_state_size(weir__proc *p) {
+  if (p->srv && p->srv->state_size && p->x)
+    atomic_store_explicit(&p->x->state_bytes, p->srv->state_size(p->state),
+                          memory_order_relaxed);
+}
+
 void weir__proc_run(weir__proc *p, unsigned budget) {
   weir_rt *rt = p->rt;
   weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
@@ -936,9 +953,11 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
     weir__msg *m = weir__mbox_pop(p);
     if (!m) {
       uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
-      if (st == WEIR__P_LIVE)
+      if (st == WEIR__P_LIVE) {
+        note_state_size(p);
         atomic_store_explicit(&p->status, WEIR_STATUS_WAITING,
                               memory_order_relaxed);
+      }
       weir__set_current_ctx(prev);
       if (weir__mbox_markempty(p)) return; /* p may run elsewhere now */
       weir__set_current_ctx(&cx);
@@ -974,6 +993,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
     }
     if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
   }
+  note_state_size(p);
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE, memory_order_relaxed);
   weir__set_current_ctx(prev);
   weir__schedule(rt, p);

@@ -103,7 +103,12 @@ int weir_register(weir_rt *rt, const char *name, weir_pid pid) {
   reg *r = rt->registry;
   entry **pp = find(r, name);
   int rc = WEIR_OK;
-  if (*pp) {
+  /* Again under the lock: an exit marks the process EXITING before it
+     takes this lock to drop its name, so either we see it gone, or the
+     exit sees our entry and removes it. */
+  if (!weir__proc_get(rt, pid)) {
+    rc = WEIR_ENOPROC;
+  } else if (*pp) {
     rc = WEIR_EEXIST;
   } else if (p->name) {
     rc = WEIR_EEXIST; /* one name per process, as in Erlang */

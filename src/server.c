@@ -207,6 +207,8 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
   uint32_t cap = reply_len ? *reply_len : 0;
   if (cap && !reply) return WEIR_EINVAL;
   if (weir__on_scheduler()) return WEIR_EDEADLK;
+  weir_ctx *self = weir__current_ctx();
+  if (self && self->self == pid.id) return WEIR_EDEADLK; /* calling itself */
   uint32_t idx;
   weir__waiter *w = waiter_get(rt, &idx);
   if (!w) return WEIR_ENOMEM;

@@ -262,6 +262,7 @@ void weir__timer_stop(weir_rt *rt) {
 int weir_send_after(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
                     uint32_t len, uint32_t ms, weir_ref *timer) {
   if (!rt || (len && !data) || tag >= WEIR_TAG_SYSTEM) return WEIR_EINVAL;
+  if (len > UINT32_MAX - 64) return WEIR_EINVAL; /* the size would wrap */
   if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;
   weir_ref ref = weir__new_ref(rt);
   weir__msg *m = weir__msg_new(WEIR__K_INFO, tag, (uint32_t)sizeof ref + len);
