@@ -526,7 +526,8 @@ WEIR_API void weir_partsup_opts_init(weir_partsup_opts *o);
    is ignored). With keep_mailbox, messages routed while a worker restarts
    wait for it. Its routing state lives until weir_rt_stop. On success *pid
    (may be NULL) is set. Errors: EINVAL (rt or o NULL, child.server NULL,
-   name of 64+ bytes, partitions > 65536), ENOMEM, and those of
+   name of 64+ bytes, partitions > 65536, a bad strategy, restart type or
+   intensity), ENOMEM, and those of
    weir_sup_start (EEXIST: name taken, ELIMIT, ESTOPPED, a worker's init). */
 WEIR_API int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o,
                                 weir_pid *pid);
@@ -710,9 +711,9 @@ WEIR_API int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count);
 WEIR_API const char *weir_alarm_kind_name(weir_alarm_kind k);
 
 /* pid receives every alarm raised or cleared from now on as WEIR_TAG_ALARM
-   in handle_info (data: a weir_alarm); only the first 64 subscribers do. A
-   second subscribe is a no-op; a subscriber that ends stays subscribed until
-   weir_alarm_unsubscribe. Errors: EINVAL (rt NULL), ENOPROC, ENOMEM. */
+   in handle_info (data: a weir_alarm). A second subscribe is a no-op; a
+   subscriber that has ended is dropped at the next alarm. Errors: EINVAL
+   (rt NULL), ENOPROC, ENOMEM. */
 WEIR_API int weir_alarm_subscribe(weir_rt *rt, weir_pid pid);
 /* Ends pid's subscription (pid may have ended). Errors: EINVAL (rt NULL),
    ENOTFOUND (not subscribed). */
