@@ -49,8 +49,9 @@ static int c_cast(weir_ctx *cx, void *state, const weir_msg *m) {
   case TAG_WORK:
     return WEIR_OK;
   case TAG_FORK: {
-    /* From a scheduler: does not wait. The child ends on its first message
-       (a STOP cast right away), or its init fails asynchronously. */
+    /* From a scheduler: init runs at once, on this thread; the child ends
+       on its first message (a STOP cast right away), or spawn returns
+       init's failure. */
     weir_pid child;
     intptr_t fail = (m->len > 0 && ((const char *)m->data)[0]) ? -9 : 0;
     int rc = weir_spawn(weir_ctx_rt(cx), &csrv, (void *)fail, NULL, &child);
