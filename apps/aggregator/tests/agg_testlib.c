@@ -1,9 +1,13 @@
 /*
- * agg_testlib.c: see agg_testlib.h.
+ * agg_testlib.c: see agg_testlib.h. Nothing here is clever: each helper
+ * fails the test (CHECK) rather than return an error the caller might
+ * forget to look at, except where the comment in the header says -1.
  */
 #include "agg_testlib.h"
 
 #include <stdarg.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void (*agg_test_on_fail)(void);
@@ -76,4 +80,106 @@ int agg_test_http(uint16_t port, const char *method, const char *path,
   if (retry_after) *retry_after = c.retry_after;
   agg_client_close(&c);
   return status;
+}
+
+long long agg_test_metric(uint16_t port, const char *name) {
+  agg_client c;
+  agg_client_init(&c, "127.0.0.1", port);
+  long long v = -1;
+  if (agg_client_request(&c, "GET", "/metrics", NULL, NULL, 0, NULL) == 0 &&
+      c.status == 200) {
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(c.body, key);
+    if (p) v = atoll(p + strlen(key));
+  }
+  agg_client_close(&c);
+  return v;
+}
+
+int agg_test_wait_stored(uint16_t port, int ms) {
+  double end = agg_test_now_ms() + ms;
+  while (agg_test_now_ms() < end) {
+    long long a = agg_test_metric(port, "weir_agg_accepted_total");
+    long long s = agg_test_metric(port, "weir_agg_stored_total");
+    long long d = agg_test_metric(port, "weir_agg_duplicates_total");
+    if (a >= 0 && s >= 0 && d >= 0 && s + d >= a) return 0;
+    agg_test_sleep_ms(50);
+  }
+  return -1;
+}
+
+int agg_test_spawn_serve(const char *path, const char *const *args,
+                         uint16_t *port) {
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = path;
+    argv[n++] = "serve";
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--no-console";
+    for (int i = 0; args[i] && n < 63; i++)
+      argv[n++] = args[i];
+    argv[n] = NULL;
+    execv(path, (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  FILE *f = fdopen(fds[0], "r");
+  char line[512] = "";
+  CHECK_MSG(fgets(line, sizeof line, f) != NULL, "serve printed nothing");
+  const char *p = strstr(line, "http://127.0.0.1:");
+  CHECK_MSG(p, "unexpected first line: %s", line);
+  *port = (uint16_t)atoi(p + 17);
+  /* Keep reading its stdout in the background so it never blocks. */
+  if (fork() == 0) {
+    while (fgets(line, sizeof line, f))
+      fputs(line, stdout);
+    _exit(0);
+  }
+  fclose(f);
+  return pid;
+}
+
+int agg_test_wait_exit(int pid) {
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK_MSG(WIFEXITED(st), "serve did not exit normally (signal %d)",
+            WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return WEXITSTATUS(st);
+}
+
+long agg_test_rss_kib(int pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long v = -1;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmRSS:", 6)) {
+      v = atol(line + 6);
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+double agg_test_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void agg_test_sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
 }

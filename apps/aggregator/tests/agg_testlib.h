@@ -52,4 +52,26 @@ int agg_test_http(uint16_t port, const char *method, const char *path,
 
 void agg_test_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* One counter or gauge from GET /metrics ("weir_agg_stored_total"), or -1
+   if the request failed or the name is missing. */
+long long agg_test_metric(uint16_t port, const char *name);
+
+/* Waits up to ms for stored + duplicates >= accepted (GET /metrics); 0 when
+   reached, -1 on timeout. */
+int agg_test_wait_stored(uint16_t port, int ms);
+
+/* `weir-aggregator serve` (binary at path) as a child process with argv
+   args (NULL-terminated; --listen 127.0.0.1:0 and --no-console are added),
+   its stdout copied to ours by a helper process. Returns the pid and sets
+   *port from the "listening on" line. */
+int agg_test_spawn_serve(const char *path, const char *const *args,
+                         uint16_t *port);
+/* Waits for pid; returns its exit status (a signal death fails the test). */
+int agg_test_wait_exit(int pid);
+/* VmRSS of pid in KiB from /proc/PID/status, or -1. */
+long agg_test_rss_kib(int pid);
+/* Milliseconds on a monotonic clock. */
+double agg_test_now_ms(void);
+void agg_test_sleep_ms(unsigned ms);
+
 #endif

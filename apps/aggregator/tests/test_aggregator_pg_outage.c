@@ -1,0 +1,212 @@
+/*
+ * test_aggregator_pg_outage.c: PostgreSQL stopped for 10 s under load, then
+ * started again: nothing accepted is lost, nothing is stored twice.
+ *
+ * The test starts its own server (initdb + pg_ctl in a temporary directory
+ * on a free port, as test_aggregator_pg does; via `runuser -u postgres` as
+ * root), then runs the service in process with 4 partitions, --batch 64 and
+ * --queue-limit 500 under 2,000 events/s for 20 s. Three seconds in, the
+ * server is stopped with `pg_ctl stop -m fast` (connections cut); ten
+ * seconds later it is started again on the same port. Meanwhile:
+ *   - the workers' inserts fail; each keeps its buffered batch and retries
+ *     with backoff (weir_agg_db_errors_total grows), resetting its
+ *     connection once the server is back;
+ *   - the workers stop draining, the mailboxes fill to the limit, and the
+ *     load generator gets 503 + Retry-After (backpressure reached the
+ *     client: checked in /metrics during the outage);
+ *   - after the restart, everything accepted is stored: the table is checked
+ *     row by row against the load's accept log (each accepted event exactly
+ *     once, UNIQUE(user_id, seq) with ON CONFLICT DO NOTHING; each user's in
+ *     the order sent).
+ * Exits 77 (ctest SKIP) only when the PostgreSQL server binaries are absent.
+ */
+#include "agg_testlib.h"
+
+#include <glob.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static char bindir[512];
+static char dir[512];
+static int as_postgres;
+static uint16_t pgport;
+
+static int find_bindir(void) {
+  const char *env = getenv("PG_BINDIR");
+  if (env) {
+    snprintf(bindir, sizeof bindir, "%s", env);
+  } else {
+    glob_t g;
+    if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0) return -1;
+    snprintf(bindir, sizeof bindir, "%s", g.gl_pathv[g.gl_pathc - 1]);
+    globfree(&g);
+    *strrchr(bindir, '/') = '\0';
+  }
+  char p[600];
+  snprintf(p, sizeof p, "%s/pg_ctl", bindir);
+  return access(p, X_OK);
+}
+
+static uint16_t free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t l = sizeof sa;
+  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  CHECK(getsockname(fd, (struct sockaddr *)&sa, &l) == 0);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+  char cmd[2048], full[2300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  snprintf(full, sizeof full, "%s%s",
+           as_postgres ? "runuser -u postgres -- " : "", cmd);
+  agg_test_log("$ %s", full);
+  return system(full);
+}
+
+static int pg_started;
+
+static int pg_start(void) {
+  return run("%s/pg_ctl -D %s/data -l %s/pg.log -w -t 60 -o \"-p %u -k %s "
+             "-c listen_addresses=127.0.0.1 -c fsync=off\" start >/dev/null",
+             bindir, dir, dir, pgport, dir);
+}
+
+static void stop_pg(void) {
+  if (pg_started)
+    run("%s/pg_ctl -D %s/data -m immediate -w stop >/dev/null", bindir, dir);
+  pg_started = 0;
+}
+
+typedef struct load_job {
+  agg_load_opts o;
+  agg_accept_log log;
+  agg_load_result r;
+  int rc;
+  char err[256];
+} load_job;
+
+static void *load_thread(void *arg) {
+  load_job *j = arg;
+  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
+  return NULL;
+}
+
+int main(void) {
+  if (find_bindir() != 0) {
+    printf("SKIP: PostgreSQL server binaries not found (install postgresql, "
+           "or set PG_BINDIR)\n");
+    return 77;
+  }
+  as_postgres = geteuid() == 0;
+  agg_test_tmpdir(dir, sizeof dir);
+  if (as_postgres) {
+    struct passwd *pw = getpwnam("postgres");
+    CHECK_MSG(pw, "running as root but there is no postgres user");
+    CHECK(chown(dir, pw->pw_uid, pw->pw_gid) == 0);
+  }
+  pgport = free_port();
+  CHECK_MSG(run("%s/initdb -D %s/data -U postgres -A trust --no-sync -E UTF8 "
+                ">%s/initdb.log 2>&1",
+                bindir, dir, dir) == 0,
+            "initdb failed: see %s/initdb.log", dir);
+  CHECK_MSG(pg_start() == 0, "pg_ctl start failed: see %s/pg.log", dir);
+  pg_started = 1;
+  agg_test_on_fail = stop_pg;
+  char db[256];
+  snprintf(db, sizeof db, "postgresql://postgres@127.0.0.1:%u/postgres",
+           pgport);
+
+  agg_serve_opts o = agg_test_opts(db);
+  o.partitions = 4;
+  o.batch = 64;
+  o.queue_limit = 500;
+  agg_service *svc = agg_test_start(&o);
+  uint16_t port = agg_service_port(svc);
+  load_job j = {0};
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
+  j.o = (agg_load_opts){.url = url,
+                        .rate = 2000,
+                        .secs = 20,
+                        .users = 100,
+                        .batch = 1,
+                        .conns = 4};
+  CHECK(agg_accept_log_init(&j.log, j.o.users) == 0);
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, load_thread, &j) == 0);
+
+  agg_test_sleep_ms(3000);
+  long long acc0 = agg_test_metric(port, "weir_agg_accepted_total");
+  CHECK_MSG(
+      run("%s/pg_ctl -D %s/data -m fast -w stop >/dev/null", bindir, dir) == 0,
+      "pg_ctl stop failed");
+  double t_down = agg_test_now_ms();
+  long long rej0 = agg_test_metric(port, "weir_agg_rejected_full_total");
+  long long qmax = 0;
+  while (agg_test_now_ms() - t_down < 10000) {
+    long long q = agg_test_metric(port, "weir_agg_queue_len_all");
+    if (q > qmax) qmax = q;
+    agg_test_sleep_ms(200);
+  }
+  long long rej1 = agg_test_metric(port, "weir_agg_rejected_full_total");
+  long long errs = agg_test_metric(port, "weir_agg_db_errors_total");
+  long long acc1 = agg_test_metric(port, "weir_agg_accepted_total");
+  CHECK_MSG(pg_start() == 0, "pg_ctl restart failed: see %s/pg.log", dir);
+  double t_up = agg_test_now_ms();
+  agg_test_log("outage: %.1f s; accepted before %lld, during %lld; 503s "
+               "during %lld; queue peak %lld (limit 4 x 500); failed "
+               "transactions %lld",
+               (t_up - t_down) / 1e3, acc0, acc1 - acc0, rej1 - rej0, qmax,
+               errs);
+  /* The backlog drains once the workers' retries find the server again. */
+  while (agg_test_now_ms() - t_up < 6000 &&
+         agg_test_metric(port, "weir_agg_queue_len_all") > 100)
+    agg_test_sleep_ms(50);
+  agg_test_log("backlog under 100 events %.2f s after the restart",
+               (agg_test_now_ms() - t_up) / 1e3);
+  CHECK_MSG(rej1 - rej0 > 1000, "backpressure did not reach the clients");
+  CHECK_MSG(qmax >= 1800, "the mailboxes did not fill during the outage");
+  CHECK(errs > 0);
+
+  pthread_join(th, NULL);
+  CHECK_MSG(j.rc == 0, "%s", j.err);
+  CHECK_MSG(j.r.errors == 0 && j.r.invalid == 0, "errors %llu invalid %llu",
+            (unsigned long long)j.r.errors, (unsigned long long)j.r.invalid);
+  double t_end = agg_test_now_ms();
+  CHECK_MSG(agg_test_wait_stored(port, 30000) == 0,
+            "accepted events not stored 30 s after the load");
+  agg_test_log("load ended %.1f s after the restart; all stored %.2f s "
+               "later",
+               (t_end - t_up) / 1e3, (agg_test_now_ms() - t_end) / 1e3);
+  agg_counters c;
+  CHECK(agg_service_stop(svc, &c) == 0);
+  CHECK(c.stored + c.duplicates >= j.r.accepted);
+  uint64_t rows;
+  char msg[256];
+  CHECK_MSG(agg_accept_log_verify(&j.log, db, &rows, msg, sizeof msg) == 0,
+            "%s", msg);
+  CHECK_EQ(rows, j.r.accepted);
+  agg_test_log("load: %llu accepted, %llu refused (503, %llu with "
+               "Retry-After); %s",
+               (unsigned long long)j.r.accepted,
+               (unsigned long long)j.r.rejected,
+               (unsigned long long)j.r.retry_after, msg);
+  agg_accept_log_free(&j.log);
+  agg_test_on_fail = NULL;
+  run("%s/pg_ctl -D %s/data -m fast -w stop >/dev/null", bindir, dir);
+  pg_started = 0;
+  agg_test_rmdir(dir);
+  return 0;
+}
