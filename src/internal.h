@@ -153,14 +153,20 @@ enum {
   WEIR__P_HELD      /* ended, mailbox kept for a restart in this slot */
 };
 
+/* A link or a watcher's monitor carries the signal it will send when this
+   process ends, allocated when the link is made: an exit under memory
+   pressure can then never lose an EXIT or a DOWN (a supervisor that missed
+   its child's exit would never restart it). */
 typedef struct weir__link {
   weir_pid pid;
+  struct weir__msg *sig; /* the EXIT to send pid at our exit */
 } weir__link;
 
 typedef struct weir__mon {
   weir_ref ref;
   weir_pid pid;
-  uint8_t watcher; /* 1: pid watches me; 0: I watch pid */
+  uint8_t watcher;       /* 1: pid watches me; 0: I watch pid */
+  struct weir__msg *sig; /* watcher: the DOWN to send pid at our exit */
 } weir__mon;
 
 typedef struct weir__pending {
@@ -306,7 +312,10 @@ weir_ref weir__new_ref(weir_rt *rt);
 #define WEIR__SIG_PREFIX 24u
 int weir__signal(weir_rt *rt, weir_pid from, weir_pid to, uint32_t kind,
                  weir_ref ref, uint64_t aux, int32_t reason);
-void weir__link_add(weir__ext *e, weir_pid pid);
+/* Records a link (and its exit signal); ENOMEM leaves nothing recorded. */
+int weir__link_add(weir__ext *e, weir_pid pid);
+/* Room for one more link, so that a later weir__link_add cannot fail. */
+int weir__link_reserve(weir__ext *e);
 /* sup.c and partsup.c */
 typedef struct weir__partsup weir__partsup;
 typedef struct weir__sup_def { /* a supervisor's definition (init's arg) */

@@ -112,15 +112,19 @@ bool weir__mbox_markempty(weir__proc *p) {
                                                  memory_order_acquire);
 }
 
+/* in first, then out: both only grow, so the difference can under-count
+   what arrived meanwhile but never reports more than was ever queued at
+   once (reading out first could: pops and pushes between the two loads
+   would both count). acquire keeps the second load after the first. */
 uint64_t weir__mbox_len(const weir__proc *p) {
+  uint64_t in = atomic_load_explicit(&p->in_count, memory_order_acquire);
   uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
-  uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   return in > out ? in - out : 0;
 }
 
 uint64_t weir__mbox_bytes(const weir__proc *p) {
+  uint64_t in = atomic_load_explicit(&p->in_bytes, memory_order_acquire);
   uint64_t out = atomic_load_explicit(&p->out_bytes, memory_order_relaxed);
-  uint64_t in = atomic_load_explicit(&p->in_bytes, memory_order_relaxed);
   return in > out ? in - out : 0;
 }
 

@@ -192,7 +192,15 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
 admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
   if (sx) {
-    uint64_t len = weir__mbox_len(p);
+    /* The length this admission made (its decision's snapshot plus this
+       message), never past the bound it just enforced: a fresh read could
+       mix pops and pushes of other threads. */
+    uint64_t pend =
+        atomic_load_explicit(&sx->drop_pending, memory_order_relaxed);
+    uint64_t len =
+        (in + 1) - atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    len = len > pend ? len - pend : 0;
+    if (max_len && len > max_len) len = max_len;
     uint64_t hw = atomic_load_explicit(&sx->high_water, memory_order_relaxed);
     if (len > hw) /* a diagnostic: a lost race under-reports by a little */
       atomic_store_explicit(&sx->high_water, len, memory_order_relaxed);

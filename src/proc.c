@@ -29,6 +29,8 @@
 #include <stdlib.h>
 
 static void proc_drain_dead(weir__proc *p);
+static weir__msg *sig_new(uint32_t kind);
+static void link_install(weir__ext *e, weir_pid pid, weir__msg *sig);
 static bool needs_x(const weir_rt *rt, const weir_server *srv,
                     const weir_spawn_opts *so, const weir__spawn_x *x);
 static int slotx_ensure(weir__proc *p);
@@ -171,6 +173,11 @@ weir__ext *weir__ext_get(weir__proc *p) {
 
 static void ext_free(weir__proc *p) {
   if (!p->ext) return;
+  weir__ext *e = p->ext;
+  for (uint32_t i = 0; i < e->nlinks; i++)
+    if (e->links[i].sig) weir__msg_free(e->links[i].sig);
+  for (uint32_t i = 0; i < e->nmons; i++)
+    if (e->mons[i].sig) weir__msg_free(e->mons[i].sig);
   weir__free(p->ext->links);
   weir__free(p->ext->mons);
   weir__free(p->ext->calls);
@@ -287,10 +294,29 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
   weir_pid self = weir__proc_pid(p);
   atomic_fetch_add_explicit(&rt->nprocs, 1, memory_order_relaxed);
   int rc = WEIR_OK;
-  if (so->name) {
+  /* A link to the spawner: everything it needs is taken now, so that after
+     init it cannot fail (a supervisor must hear of every child's exit). */
+  weir_ctx *parent = so->link ? weir__current_ctx() : NULL;
+  bool link_ok = false;
+  weir__msg *sig_up = NULL, *sig_down = NULL;
+  if (parent && parent->p->rt == rt) {
+    weir__ext *e1 = weir__ext_get(parent->p), *e2 = weir__ext_get(p);
+    sig_up = sig_new(WEIR__K_EXIT);
+    sig_down = sig_new(WEIR__K_EXIT);
+    if (!e1 || !e2 || !sig_up || !sig_down || weir__link_reserve(e1) ||
+        weir__link_reserve(e2))
+      rc = WEIR_ENOMEM;
+    else
+      link_ok = true;
+  }
+  if (rc == WEIR_OK && so->name) {
     rc = weir_register(rt, so->name, self);
   }
   if (rc == WEIR_OK) rc = run_init(p, arg);
+  if (rc != WEIR_OK) {
+    if (sig_up) weir__msg_free(sig_up);
+    if (sig_down) weir__msg_free(sig_down);
+  }
   if (rc != WEIR_OK) {
     /* The process never lived: undo without terminate, dead-letter what
        arrived during init, free the slot, hand back the token. */
@@ -304,17 +330,11 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
     return rc;
   }
   atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
-  if (so->link) {
-    weir_ctx *cx = weir__current_ctx();
-    if (cx) {
-      /* Both ends at once: the parent records the link, and the child
-         records the parent before anyone can run it (we hold its token). */
-      weir__ext *e1 = weir__ext_get(cx->p), *e2 = weir__ext_get(p);
-      if (e1 && e2) {
-        weir__link_add(e1, self);
-        weir__link_add(e2, weir__proc_pid(cx->p));
-      }
-    }
+  if (link_ok) {
+    /* Both ends at once: the parent records the link, and the child records
+       the parent before anyone can run it (we hold its token). */
+    link_install(parent->p->ext, self, sig_down);
+    link_install(p->ext, (weir_pid){parent->self}, sig_up);
   }
   if (pid) *pid = self;
   token_release(rt, p);
@@ -485,25 +505,70 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
 
 /* ---- links and monitors (owner-side bookkeeping) ---------------------- */
 
-void weir__link_add(weir__ext *e, weir_pid pid) {
+static weir__msg *sig_new(uint32_t kind) {
+  weir__msg *m = weir__msg_new(kind, 0, WEIR__SIG_PREFIX);
+  if (m) m->flags |= WEIR__MF_NOBOUND;
+  return m;
+}
+
+/* Fills a signal message (see weir__signal for the layout). */
+static void sig_fill(weir__msg *m, weir_pid from, weir_ref ref, uint64_t aux,
+                     int32_t reason) {
+  m->from = from.id;
+  char *d = weir__msg_data(m);
+  memcpy(d, &ref, sizeof ref);
+  memcpy(d + 8, &aux, sizeof aux);
+  memcpy(d + 16, &reason, sizeof reason);
+  memset(d + 20, 0, 4);
+}
+
+int weir__link_reserve(weir__ext *e) {
+  if (e->nlinks < e->caplinks) return WEIR_OK;
+  uint32_t cap = e->caplinks ? e->caplinks * 2 : 4;
+  weir__link *n = weir__malloc(cap * sizeof *n);
+  if (!n) return WEIR_ENOMEM;
+  if (e->nlinks) memcpy(n, e->links, e->nlinks * sizeof *n);
+  weir__free(e->links);
+  e->links = n;
+  e->caplinks = cap;
+  return WEIR_OK;
+}
+
+/* Records a link with its ready exit signal; room was reserved. A link that
+   already exists keeps its signal and sig is freed. */
+static void link_install(weir__ext *e, weir_pid pid, weir__msg *sig) {
   for (uint32_t i = 0; i < e->nlinks; i++)
-    if (weir_pid_eq(e->links[i].pid, pid)) return;
-  if (e->nlinks == e->caplinks) {
-    uint32_t cap = e->caplinks ? e->caplinks * 2 : 4;
-    weir__link *n = weir__malloc(cap * sizeof *n);
-    if (!n) return; /* the link is lost; the signal path stays safe */
-    if (e->nlinks) memcpy(n, e->links, e->nlinks * sizeof *n);
-    weir__free(e->links);
-    e->links = n;
-    e->caplinks = cap;
+    if (weir_pid_eq(e->links[i].pid, pid)) {
+      weir__msg_free(sig);
+      return;
+    }
+  /* init itself may have used the room reserved for this link */
+  if (weir__link_reserve(e) != WEIR_OK) {
+    weir__msg_free(sig); /* only if init made links and memory ran out */
+    return;
   }
-  e->links[e->nlinks++].pid = pid;
+  e->links[e->nlinks].pid = pid;
+  e->links[e->nlinks].sig = sig;
+  e->nlinks++;
+}
+
+int weir__link_add(weir__ext *e, weir_pid pid) {
+  for (uint32_t i = 0; i < e->nlinks; i++)
+    if (weir_pid_eq(e->links[i].pid, pid)) return WEIR_OK;
+  if (weir__link_reserve(e) != WEIR_OK) return WEIR_ENOMEM;
+  weir__msg *sig = sig_new(WEIR__K_EXIT);
+  if (!sig) return WEIR_ENOMEM;
+  e->links[e->nlinks].pid = pid;
+  e->links[e->nlinks].sig = sig;
+  e->nlinks++;
+  return WEIR_OK;
 }
 
 static bool link_del(weir__ext *e, weir_pid pid) {
   if (!e) return false;
   for (uint32_t i = 0; i < e->nlinks; i++)
     if (weir_pid_eq(e->links[i].pid, pid)) {
+      if (e->links[i].sig) weir__msg_free(e->links[i].sig);
       e->links[i] = e->links[--e->nlinks];
       return true;
     }
@@ -520,9 +585,12 @@ static int mon_add(weir__ext *e, weir_ref ref, weir_pid pid, uint8_t watcher) {
     e->mons = n;
     e->capmons = cap;
   }
+  weir__msg *sig = NULL;
+  if (watcher && !(sig = sig_new(WEIR__K_DOWN))) return WEIR_ENOMEM;
   e->mons[e->nmons].ref = ref;
   e->mons[e->nmons].pid = pid;
   e->mons[e->nmons].watcher = watcher;
+  e->mons[e->nmons].sig = sig;
   e->nmons++;
   return WEIR_OK;
 }
@@ -533,6 +601,7 @@ static bool mon_del(weir__ext *e, weir_ref ref, uint8_t watcher,
   for (uint32_t i = 0; i < e->nmons; i++)
     if (e->mons[i].ref == ref && e->mons[i].watcher == watcher) {
       if (pid) *pid = e->mons[i].pid;
+      if (e->mons[i].sig) weir__msg_free(e->mons[i].sig);
       e->mons[i] = e->mons[--e->nmons];
       return true;
     }
@@ -546,10 +615,15 @@ int weir_link(weir_ctx *cx, weir_pid pid) {
   if (weir_pid_eq(self, pid)) return WEIR_OK;
   weir__ext *e = weir__ext_get(p);
   if (!e) return WEIR_ENOMEM;
-  weir__link_add(e, pid);
+  int rc = weir__link_add(e, pid);
+  if (rc) return rc;
   /* The LINK signal carries the target's pid (aux) so that a dead-lettered
      LINK can answer with an exit signal from the right pid. */
-  int rc = weir__signal(p->rt, self, pid, WEIR__K_LINK, 0, pid.id, 0);
+  rc = weir__signal(p->rt, self, pid, WEIR__K_LINK, 0, pid.id, 0);
+  if (rc == WEIR_ENOMEM) {
+    link_del(e, pid);
+    return rc;
+  }
   if (rc == WEIR_ENOPROC)
     rc = weir__signal(p->rt, pid, self, WEIR__K_EXIT, 0, 0, WEIR_REASON_NOPROC);
   /* The exit signal to ourselves may fail only with ENOMEM. */
@@ -689,15 +763,25 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   int32_t out_reason = reason == WEIR_REASON_KILL ? WEIR_REASON_KILLED : reason;
   weir__ext *e = p->ext;
   if (e) {
-    for (uint32_t i = 0; i < e->nlinks; i++)
-      weir__signal(rt, self, e->links[i].pid, WEIR__K_EXIT, 0, 0, out_reason);
+    /* The EXITs and DOWNs were allocated with their links and monitors:
+       they go out whatever memory is left now. */
+    for (uint32_t i = 0; i < e->nlinks; i++) {
+      weir__msg *sig = e->links[i].sig;
+      e->links[i].sig = NULL;
+      sig_fill(sig, self, 0, 0, out_reason);
+      weir__deliver(rt, e->links[i].pid, sig);
+    }
     for (uint32_t i = 0; i < e->nmons; i++) {
-      if (e->mons[i].watcher)
-        weir__signal(rt, self, e->mons[i].pid, WEIR__K_DOWN, e->mons[i].ref, 0,
-                     out_reason);
-      else
+      if (e->mons[i].watcher) {
+        weir__msg *sig = e->mons[i].sig;
+        e->mons[i].sig = NULL;
+        sig_fill(sig, self, e->mons[i].ref, 0, out_reason);
+        weir__deliver(rt, e->mons[i].pid, sig);
+      } else {
+        /* only tidies the other side; a loss costs it a stale entry */
         weir__signal(rt, self, e->mons[i].pid, WEIR__K_DEMONITOR,
                      e->mons[i].ref, 0, 0);
+      }
     }
     for (uint32_t i = 0; i < e->ncalls; i++)
       if (e->calls[i].timer) weir__timer_cancel(rt, e->calls[i].timer);
@@ -850,7 +934,10 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
   }
   case WEIR__K_LINK: {
     weir__ext *e = weir__ext_get(p);
-    if (e) weir__link_add(e, (weir_pid){m->from});
+    if (!e || weir__link_add(e, (weir_pid){m->from}) != WEIR_OK)
+      /* cannot hold our half: the linker must not believe it is linked */
+      weir__signal(p->rt, (weir_pid){cx->self}, (weir_pid){m->from},
+                   WEIR__K_EXIT, 0, 0, WEIR_ENOMEM);
     return WEIR_OK;
   }
   case WEIR__K_UNLINK:
