@@ -30,6 +30,7 @@
 
 #define WEIR__SAMPLE_MS 100
 #define CHUNK           4096u
+#define RETRY_MAX       64u
 
 typedef struct samp {
   uint32_t gen; /* incarnation this record describes */
@@ -51,6 +52,15 @@ typedef struct weir__alarm_state {
   weir_alarm *active; /* raised and not cleared */
   size_t nactive, capactive;
   int budget_on;
+  /* Deliveries that failed for want of memory, retried each tick: `to` is
+     a subscriber, or WEIR_PID_NONE for the active list itself. A fixed
+     ring, allocated at start, so keeping a retry never needs memory. */
+  struct {
+    weir_alarm al;
+    weir_pid to;
+  } retry[RETRY_MAX];
+  unsigned nretry;
+  uint64_t lost; /* retries that did not fit (counted, reported) */
 } weir__alarm_state;
 
 static samp *rec_of(weir__alarm_state *a, uint32_t slot) {
@@ -139,7 +149,26 @@ static void fill(weir_alarm *al, weir_rt *rt, weir__proc *p, samp *r,
   al->secs_to_limit = secs_to_limit(rt, p, r);
 }
 
-static void active_set(weir__alarm_state *a, const weir_alarm *al) {
+#define ALL_SUBS ((weir_pid){UINT64_MAX})
+static void deliver_all(weir_rt *rt, weir__alarm_state *a,
+                        const weir_alarm *al);
+
+static void retry_later(weir__alarm_state *a, const weir_alarm *al,
+                        weir_pid to) {
+  pthread_mutex_lock(&a->mu);
+  if (a->nretry < RETRY_MAX) {
+    a->retry[a->nretry].al = *al;
+    a->retry[a->nretry].to = to;
+    a->nretry++;
+  } else {
+    a->lost++;
+  }
+  pthread_mutex_unlock(&a->mu);
+}
+
+/* Records a raised alarm in (or drops a cleared one from) the active list;
+   false if the list could not grow. */
+static bool active_put(weir__alarm_state *a, const weir_alarm *al) {
   pthread_mutex_lock(&a->mu);
   for (size_t i = 0; i < a->nactive; i++)
     if (a->active[i].kind == al->kind &&
@@ -149,7 +178,7 @@ static void active_set(weir__alarm_state *a, const weir_alarm *al) {
       else
         a->active[i] = a->active[--a->nactive];
       pthread_mutex_unlock(&a->mu);
-      return;
+      return true;
     }
   if (al->on) {
     if (a->nactive == a->capactive) {
@@ -162,9 +191,71 @@ static void active_set(weir__alarm_state *a, const weir_alarm *al) {
         a->capactive = cap;
       }
     }
-    if (a->nactive < a->capactive) a->active[a->nactive++] = *al;
+    if (a->nactive == a->capactive) {
+      pthread_mutex_unlock(&a->mu);
+      return false;
+    }
+    a->active[a->nactive++] = *al;
   }
   pthread_mutex_unlock(&a->mu);
+  return true;
+}
+
+static void active_set(weir__alarm_state *a, const weir_alarm *al) {
+  if (!active_put(a, al)) retry_later(a, al, WEIR_PID_NONE);
+}
+
+static bool deliver_alarm(weir_rt *rt, weir_pid to, const weir_alarm *al) {
+  weir__msg *m = weir__msg_new(WEIR__K_INFO, WEIR_TAG_ALARM,
+                               (uint32_t)(sizeof(weir_ref) + sizeof *al));
+  if (!m) return false;
+  weir_ref zero = 0;
+  memcpy(weir__msg_data(m), &zero, sizeof zero);
+  memcpy((char *)weir__msg_data(m) + sizeof zero, al, sizeof *al);
+  m->flags |= WEIR__MF_NOBOUND;
+  if (weir__deliver(rt, to, m) == WEIR_ENOPROC)
+    weir_alarm_unsubscribe(rt, to); /* it ended: forget it */
+  return true;
+}
+
+/* Once per tick: what failed for want of memory goes again, in order. */
+static void retry_pending(weir_rt *rt, weir__alarm_state *a) {
+  pthread_mutex_lock(&a->mu);
+  unsigned n = a->nretry;
+  pthread_mutex_unlock(&a->mu);
+  for (unsigned i = 0; i < n; i++) {
+    pthread_mutex_lock(&a->mu);
+    weir_alarm al = a->retry[0].al;
+    weir_pid to = a->retry[0].to;
+    a->nretry--;
+    memmove(&a->retry[0], &a->retry[1], a->nretry * sizeof a->retry[0]);
+    pthread_mutex_unlock(&a->mu);
+    bool ok;
+    if (weir_pid_is_none(to))
+      ok = active_put(a, &al);
+    else if (weir_pid_eq(to, ALL_SUBS))
+      ok = (deliver_all(rt, a, &al), true);
+    else
+      ok = deliver_alarm(rt, to, &al);
+    if (!ok) retry_later(a, &al, to);
+  }
+}
+
+/* To every subscriber; what cannot be sent now is retried next tick. */
+static void deliver_all(weir_rt *rt, weir__alarm_state *a,
+                        const weir_alarm *al) {
+  pthread_mutex_lock(&rt->sub_mu);
+  size_t n = rt->nalarm_subs;
+  weir_pid *subs = n ? weir__malloc(n * sizeof *subs) : NULL;
+  if (subs) memcpy(subs, rt->alarm_subs, n * sizeof *subs);
+  pthread_mutex_unlock(&rt->sub_mu);
+  if (!subs) {
+    if (n) retry_later(a, al, ALL_SUBS); /* no memory for the copy */
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!deliver_alarm(rt, subs[i], al)) retry_later(a, al, subs[i]);
+  weir__free(subs);
 }
 
 static void emit(weir_rt *rt, const weir_alarm *al) {
@@ -187,24 +278,7 @@ static void emit(weir_rt *rt, const weir_alarm *al) {
             al->current_function, (unsigned long long)al->queue_len,
             al->in_rate, al->out_rate, left);
   }
-  pthread_mutex_lock(&rt->sub_mu);
-  size_t n = rt->nalarm_subs;
-  weir_pid *subs = n ? weir__malloc(n * sizeof *subs) : NULL;
-  if (subs) memcpy(subs, rt->alarm_subs, n * sizeof *subs);
-  pthread_mutex_unlock(&rt->sub_mu);
-  if (!subs) return; /* none, or no memory: the stderr line went out */
-  for (size_t i = 0; i < n; i++) {
-    weir__msg *m = weir__msg_new(WEIR__K_INFO, WEIR_TAG_ALARM,
-                                 (uint32_t)(sizeof(weir_ref) + sizeof *al));
-    if (!m) continue;
-    weir_ref zero = 0;
-    memcpy(weir__msg_data(m), &zero, sizeof zero);
-    memcpy((char *)weir__msg_data(m) + sizeof zero, al, sizeof *al);
-    m->flags |= WEIR__MF_NOBOUND;
-    if (weir__deliver(rt, subs[i], m) == WEIR_ENOPROC)
-      weir_alarm_unsubscribe(rt, subs[i]); /* it ended: forget it */
-  }
-  weir__free(subs);
+  deliver_all(rt, a, al);
 }
 
 /* Updates p's record (rec_mu held); alarms to emit go to out[*nout]. */
@@ -358,6 +432,7 @@ static void *sampler_main(void *arg) {
        times as long as the scan took before the next one. */
     scan_ns = weir__now_ns() - t0;
     sample_budget(rt, a);
+    retry_pending(rt, a);
     pthread_mutex_lock(&a->mu);
   }
   pthread_mutex_unlock(&a->mu);

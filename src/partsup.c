@@ -546,7 +546,17 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   through_all(rt, ps, t, t->n, flush_cb);
   while (atomic_load_explicit(&ps->flush_left, memory_order_acquire) > 0)
     sleep_1ms();
-  if (n < old->n) rc = weir__sup_resize_children(rt, ps_pid, n);
+  if (n < old->n) {
+    /* The smaller table is live: the surplus workers must go. Asking the
+       supervisor takes one small allocation; under memory pressure keep
+       asking (for up to ~10 s) rather than leave them running unrouted. */
+    for (int tries = 0; tries < 1000; tries++) {
+      rc = weir__sup_resize_children(rt, ps_pid, n);
+      if (rc != WEIR_ENOMEM) break;
+      sleep_1ms();
+      sleep_1ms();
+    }
+  }
 out:
   pthread_mutex_unlock(&ps->resize_mu);
   return rc;

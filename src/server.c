@@ -322,27 +322,34 @@ int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag, const void *data,
     return rc;
   }
   weir_pid self = weir__proc_pid(p);
+  /* The timeout is armed before the call goes out: a call whose timer
+     could not be set must fail now, not wait forever. */
+  if (timeout_ms >= 0) {
+    weir__msg *t = weir__msg_new(WEIR__K_TIMEOUT, 0, sizeof(weir_ref));
+    weir_ref tref = weir__new_ref(rt);
+    rc = WEIR_ENOMEM;
+    if (t) {
+      memcpy(weir__msg_data(t), &r, sizeof r);
+      t->flags |= WEIR__MF_NOBOUND;
+      rc = weir__timer_add(rt,
+                           weir__now_ns() + (uint64_t)timeout_ms * 1000000ull,
+                           self, t, tref); /* frees t on failure */
+    }
+    if (rc != WEIR_OK) {
+      weir__pending_take(p, r, 0);
+      return rc;
+    }
+    weir__pending *pc = pending_find(p, r);
+    if (pc) pc->timer = tref;
+  }
   weir_from from = {self.id, r};
   weir__msg *m = build(WEIR__K_CALL, tag, &from, sizeof from, data, len);
   rc = m ? weir__deliver(rt, pid, m) : WEIR_ENOMEM;
   if (rc != WEIR_OK && rc != WEIR_ENOPROC) {
-    /* ENOPROC is reported by the monitor's DOWN; anything else now. */
+    /* ENOPROC is reported by the monitor's DOWN; anything else now (this
+       also cancels the timer). */
     weir__pending_take(p, r, 0);
     return rc;
-  }
-  if (timeout_ms >= 0) {
-    weir__msg *t = weir__msg_new(WEIR__K_TIMEOUT, 0, sizeof(weir_ref));
-    if (t) {
-      memcpy(weir__msg_data(t), &r, sizeof r);
-      t->flags |= WEIR__MF_NOBOUND;
-      weir_ref tref = weir__new_ref(rt);
-      if (weir__timer_add(rt,
-                          weir__now_ns() + (uint64_t)timeout_ms * 1000000ull,
-                          self, t, tref) == WEIR_OK) {
-        weir__pending *pc = pending_find(p, r);
-        if (pc) pc->timer = tref;
-      }
-    }
   }
   if (ref) *ref = r;
   return WEIR_OK;

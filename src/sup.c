@@ -234,8 +234,12 @@ static void stop_child(weir__sup *s, sup_child *ch, bool keep) {
         sleep_ms(1);
       if (still_running(p, pid)) weir_exit(rt, pid, WEIR_REASON_KILL);
     }
-    while (still_running(p, pid))
+    /* A kill whose signal could not be allocated set the flag but woke
+       nobody: send it again every 10 ms until the child is gone. */
+    for (unsigned i = 1; still_running(p, pid); i++) {
       sleep_ms(1);
+      if (i % 10 == 0) weir_exit(rt, pid, WEIR_REASON_KILL);
+    }
     if (ch->spec.keep_mailbox) {
       wait_held(p);
       ch->held = 1;
@@ -587,7 +591,8 @@ static int do_resize_children(weir__sup *s, sup_req *r) {
       s->c = nc;
       s->cap = want;
     }
-    for (size_t i = s->n; i < want; i++) {
+    size_t first = s->n;
+    for (size_t i = first; i < want; i++) {
       sup_child *ch = &s->c[i];
       memset(ch, 0, sizeof *ch);
       ch->spec = s->c[0].spec;
@@ -597,8 +602,12 @@ static int do_resize_children(weir__sup *s, sup_req *r) {
       s->n = i + 1;
       int rc = start_child(s, ch);
       if (rc != WEIR_OK) {
+        /* all or nothing: the workers started by this call go too, or
+           they would run on outside the routing table */
         release_held(s, ch);
-        s->n = i;
+        for (size_t j = i; j-- > first;)
+          stop_child(s, &s->c[j], false);
+        s->n = first;
         return rc;
       }
     }
