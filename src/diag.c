@@ -51,11 +51,10 @@ const char *weir_status_name(weir_status s) {
    its last run) and the queued messages with their headers. */
 static uint64_t proc_memory(const weir__proc *p) {
   uint64_t m = sizeof(weir__proc) + weir__mbox_bytes(p) +
-               weir__mbox_len(p) * sizeof(weir__msg);
+               weir__mbox_len(p) * sizeof(weir__msg) +
+               atomic_load_explicit(&p->state_bytes, memory_order_relaxed);
   weir__slotx *sx = WEIR__LD(p->x);
-  if (sx)
-    m += sizeof *sx +
-         atomic_load_explicit(&sx->state_bytes, memory_order_relaxed);
+  if (sx) m += sizeof *sx;
   return m;
 }
 

@@ -198,7 +198,6 @@ typedef struct weir__slotx {
   _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
   _Atomic uint64_t dropped;      /* shed or refused (per incarnation) */
   _Atomic uint64_t high_water;   /* longest queue seen (bounded only) */
-  _Atomic uint64_t state_bytes;  /* weir_server.state_size, last run */
   uint64_t supervisor;           /* pid id of the supervisor, 0 = none */
   int32_t partition;             /* -1 if none */
   weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
@@ -242,10 +241,12 @@ struct weir__proc {
   weir__ext *ext;
   weir__slotx *x; /* extras, or NULL (see weir__slotx) */
   _Atomic uint64_t messages_out;
-  _Atomic uint64_t base_in; /* in_count at this incarnation's start */
-  uint64_t spawn_seq;       /* start order, for top-down stop */
-  weir__proc *rq_next;      /* link in a shared run queue */
-  char *name;               /* registered name (owned), or NULL */
+  _Atomic uint64_t base_in;     /* in_count at this incarnation's start */
+  uint32_t spawn_seq;           /* start order (mod 2^32), for top-down stop */
+  _Atomic uint32_t state_bytes; /* weir_server.state_size at the last run
+                                   (saturates at 4 GiB) */
+  weir__proc *rq_next;          /* link in a shared run queue */
+  char *name;                   /* registered name (owned), or NULL */
   uint32_t slot;
   _Atomic uint8_t status; /* weir_status for diagnostics */
   uint8_t trap_exit;      /* owner-only */

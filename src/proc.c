@@ -31,8 +31,8 @@
 static void proc_drain_dead(weir__proc *p);
 static weir__msg *sig_new(uint32_t kind);
 static void link_install(weir__ext *e, weir_pid pid, weir__msg *sig);
-static bool needs_x(const weir_rt *rt, const weir_server *srv,
-                    const weir_spawn_opts *so, const weir__spawn_x *x);
+static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
+                    const weir__spawn_x *x);
 static int slotx_ensure(weir__proc *p);
 static void undefer(weir__proc *p);
 
@@ -217,7 +217,6 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
     atomic_store_explicit(&sx->drop_pending, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
-    atomic_store_explicit(&sx->state_bytes, 0, memory_order_relaxed);
     WEIR__ST(sx->partition, x ? x->partition : -1);
     WEIR__ST(sx->supervisor, x ? x->supervisor : (uint64_t)0);
     /* the defer list belongs to the slot: it survives a restart */
@@ -229,8 +228,9 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   p->served_calls = 0;
   WEIR__ST(p->route, x ? x->route : NULL);
   p->name = NULL;
-  p->spawn_seq =
-      atomic_fetch_add_explicit(&rt->spawn_seq, 1, memory_order_relaxed);
+  p->spawn_seq = (uint32_t)atomic_fetch_add_explicit(&rt->spawn_seq, 1,
+                                                     memory_order_relaxed);
+  atomic_store_explicit(&p->state_bytes, 0, memory_order_relaxed);
   atomic_store_explicit(&p->kill, 0, memory_order_relaxed);
   atomic_store_explicit(&p->reductions, 0, memory_order_relaxed);
   atomic_store_explicit(&p->messages_out, 0, memory_order_relaxed);
@@ -267,11 +267,10 @@ static int run_init(weir__proc *p, void *arg) {
 
 /* The common tail of spawn and restart: init, publish, hand the token. */
 /* Does a slot need its extras for these options? */
-static bool needs_x(const weir_rt *rt, const weir_server *srv,
-                    const weir_spawn_opts *so, const weir__spawn_x *x) {
+static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
+                    const weir__spawn_x *x) {
   /* a node budget can refuse any process's sends: each counts its drops */
   return so->max_queue_len || so->max_queue_bytes || so->alarm_enable ||
-         srv->state_size || /* x keeps the reported state size */
          rt->opts.max_mailbox_bytes ||
          (x && (x->supervisor || x->route || x->partition >= 0));
 }
@@ -288,7 +287,7 @@ static int slotx_ensure(weir__proc *p) {
 int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
                    void *arg, const weir_spawn_opts *so, const weir__spawn_x *x,
                    weir_pid *pid) {
-  if (needs_x(rt, srv, so, x) && slotx_ensure(p) != WEIR_OK)
+  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK)
     return WEIR_ENOMEM; /* a held slot stays held for another try */
   incarnate(rt, p, srv, so, x);
   weir_pid self = weir__proc_pid(p);
@@ -361,7 +360,7 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
   weir__proc *p;
   int rc = slot_alloc(rt, &p);
   if (rc) return rc;
-  if (needs_x(rt, server, so, x) && slotx_ensure(p) != WEIR_OK) {
+  if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK) {
     slot_release(rt, p);
     return WEIR_ENOMEM;
   }
@@ -1015,9 +1014,12 @@ static void undefer(weir__proc *p) {
 /* The behaviour's own account of its state, once per run (not per message),
    for process_info's memory. Runs in the process, so it may read state. */
 static void note_state_size(weir__proc *p) {
-  if (p->srv && p->srv->state_size && p->x)
-    atomic_store_explicit(&p->x->state_bytes, p->srv->state_size(p->state),
+  if (p->srv && p->srv->state_size) {
+    size_t n = p->srv->state_size(p->state);
+    atomic_store_explicit(&p->state_bytes,
+                          n > UINT32_MAX ? UINT32_MAX : (uint32_t)n,
                           memory_order_relaxed);
+  }
 }
 
 void weir__proc_run(weir__proc *p, unsigned budget) {

@@ -273,9 +273,10 @@ typedef struct {
   weir_pid pid;
 } stop_item;
 
-static int by_seq_desc(const void *a, const void *b) {
+/* youngest first: reverse start order */
+static int by_age(const void *a, const void *b) {
   const stop_item *x = a, *y = b;
-  return x->seq < y->seq ? 1 : x->seq > y->seq ? -1 : 0;
+  return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
 static void sleep_ms(unsigned ms) {
@@ -300,6 +301,7 @@ static void signal_all(weir_rt *rt, bool kill) {
   pthread_mutex_unlock(&rt->table_mu);
   stop_item *items = weir__malloc((n ? n : 1) * sizeof *items);
   size_t k = 0;
+  uint32_t now_seq = (uint32_t)atomic_load(&rt->spawn_seq);
   for (uint32_t i = 0; i < n; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p || atomic_load(&p->life) != WEIR__P_LIVE) continue;
@@ -307,7 +309,8 @@ static void signal_all(weir_rt *rt, bool kill) {
     if (!kill && sx && WEIR__LD(sx->supervisor))
       continue; /* its supervisor stops it */
     if (items) {
-      items[k].seq = p->spawn_seq;
+      /* age in spawns (mod 2^32): smaller = started later */
+      items[k].seq = (uint32_t)(now_seq - p->spawn_seq);
       items[k].pid = weir__proc_pid(p);
       k++;
     } else if (kill) {
@@ -315,7 +318,7 @@ static void signal_all(weir_rt *rt, bool kill) {
     }
   }
   if (!items) return;
-  qsort(items, k, sizeof *items, by_seq_desc);
+  qsort(items, k, sizeof *items, by_age);
   for (size_t i = 0; i < k; i++) {
     if (kill) {
       weir_exit(rt, items[i].pid, WEIR_REASON_KILL);
