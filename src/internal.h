@@ -194,6 +194,10 @@ typedef struct weir__slotx {
   int push_timeout_ms;                  /* BLOCK */
   uint32_t alarm_enable, alarm_disable; /* 0 = node default */
   _Atomic uint64_t drop_pending; /* DROP_OLDEST: oldest to shed at next pop */
+  _Atomic uint64_t seen_out;     /* a lower bound of out_count, kept by the
+                                    senders: while in - seen_out is under the
+                                    bound, a send need not read the
+                                    receiver's line at all */
   _Atomic uint32_t space_seq;    /* BLOCK: futex word, bumped on room */
   _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
   _Atomic uint64_t dropped;      /* shed or refused (per incarnation) */

@@ -61,6 +61,31 @@ static int shed(weir_rt *rt, weir__proc *p, weir__msg *m, int err) {
   return err;
 }
 
+/* Moves seen_out up to out (never down: it must stay a value out_count
+   once had, and out_count only grows). */
+static void seen_out_raise(weir__slotx *sx, uint64_t out) {
+  uint64_t s = atomic_load_explicit(&sx->seen_out, memory_order_relaxed);
+  while (s < out && !atomic_compare_exchange_weak_explicit(
+                        &sx->seen_out, &s, out, memory_order_relaxed,
+                        memory_order_relaxed)) {
+  }
+}
+
+/* Records the queue length an admission left (in_after = in_count after
+   it), capped at the bound; reads the receiver's out_count. */
+static void note_high_water(weir__proc *p, weir__slotx *sx, uint64_t in_after,
+                            uint32_t max_len) {
+  uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
+  seen_out_raise(sx, out);
+  uint64_t pend = atomic_load_explicit(&sx->drop_pending, memory_order_relaxed);
+  uint64_t len = in_after > out ? in_after - out : 0;
+  len = len > pend ? len - pend : 0;
+  if (max_len && len > max_len) len = max_len;
+  uint64_t hw = atomic_load_explicit(&sx->high_water, memory_order_relaxed);
+  if (len > hw) /* a diagnostic: a lost race under-reports a little */
+    atomic_store_explicit(&sx->high_water, len, memory_order_relaxed);
+}
+
 static long futex(_Atomic uint32_t *a, int op, uint32_t v,
                   const struct timespec *ts) {
   return syscall(SYS_futex, (uint32_t *)a, op, v, ts, NULL, 0);
@@ -127,14 +152,28 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   const uint64_t max_bytes = WEIR__LD(p->max_bytes);
   const uint8_t overflow = WEIR__LD(p->overflow);
   weir__slotx *const sx = WEIR__LD(p->x);
+  bool near_full = false;
   uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   for (;;) {
-    uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
+    /* out_count only grows, so seen_out (a value it once had) gives an
+       upper bound of the length: if that is under the bound there is room,
+       without touching the receiver's cache line. Only an apparent "full"
+       reads the real out_count (and moves seen_out up). */
+    uint64_t out =
+        sx ? atomic_load_explicit(&sx->seen_out, memory_order_relaxed) : 0;
     uint64_t pend =
-        sx ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed) : 0;
+        sx && overflow == WEIR_OVERFLOW_DROP_OLDEST
+            ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed)
+            : 0;
     /* `in` may be stale (another sender's CAS moved it): then out can be
        past it; clamp, and the CAS below fails and reloads it. */
     uint64_t len = in > out ? in - out : 0;
+    if (max_len && len - (pend < len ? pend : len) + 1 >= max_len) {
+      out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
+      if (sx) seen_out_raise(sx, out);
+      len = in > out ? in - out : 0;
+      near_full = true;
+    }
     bool bytes_full = max_bytes && weir__mbox_bytes(p) + m->len > max_bytes;
     bool full =
         (max_len && len - (pend < len ? pend : len) >= max_len) || bytes_full;
@@ -191,20 +230,12 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   }
 admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
-  if (sx) {
-    /* The length this admission made (its decision's snapshot plus this
-       message), never past the bound it just enforced: a fresh read could
-       mix pops and pushes of other threads. */
-    uint64_t pend =
-        atomic_load_explicit(&sx->drop_pending, memory_order_relaxed);
-    uint64_t len =
-        (in + 1) - atomic_load_explicit(&p->out_count, memory_order_relaxed);
-    len = len > pend ? len - pend : 0;
-    if (max_len && len > max_len) len = max_len;
-    uint64_t hw = atomic_load_explicit(&sx->high_water, memory_order_relaxed);
-    if (len > hw) /* a diagnostic: a lost race under-reports by a little */
-      atomic_store_explicit(&sx->high_water, len, memory_order_relaxed);
-  }
+  /* High water, sampled: every 64th admission (and every one that found
+     the mailbox near full, below) reads the real out_count anyway, and
+     records the length this admission made, never past the bound it just
+     enforced. A mailbox that reaches its bound always records it. */
+  if (sx && ((in & 63u) == 0 || near_full))
+    note_high_water(p, sx, in + 1, max_len);
   return WEIR_OK;
 shed_new:
   if (m->flags & WEIR__MF_BUDGET)
