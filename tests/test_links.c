@@ -530,6 +530,7 @@ static void test_exit_signals(void) {
   lstate *s5 = new_state();
   weir_pid p5 = spawn_l(s5, 1);
   cmd_sync(p5, CMD_LINK, &p4, sizeof p4);
+  CHECK_OK(ping(p4)); /* p4 holds the link: see the p7/p8 case below */
   weir_ref m4 = test_watch(w, p4);
   CHECK_OK(weir_exit(rt, p4, WEIR_REASON_KILL));
   int r4 = wait_down(m4);
@@ -560,6 +561,10 @@ static void test_exit_signals(void) {
   lstate *s7 = new_state(), *s8 = new_state();
   weir_pid p7 = spawn_l(s7, 1), p8 = spawn_l(s8, 0);
   cmd_sync(p7, CMD_LINK, &p8, sizeof p8);
+  /* p7's LINK was queued at p8 before this ping: once p8 answers, it holds
+     the link. (Without it a KILL could overtake the LINK, and p7 would get
+     noproc instead, as in Erlang.) */
+  CHECK_OK(ping(p8));
   weir_ref m8 = test_watch(w, p8);
   CHECK_OK(weir_exit(rt, p8, WEIR_REASON_KILL));
   wait_down(m8);
