@@ -149,6 +149,13 @@ int agg_test_spawn_serve(const char *path, const char *const *args,
   return pid;
 }
 
+void *agg_load_thread(void *arg) {
+  agg_load_job *j = arg;
+  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
+  __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
 int agg_test_wait_exit(int pid) {
   int st;
   CHECK(waitpid(pid, &st, 0) == pid);

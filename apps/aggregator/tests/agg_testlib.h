@@ -71,6 +71,19 @@ int agg_test_wait_exit(int pid);
 /* VmRSS of pid in KiB from /proc/PID/status, or -1. */
 long agg_test_rss_kib(int pid);
 /* Milliseconds on a monotonic clock. */
+/* A load generator run on its own thread: fill o (and log with
+   agg_accept_log_init), then pthread_create(&th, NULL, agg_load_thread, &j);
+   rc, r and err hold agg_load_run's outcome, done turns 1 at the end. */
+typedef struct agg_load_job {
+  agg_load_opts o;
+  agg_accept_log log;
+  agg_load_result r;
+  char url[64]; /* room for o.url, if the caller wants it here */
+  int rc, done;
+  char err[256];
+} agg_load_job;
+void *agg_load_thread(void *arg);
+
 double agg_test_now_ms(void);
 void agg_test_sleep_ms(unsigned ms);
 

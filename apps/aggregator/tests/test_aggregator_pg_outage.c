@@ -28,20 +28,6 @@
 
 static agg_pg pg;
 
-typedef struct load_job {
-  agg_load_opts o;
-  agg_accept_log log;
-  agg_load_result r;
-  int rc;
-  char err[256];
-} load_job;
-
-static void *load_thread(void *arg) {
-  load_job *j = arg;
-  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
-  return NULL;
-}
-
 int main(void) {
   if (agg_pg_find(&pg) != 0) {
     printf("SKIP: PostgreSQL server binaries not found (install postgresql, "
@@ -57,7 +43,7 @@ int main(void) {
   o.queue_limit = 500;
   agg_service *svc = agg_test_start(&o);
   uint16_t port = agg_service_port(svc);
-  load_job j = {0};
+  agg_load_job j = {0};
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
   j.o = (agg_load_opts){.url = url,
@@ -68,7 +54,7 @@ int main(void) {
                         .conns = 4};
   CHECK(agg_accept_log_init(&j.log, j.o.users) == 0);
   pthread_t th;
-  CHECK(pthread_create(&th, NULL, load_thread, &j) == 0);
+  CHECK(pthread_create(&th, NULL, agg_load_thread, &j) == 0);
 
   agg_test_sleep_ms(3000);
   long long acc0 = agg_test_metric(port, "weir_agg_accepted_total");

@@ -24,62 +24,21 @@ static void kill_server(void) {
   if (server > 0) kill(server, SIGKILL);
 }
 
+/* serve on a free port with this test's options, through the shared
+   helper; remembered for kill_server. */
 static pid_t spawn_serve(const char *db, const char *extra, uint16_t *port) {
-  int fds[2];
-  CHECK(pipe(fds) == 0);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    char dbarg[1200];
-    snprintf(dbarg, sizeof dbarg, "--db=%s", db);
-    execl(AGG_BINARY, AGG_BINARY, "serve", "--listen", "127.0.0.1:0", dbarg,
-          "--no-console", extra, "--partitions", "2", "--batch", "32",
-          (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  server = pid;
-  FILE *f = fdopen(fds[0], "r");
-  char line[512] = "";
-  CHECK_MSG(fgets(line, sizeof line, f) != NULL, "serve printed nothing");
-  const char *p = strstr(line, "http://127.0.0.1:");
-  CHECK_MSG(p, "unexpected first line: %s", line);
-  *port = (uint16_t)atoi(p + 17);
-  /* Keep reading its stdout in the background so it never blocks. */
-  if (fork() == 0) {
-    while (fgets(line, sizeof line, f))
-      fputs(line, stdout);
-    _exit(0);
-  }
-  fclose(f);
-  return pid;
+  char dbarg[1200];
+  snprintf(dbarg, sizeof dbarg, "--db=%s", db);
+  const char *args[] = {dbarg, extra, "--partitions", "2", "--batch",
+                        "32",  NULL};
+  server = agg_test_spawn_serve(AGG_BINARY, args, port);
+  return server;
 }
 
 static int wait_exit(pid_t pid) {
-  int st;
-  CHECK(waitpid(pid, &st, 0) == pid);
+  int rc = agg_test_wait_exit(pid);
   if (pid == server) server = -1;
-  CHECK_MSG(WIFEXITED(st), "serve did not exit normally (signal %d)",
-            WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  return WEXITSTATUS(st);
-}
-
-typedef struct load_job {
-  agg_load_opts o;
-  agg_accept_log log;
-  agg_load_result r;
-  int rc, done;
-  char err[256];
-} load_job;
-
-static void *load_thread(void *arg) {
-  load_job *j = arg;
-  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
-  __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-  return NULL;
+  return rc;
 }
 
 /* SIGTERM while the load is still sending. */
@@ -93,15 +52,15 @@ static void sigterm_mid_load(const char *dir) {
   server = agg_test_spawn_serve(AGG_BINARY, args, &port);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
-  load_job j = {.o = {.url = url,
-                      .rate = 5000,
-                      .secs = 10,
-                      .users = 30,
-                      .batch = 1,
-                      .conns = 3}};
+  agg_load_job j = {.o = {.url = url,
+                          .rate = 5000,
+                          .secs = 10,
+                          .users = 30,
+                          .batch = 1,
+                          .conns = 3}};
   CHECK(agg_accept_log_init(&j.log, j.o.users) == 0);
   pthread_t th;
-  CHECK(pthread_create(&th, NULL, load_thread, &j) == 0);
+  CHECK(pthread_create(&th, NULL, agg_load_thread, &j) == 0);
   agg_test_sleep_ms(1500);
   CHECK_MSG(!__atomic_load_n(&j.done, __ATOMIC_ACQUIRE),
             "the load ended before SIGTERM: the test is moot");

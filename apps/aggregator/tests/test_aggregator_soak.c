@@ -26,21 +26,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-typedef struct load_job {
-  agg_load_opts o;
-  agg_accept_log log;
-  agg_load_result r;
-  int rc, done;
-  char err[256];
-} load_job;
-
-static void *load_thread(void *arg) {
-  load_job *j = arg;
-  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
-  __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-  return NULL;
-}
-
 static int server = -1;
 static void kill_server(void) {
   if (server > 0) kill(server, SIGKILL);
@@ -65,16 +50,16 @@ int main(void) {
   long rss_start = agg_test_rss_kib(server);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
-  load_job j = {.o = {.url = url,
-                      .rate = 2000,
-                      .secs = secs,
-                      .users = 200,
-                      .batch = 1,
-                      .conns = 4}};
+  agg_load_job j = {.o = {.url = url,
+                          .rate = 2000,
+                          .secs = secs,
+                          .users = 200,
+                          .batch = 1,
+                          .conns = 4}};
   CHECK(agg_accept_log_init(&j.log, j.o.users) == 0);
   pthread_t th;
   double t0 = agg_test_now_ms();
-  CHECK(pthread_create(&th, NULL, load_thread, &j) == 0);
+  CHECK(pthread_create(&th, NULL, agg_load_thread, &j) == 0);
   static long rss[MAX_SAMPLES];
   static double at[MAX_SAMPLES];
   size_t n = 0;

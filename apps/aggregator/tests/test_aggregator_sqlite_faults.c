@@ -27,22 +27,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-typedef struct load_job {
-  agg_load_opts o;
-  agg_accept_log log;
-  agg_load_result r;
-  char url[64];
-  int rc;
-  char err[256];
-} load_job;
-
-static void *load_thread(void *arg) {
-  load_job *j = arg;
-  j->rc = agg_load_run(&j->o, &j->log, &j->r, j->err, sizeof j->err);
-  return NULL;
-}
-
-static void start_load(load_job *j, uint16_t port, double rate, double secs,
+static void start_load(agg_load_job *j, uint16_t port, double rate, double secs,
                        pthread_t *th) {
   memset(j, 0, sizeof *j);
   snprintf(j->url, sizeof j->url, "http://127.0.0.1:%u", port);
@@ -53,17 +38,17 @@ static void start_load(load_job *j, uint16_t port, double rate, double secs,
                          .batch = 1,
                          .conns = 4};
   CHECK(agg_accept_log_init(&j->log, j->o.users) == 0);
-  CHECK(pthread_create(th, NULL, load_thread, j) == 0);
+  CHECK(pthread_create(th, NULL, agg_load_thread, j) == 0);
 }
 
-static void finish_load(load_job *j, pthread_t th) {
+static void finish_load(agg_load_job *j, pthread_t th) {
   pthread_join(th, NULL);
   CHECK_MSG(j->rc == 0, "%s", j->err);
   CHECK_MSG(j->r.errors == 0 && j->r.invalid == 0, "errors %llu invalid %llu",
             (unsigned long long)j->r.errors, (unsigned long long)j->r.invalid);
 }
 
-static void verify(load_job *j, const char *db, const char *what) {
+static void verify(agg_load_job *j, const char *db, const char *what) {
   uint64_t rows;
   char msg[256];
   CHECK_MSG(agg_accept_log_verify(&j->log, db, &rows, msg, sizeof msg) == 0,
@@ -80,7 +65,7 @@ static void busy(const char *dir) {
   o.queue_limit = 200;
   agg_service *svc = agg_test_start(&o);
   uint16_t port = agg_service_port(svc);
-  load_job j;
+  agg_load_job j;
   pthread_t th;
   start_load(&j, port, 3000, 5.0, &th);
   agg_test_sleep_ms(1000);
@@ -118,7 +103,7 @@ static void injected(const char *dir) {
   agg_serve_opts o = agg_test_opts(db);
   o.fail_db_every = 3;
   agg_service *svc = agg_test_start(&o);
-  load_job j;
+  agg_load_job j;
   pthread_t th;
   start_load(&j, agg_service_port(svc), 3000, 2.0, &th);
   finish_load(&j, th);
@@ -154,7 +139,7 @@ static void io_error(const char *dir) {
   uint16_t port;
   serve_pid = agg_test_spawn_serve(AGG_BINARY, args, &port);
   agg_test_on_fail = kill_serve;
-  load_job j;
+  agg_load_job j;
   pthread_t th;
   start_load(&j, port, 2000, 5.0, &th);
   agg_test_sleep_ms(1000);
