@@ -16,7 +16,7 @@
 typedef struct agg_atomic_counters {
   _Atomic uint64_t requests, accepted, rejected_full, bad_requests,
       invalid_lines, too_large, stored, duplicates, db_errors, commits, alarms,
-      crashes;
+      crashes, lost;
 } agg_atomic_counters;
 
 #define AGG_INC(svc, field, n)                                                 \
@@ -28,10 +28,12 @@ typedef struct agg_worker_cfg {
   unsigned batch;
   uint32_t fail_every;    /* --fail-every: crash on every Nth event */
   uint32_t fail_db_every; /* --fail-db-every: fail every Nth transaction */
+  unsigned group_wait_us; /* group commit: wait for more before a small one */
   struct agg_service *svc;
 } agg_worker_cfg;
 
 typedef struct agg_http agg_http;
+struct agg_acks;
 
 struct agg_service {
   agg_serve_opts opts;
@@ -51,6 +53,11 @@ struct agg_service {
      worker's mailbox would be dead-lettered, as in OTP). Relaxed: a flag
      read once per event, ordering nothing else. */
   atomic_int stopping;
+  /* Set when agg_service_stop begins: requests are refused (503, shutting
+     down) from then on, so the acks in flight can only finish. */
+  atomic_int closing;
+  weir_pid dead_letter_proc;
+  struct agg_acks *acks; /* --ack stored */
   agg_http *http;
 };
 
@@ -59,7 +66,9 @@ extern const weir_server agg_worker_server;
 /* http.c */
 int agg__http_start(agg_service *svc, agg_http **h, uint16_t *port, char *err,
                     size_t errn);
-/* Stops accepting and waits for the requests in flight. */
+/* Stops listening for new connections (open ones are still served). */
+void agg__http_quiesce(agg_http *h);
+/* Closes every connection and joins the HTTP threads. */
 void agg__http_stop(agg_http *h);
 
 #endif

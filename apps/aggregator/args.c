@@ -34,6 +34,15 @@ const char *agg_usage(agg_cmd cmd) {
            "  --db URL             sqlite:PATH (default sqlite:aggregator.db)\n"
            "                       or postgresql://USER@HOST:PORT/DB\n"
            "  --mode M             partitioned (default) or singleton\n"
+           "  --ack WHEN           stored (default): 202 only once every "
+           "accepted event\n"
+           "                       of the request is committed; queued: 202 "
+           "once in a\n"
+           "                       mailbox (a kill -9 loses what is queued)\n"
+           "  --ack-timeout-ms MS  stored mode: not stored within MS -> 503 "
+           "+ Retry-After\n"
+           "                       (default 10000; resending is always "
+           "safe)\n"
            "  --partitions N       workers in partitioned mode (default: one "
            "per CPU)\n"
            "  --work-ms MS         sleep per event, the seed's Process.sleep "
@@ -99,6 +108,8 @@ void agg_args_defaults(agg_args *a) {
   a->serve.db = "sqlite:aggregator.db";
   a->serve.mode = AGG_PARTITIONED;
   a->serve.batch = 256;
+  a->serve.ack = AGG_ACK_STORED;
+  a->serve.ack_timeout_ms = 10000;
   a->serve.node = "aggregator";
   a->serve.console = 1;
   a->serve.max_body = 65536;
@@ -264,6 +275,16 @@ static int serve_opt(cursor *c, const char *name, const char *eqval,
       o->mode = AGG_SINGLETON;
     else
       return BAD("partitioned or singleton");
+  } else if (!strcmp(name, "--ack")) {
+    if (!strcmp(v, "stored"))
+      o->ack = AGG_ACK_STORED;
+    else if (!strcmp(v, "queued"))
+      o->ack = AGG_ACK_QUEUED;
+    else
+      return BAD("stored or queued");
+  } else if (!strcmp(name, "--ack-timeout-ms")) {
+    if (num(v, 10, 3600000, &n)) return BAD("10..3600000");
+    o->ack_timeout_ms = (unsigned)n;
   } else if (!strcmp(name, "--partitions")) {
     if (num(v, 1, 1024, &n)) return BAD("1..1024");
     o->partitions = (unsigned)n;

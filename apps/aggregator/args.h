@@ -22,22 +22,30 @@ typedef enum {
 
 typedef enum { AGG_PARTITIONED = 0, AGG_SINGLETON } agg_mode;
 
+/* When a 202 is sent (see docs/AGGREGATOR.md, "What a 202 promises"). */
+typedef enum {
+  AGG_ACK_STORED = 0, /* after the commit that stored every accepted event */
+  AGG_ACK_QUEUED      /* once the event is in a worker's mailbox (a cast) */
+} agg_ack_mode;
+
 typedef struct agg_serve_opts {
-  char host[64];         /* IPv4 literal to bind */
-  uint16_t port;         /* 0 = ephemeral */
-  const char *db;        /* "sqlite:PATH" or "postgresql://..." */
-  agg_mode mode;         /* --mode */
-  unsigned partitions;   /* 0 = one per scheduler */
-  unsigned work_ms;      /* per-event sleep (the seed's Process.sleep(5)) */
-  uint32_t queue_limit;  /* per-worker mailbox bound; 0 = unbounded */
-  unsigned batch;        /* rows per DB transaction */
-  const char *node;      /* node name (console socket NODE.sock) */
-  int console;           /* 1 = diagnostics console on */
-  size_t max_body;       /* POST /track limit (bytes) */
-  size_t max_batch_body; /* POST /track/batch limit (bytes) */
-  unsigned http_threads; /* HTTP thread pool; 0 = online CPUs */
-  uint32_t alarm_queue;  /* long_message_queue alarm threshold; 0 = off */
-  unsigned conn_timeout; /* seconds an idle HTTP connection is kept */
+  char host[64];           /* IPv4 literal to bind */
+  uint16_t port;           /* 0 = ephemeral */
+  const char *db;          /* "sqlite:PATH" or "postgresql://..." */
+  agg_mode mode;           /* --mode */
+  agg_ack_mode ack;        /* --ack */
+  unsigned ack_timeout_ms; /* --ack-timeout-ms: stored mode's bound */
+  unsigned partitions;     /* 0 = one per scheduler */
+  unsigned work_ms;        /* per-event sleep (the seed's Process.sleep(5)) */
+  uint32_t queue_limit;    /* per-worker mailbox bound; 0 = unbounded */
+  unsigned batch;          /* rows per DB transaction */
+  const char *node;        /* node name (console socket NODE.sock) */
+  int console;             /* 1 = diagnostics console on */
+  size_t max_body;         /* POST /track limit (bytes) */
+  size_t max_batch_body;   /* POST /track/batch limit (bytes) */
+  unsigned http_threads;   /* HTTP thread pool; 0 = online CPUs */
+  uint32_t alarm_queue;    /* long_message_queue alarm threshold; 0 = off */
+  unsigned conn_timeout;   /* seconds an idle HTTP connection is kept */
   /* Fault injection (tests, demos of recovery); 0 = off. */
   uint32_t fail_every;    /* a worker crashes on every Nth event it handles */
   uint32_t fail_db_every; /* every Nth insert transaction fails (store) */

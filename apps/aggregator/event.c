@@ -208,6 +208,7 @@ int agg_ndjson_split(const char *buf, size_t len, agg_line_fn fn, void *ctx) {
 
 typedef struct hdr {
   int64_t seq;
+  uint64_t ack; /* the request's agg_ack (in-process only), 0 = none */
   int64_t received_us;
   uint64_t user_int;
   uint32_t data_len;
@@ -215,17 +216,18 @@ typedef struct hdr {
   uint8_t event_len;
   uint8_t flags; /* bit 0: has data */
 } hdr;
-_Static_assert(sizeof(hdr) == 32, "packed header is 32 bytes");
+_Static_assert(sizeof(hdr) == 40, "packed header is 40 bytes");
 
 size_t agg_event_packed_size(const agg_event *ev) {
   return sizeof(hdr) + ev->user_len + ev->event_len + ev->data_len;
 }
 
-size_t agg_event_pack(const agg_event *ev, int64_t received_us, void *buf,
-                      size_t cap) {
+size_t agg_event_pack(const agg_event *ev, int64_t received_us, uint64_t ack,
+                      void *buf, size_t cap) {
   size_t need = agg_event_packed_size(ev);
   if (need > cap || ev->data_len > UINT32_MAX) return 0;
   hdr h = {.seq = ev->seq,
+           .ack = ack,
            .received_us = received_us,
            .user_int = ev->user_int,
            .data_len = (uint32_t)ev->data_len,
@@ -251,6 +253,7 @@ int agg_event_unpack(const void *buf, size_t len, agg_row *row) {
     return -1;
   const char *p = (const char *)buf + sizeof h;
   row->seq = h.seq;
+  row->ack = h.ack;
   row->received_us = h.received_us;
   row->user = p;
   row->user_len = h.user_len;

@@ -60,13 +60,16 @@ typedef struct agg_row {
   const char *data; /* NULL = no data */
   size_t data_len;
   int64_t received_us; /* microseconds since the epoch */
+  uint64_t ack;        /* the waiting request (ack.h), 0 = none */
 } agg_row;
 
 /* Bytes agg_event_pack needs for ev. */
 size_t agg_event_packed_size(const agg_event *ev);
-/* Packs ev into buf (cap bytes); returns the length, or 0 if cap is short. */
-size_t agg_event_pack(const agg_event *ev, int64_t received_us, void *buf,
-                      size_t cap);
+/* Packs ev into buf (cap bytes); returns the length, or 0 if cap is short.
+   ack: the request waiting for this event to be stored (an agg_ack as an
+   integer, meaningful only inside this process), 0 for none. */
+size_t agg_event_pack(const agg_event *ev, int64_t received_us, uint64_t ack,
+                      void *buf, size_t cap);
 /* Views a packed message; returns 0, or -1 if it is not a valid one. */
 int agg_event_unpack(const void *buf, size_t len, agg_row *row);
 

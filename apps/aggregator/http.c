@@ -23,6 +23,7 @@
  * connection idle for --conn-timeout seconds (default 15) is closed, so a
  * slow client trickling a request cannot hold a connection for long.
  */
+#include "ack.h"
 #include "agg_internal.h"
 
 #include <arpa/inet.h>
@@ -46,6 +47,11 @@ typedef struct req {
   char *buf;
   size_t len, cap;
   int too_large;
+  /* --ack stored: the request waits, suspended, for ack (see ack.h); a
+     batch keeps what it will answer besides the stored count. */
+  agg_ack *ack;
+  uint64_t full, invalid;
+  json_t *errors;
 } req;
 
 static const char ACCEPTED[] = "{\"status\":\"accepted\"}";
@@ -89,6 +95,47 @@ static const char *submit_error(int rc) {
   }
 }
 
+static void wake(void *conn) {
+  MHD_resume_connection(conn);
+}
+
+/* --ack stored: a new ack for the request on c, or NULL (queued mode). */
+static int ack_begin(agg_service *svc, struct MHD_Connection *c, req *r) {
+  if (svc->opts.ack != AGG_ACK_STORED) return 0;
+  r->ack = agg_ack_new(svc->acks, wake, c);
+  return r->ack ? 0 : -1;
+}
+
+/* Stopping: no new work. Read after ack_begin, so that agg_service_stop,
+   which sets closing and then waits for the acks held, sees this request's
+   ack or this request sees closing (both sides fence). */
+static int closing(agg_service *svc) {
+  atomic_thread_fence(memory_order_seq_cst);
+  return atomic_load(&svc->closing);
+}
+
+/* The request has cast its events: wait for their commit, or answer now if
+   none was accepted (the caller's reply). */
+static int ack_wait(struct MHD_Connection *c, req *r, uint64_t accepted) {
+  if (!r->ack) return 0;
+  if (!accepted) {
+    agg_ack_release(r->ack);
+    r->ack = NULL;
+    return 0;
+  }
+  MHD_suspend_connection(c);
+  agg_ack_arm(r->ack);
+  return 1;
+}
+
+static uint64_t token_add(req *r) {
+  return r->ack ? agg_ack_add(r->ack) : 0;
+}
+
+static void token_cancel(req *r) {
+  if (r->ack) agg_ack_cancel(r->ack);
+}
+
 static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
   agg_service *svc = h->svc;
   agg_event ev;
@@ -97,19 +144,28 @@ static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
     AGG_INC(svc, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, err, 0);
   }
-  int rc = agg_service_submit(svc, &ev);
+  if (ack_begin(svc, c, r)) {
+    agg_event_clear(&ev);
+    return MHD_NO;
+  }
+  int rc = closing(svc) ? WEIR_ESHUTDOWN
+                        : agg_service_submit(svc, &ev, token_add(r));
   agg_event_clear(&ev);
   if (rc == WEIR_OK) {
     AGG_INC(svc, accepted, 1);
+    if (ack_wait(c, r, 1)) return MHD_YES;
     return reply(c, MHD_HTTP_ACCEPTED, ACCEPTED, sizeof ACCEPTED - 1,
                  MHD_RESPMEM_PERSISTENT, "application/json", 0);
   }
+  token_cancel(r);
+  ack_wait(c, r, 0);
   AGG_INC(svc, rejected_full, 1);
   return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, submit_error(rc), 1);
 }
 
 typedef struct batch_ctx {
   agg_service *svc;
+  req *r;
   uint64_t accepted, full, invalid;
   json_t *errors;
 } batch_ctx;
@@ -123,11 +179,13 @@ static int batch_line(void *ctx, uint64_t lineno, const char *line, size_t n) {
     b->invalid++;
     status = 400;
   } else {
-    int rc = agg_service_submit(b->svc, &ev);
+    int rc = closing(b->svc) ? WEIR_ESHUTDOWN
+                             : agg_service_submit(b->svc, &ev, token_add(b->r));
     agg_event_clear(&ev);
     if (rc == WEIR_OK) {
       b->accepted++;
     } else {
+      token_cancel(b->r);
       b->full++;
       status = 503;
       snprintf(err, sizeof err, "%s", submit_error(rc));
@@ -140,34 +198,87 @@ static int batch_line(void *ctx, uint64_t lineno, const char *line, size_t n) {
   return 0;
 }
 
+/* The batch reply: "accepted" is what was queued (--ack queued) or what is
+   stored (--ack stored: then also "stored", and "lost" if the database gave
+   up on some). */
+static enum MHD_Result batch_reply(struct MHD_Connection *c, unsigned status,
+                                   uint64_t accepted, uint64_t full,
+                                   uint64_t invalid, json_t *errors,
+                                   const uint64_t *lost) {
+  json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:O}", "accepted",
+                        (json_int_t)accepted, "rejected",
+                        (json_int_t)(full + invalid), "full", (json_int_t)full,
+                        "invalid", (json_int_t)invalid, "errors", errors);
+  if (o && lost) {
+    json_object_set_new(o, "stored", json_integer((json_int_t)accepted));
+    if (*lost) json_object_set_new(o, "lost", json_integer((json_int_t)*lost));
+  }
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!s) return MHD_NO;
+  return reply(c, status, s, strlen(s), MHD_RESPMEM_MUST_FREE,
+               "application/json", status == MHD_HTTP_SERVICE_UNAVAILABLE);
+}
+
 static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
   agg_service *svc = h->svc;
-  batch_ctx b = {.svc = svc, .errors = json_array()};
-  if (!b.errors) return MHD_NO;
+  batch_ctx b = {.svc = svc, .r = r, .errors = json_array()};
+  if (!b.errors || ack_begin(svc, c, r)) {
+    json_decref(b.errors);
+    return MHD_NO;
+  }
   agg_ndjson_split(r->buf, r->len, batch_line, &b);
   uint64_t accepted = b.accepted, full = b.full, invalid = b.invalid;
-  json_t *errors = b.errors;
   AGG_INC(svc, accepted, accepted);
   AGG_INC(svc, rejected_full, full);
   AGG_INC(svc, invalid_lines, invalid);
+  if (ack_wait(c, r, accepted)) {
+    r->full = full;
+    r->invalid = invalid;
+    r->errors = b.errors;
+    return MHD_YES;
+  }
   unsigned status = MHD_HTTP_ACCEPTED;
   if (accepted + full + invalid == 0) {
-    json_decref(errors);
+    json_decref(b.errors);
     AGG_INC(svc, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty batch: no events", 0);
   }
   if (accepted == 0)
     status = full ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
   if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(svc, bad_requests, 1);
-  json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:o}", "accepted",
-                        (json_int_t)accepted, "rejected",
-                        (json_int_t)(full + invalid), "full", (json_int_t)full,
-                        "invalid", (json_int_t)invalid, "errors", errors);
-  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!s) return MHD_NO;
-  return reply(c, status, s, strlen(s), MHD_RESPMEM_MUST_FREE,
-               "application/json", full > 0);
+  uint64_t none = 0;
+  enum MHD_Result ret =
+      batch_reply(c, status, accepted, full, invalid, b.errors,
+                  svc->opts.ack == AGG_ACK_STORED ? &none : NULL);
+  json_decref(b.errors);
+  return ret;
+}
+
+/* --ack stored, resumed: every event stored (202), some lost, or the
+   deadline passed (503 + Retry-After; resending is safe). */
+static enum MHD_Result ack_reply(agg_http *h, struct MHD_Connection *c,
+                                 req *r) {
+  agg_service *svc = h->svc;
+  uint64_t stored, lost;
+  agg_ack_state st = agg_ack_result(r->ack, &stored, &lost);
+  if (st == AGG_ACK_TIMEDOUT) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "not stored within %u ms (%llu of the request's events were): "
+             "retry later, resending is safe",
+             svc->opts.ack_timeout_ms, (unsigned long long)stored);
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg, 1);
+  }
+  unsigned status = lost ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_ACCEPTED;
+  if (r->route == R_TRACK) {
+    if (!lost)
+      return reply(c, status, ACCEPTED, sizeof ACCEPTED - 1,
+                   MHD_RESPMEM_PERSISTENT, "application/json", 0);
+    return reply_error(c, status, "the event could not be stored: retry later",
+                       1);
+  }
+  return batch_reply(c, status, stored, r->full, r->invalid, r->errors, &lost);
 }
 
 static int route_of(const char *url, const char *method, int *get) {
@@ -243,6 +354,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     r->len += n;
     return MHD_YES;
   }
+  if (r->ack) return ack_reply(h, c, r);
   if (r->too_large) {
     AGG_INC(svc, too_large, 1);
     char msg[96];
@@ -259,6 +371,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
   (void)toe;
   req *r = *con_cls;
   if (r) {
+    if (r->ack) agg_ack_release(r->ack);
+    json_decref(r->errors);
     free(r->buf);
     free(r);
     *con_cls = NULL;
@@ -286,8 +400,9 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
     threads = n > 0 ? (unsigned)n : 2;
   }
   h->d = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO, 0, NULL,
-      NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+          MHD_ALLOW_SUSPEND_RESUME,
+      0, NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED,
       completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)(svc->opts.conn_timeout ? svc->opts.conn_timeout : 15),
@@ -303,6 +418,12 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
   *port = info ? info->port : svc->opts.port;
   *out = h;
   return 0;
+}
+
+void agg__http_quiesce(agg_http *h) {
+  if (!h) return;
+  MHD_socket fd = MHD_quiesce_daemon(h->d);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
 void agg__http_stop(agg_http *h) {

@@ -12,6 +12,7 @@
  * shutdown time, after the messages queued before the stop) and each
  * worker's terminate flushes its last batch.
  */
+#include "ack.h"
 #include "agg_internal.h"
 #include "store.h"
 
@@ -52,6 +53,36 @@ static int al_info(weir_ctx *cx, void *state, const weir_msg *m) {
 
 static const weir_server alarm_server = {
     .name = "aggregator_alarms", .init = al_init, .handle_info = al_info};
+
+/* ---- dead letters ------------------------------------------------------- */
+
+/* An accepted event that weir could not deliver (its worker gone for good:
+   a supervisor that gave up, a node stopping) will never be stored: its
+   request, if it waits, learns so at once, and the loss is counted and
+   logged instead of passing in silence. */
+static int dl_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  agg_service *svc = state;
+  weir_dead_letter h;
+  if (m->tag != WEIR_TAG_DEAD_LETTER || m->len < sizeof h) return WEIR_OK;
+  memcpy(&h, m->data, sizeof h);
+  agg_row row;
+  if (h.tag != AGG_TAG_EVENT || m->len - sizeof h != h.len ||
+      agg_event_unpack((const char *)m->data + sizeof h, h.len, &row))
+    return WEIR_OK;
+  AGG_INC(svc, lost, 1);
+  fprintf(stderr,
+          "weir-aggregator: event lost: user_id=%.*s seq=%lld: %s (not "
+          "stored%s)\n",
+          (int)row.user_len, row.user, (long long)row.seq,
+          weir_strerror(h.reason),
+          row.ack ? "; its request is answered 503" : "");
+  agg_ack_done(row.ack, 0);
+  return WEIR_OK;
+}
+
+static const weir_server dead_letter_server = {
+    .name = "aggregator_dead_letters", .init = al_init, .handle_info = dl_info};
 
 /* ---- start / stop ------------------------------------------------------- */
 
@@ -112,12 +143,14 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
   svc->opts = *o;
   if (hooks) svc->hooks = *hooks;
   snprintf(svc->db_url, sizeof svc->db_url, "%s", o->db);
-  svc->wcfg = (agg_worker_cfg){.db_url = svc->db_url,
-                               .work_ms = o->work_ms,
-                               .batch = o->batch ? o->batch : 1,
-                               .fail_every = o->fail_every,
-                               .fail_db_every = o->fail_db_every,
-                               .svc = svc};
+  svc->wcfg =
+      (agg_worker_cfg){.db_url = svc->db_url,
+                       .work_ms = o->work_ms,
+                       .batch = o->batch ? o->batch : 1,
+                       .fail_every = o->fail_every,
+                       .fail_db_every = o->fail_db_every,
+                       .group_wait_us = o->ack == AGG_ACK_STORED ? 100 : 0,
+                       .svc = svc};
   agg_store *db;
   if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;
   agg_store_close(db);
@@ -149,6 +182,21 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
              weir_strerror(rc));
     goto fail;
   }
+  so.name = "aggregator_dead_letters";
+  rc = weir_spawn(svc->rt, &dead_letter_server, svc, &so,
+                  &svc->dead_letter_proc);
+  if (rc == WEIR_OK)
+    rc = weir_dead_letter_subscribe(svc->rt, svc->dead_letter_proc);
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "cannot start the dead-letter subscriber: %s",
+             weir_strerror(rc));
+    goto fail;
+  }
+  if (o->ack == AGG_ACK_STORED &&
+      agg_acks_start(o->ack_timeout_ms, &svc->acks)) {
+    snprintf(err, errn, "cannot start the ack timer thread");
+    goto fail;
+  }
   if (start_workers(svc, err, errn)) goto fail;
   uint16_t port;
   if (agg__http_start(svc, &svc->http, &port, err, errn)) goto fail;
@@ -157,12 +205,27 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
   return 0;
 fail:
   if (svc->rt) weir_rt_stop(svc->rt, 10000);
+  agg_acks_stop(svc->acks);
   free(svc);
   return -1;
 }
 
 int agg_service_stop(agg_service *svc, agg_counters *final) {
   atomic_store_explicit(&svc->stopping, 1, memory_order_relaxed);
+  /* New requests get 503 from here on; the ones waiting for their commit
+     are answered as the workers store them (or at their deadline). */
+  atomic_store(&svc->closing, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  agg__http_quiesce(svc->http);
+  if (svc->acks) {
+    size_t left =
+        agg_acks_wait_idle(svc->acks, svc->opts.ack_timeout_ms + 2000);
+    if (left)
+      fprintf(stderr,
+              "weir-aggregator: stop: %zu requests still waiting for their "
+              "answer are closed unanswered (their clients resend)\n",
+              left);
+  }
   agg__http_stop(svc->http);
   int rc = weir_rt_stop(svc->rt, 600000);
   if (rc != WEIR_OK)
@@ -170,6 +233,7 @@ int agg_service_stop(agg_service *svc, agg_counters *final) {
   svc->rt = NULL;
   uint64_t lost = atomic_load(&svc->unflushed);
   if (final) agg_service_counters(svc, final);
+  agg_acks_stop(svc->acks);
   free(svc);
   return rc == WEIR_OK && lost == 0 ? 0 : -1;
 }
@@ -182,13 +246,13 @@ static int64_t now_us(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int agg_service_submit(agg_service *svc, const agg_event *ev) {
+int agg_service_submit(agg_service *svc, const agg_event *ev, uint64_t ack) {
   char stack[2048];
   size_t need = agg_event_packed_size(ev);
   if (need > UINT32_MAX) return WEIR_EINVAL;
   char *buf = need <= sizeof stack ? stack : malloc(need);
   if (!buf) return WEIR_ENOMEM;
-  uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), buf, need);
+  uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), ack, buf, need);
   int rc;
   if (svc->opts.mode == AGG_SINGLETON) {
     weir_pid pid = {
@@ -255,7 +319,9 @@ void agg_service_counters(agg_service *svc, agg_counters *c) {
   LD(commits);
   LD(alarms);
   LD(crashes);
+  LD(lost);
 #undef LD
+  c->ack_timeouts = svc->acks ? agg_acks_timeouts(svc->acks) : 0;
 }
 
 typedef struct sbuf {
@@ -302,8 +368,8 @@ char *agg_service_metrics(agg_service *svc) {
   agg_service_counters(svc, &c);
   sbuf b = {0};
   counter(&b, "weir_agg_requests_total", "HTTP requests", c.requests);
-  counter(&b, "weir_agg_accepted_total", "Events accepted (202) and queued",
-          c.accepted);
+  counter(&b, "weir_agg_accepted_total",
+          "Events accepted into a worker's mailbox", c.accepted);
   counter(&b, "weir_agg_rejected_full_total",
           "Events refused because the worker mailbox was full (503)",
           c.rejected_full);
@@ -320,6 +386,14 @@ char *agg_service_metrics(agg_service *svc) {
           c.db_errors);
   counter(&b, "weir_agg_commits_total", "Transactions committed", c.commits);
   counter(&b, "weir_agg_alarms_total", "Overload alarms raised", c.alarms);
+  counter(&b, "weir_agg_lost_total",
+          "Accepted events that will never be stored (dead letters, or a "
+          "database that never came back)",
+          c.lost);
+  counter(&b, "weir_agg_ack_timeouts_total",
+          "Requests answered 503 because their events were not stored "
+          "within --ack-timeout-ms",
+          c.ack_timeouts);
   counter(&b, "weir_agg_worker_crashes_total",
           "Worker crashes (each restarted with its mailbox kept)", c.crashes);
   uint64_t q[1024];

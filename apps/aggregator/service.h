@@ -3,6 +3,7 @@
  *
  *   HTTP thread --agg_service_submit--> weir_cast / weir_partition_cast
  *       --> worker (blocking process: sleep work_ms, buffer, batch insert)
+ *       --> agg_ack_done --> the suspended request answers 202 (--ack stored)
  *
  * Singleton mode is the seed's "before": one registered process,
  * "aggregator". Partitioned mode is the "after": a partition supervisor,
@@ -38,6 +39,11 @@ typedef struct agg_counters {
   uint64_t commits;       /* transactions committed */
   uint64_t alarms;        /* alarms raised on this node */
   uint64_t crashes;       /* worker crashes (restarted by the supervisor) */
+  uint64_t lost;          /* accepted events that will never be stored
+                             (dead letters, or a database that never came
+                             back): counted and logged, never silent */
+  uint64_t ack_timeouts;  /* --ack stored: requests answered 503 because
+                             their events were not stored in time */
 } agg_counters;
 
 /* Called on the alarm subscriber's process for every alarm (raised or
@@ -63,13 +69,15 @@ unsigned agg_service_workers(const agg_service *svc);
 /* Queue length of each worker into out[0..n); returns the total. */
 uint64_t agg_service_queue_lens(agg_service *svc, uint64_t *out, size_t n);
 void agg_service_counters(agg_service *svc, agg_counters *c);
-/* Queues one parsed event; returns a weir code (WEIR_EFULL = 503). */
-int agg_service_submit(agg_service *svc, const agg_event *ev);
+/* Queues one parsed event; returns a weir code (WEIR_EFULL = 503). ack: the
+   waiting request's token (ack.h), 0 for none. */
+int agg_service_submit(agg_service *svc, const agg_event *ev, uint64_t ack);
 /* Prometheus text into a malloc'd string (caller frees), or NULL. */
 char *agg_service_metrics(agg_service *svc);
-/* Stops HTTP, drains every mailbox into the database, stops the node and
-   frees svc. final (may be NULL) gets the last counters. Returns 0, or -1
-   if events could not all be stored (see stderr). */
+/* Refuses new requests (503), lets the requests waiting for their commit
+   (--ack stored) get their answer, stops HTTP, drains every mailbox into the
+   database, stops the node and frees svc. final (may be NULL) gets the last
+   counters. Returns 0, or -1 if events could not all be stored (see stderr). */
 int agg_service_stop(agg_service *svc, agg_counters *final);
 
 #endif

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t need = agg_event_packed_size(&ev);
   char *buf = malloc(need);
   agg_row r;
-  if (!buf || agg_event_pack(&ev, 1, buf, need) != need ||
+  if (!buf || agg_event_pack(&ev, 1, 0, buf, need) != need ||
       agg_event_unpack(buf, need, &r) != 0 || r.seq != ev.seq ||
       r.user_len != ev.user_len || memcmp(r.user, ev.user, r.user_len) ||
       r.data_len != ev.data_len)

@@ -139,6 +139,7 @@ static void backpressure(const char *dir) {
   o.mode = AGG_SINGLETON;
   o.queue_limit = 4;
   o.work_ms = 10;
+  o.ack = AGG_ACK_QUEUED; /* a mailbox that fills: one client, no waiting */
   agg_service *svc = agg_test_start(&o);
   port = agg_service_port(svc);
   char url[64];

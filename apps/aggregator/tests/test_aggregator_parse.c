@@ -95,15 +95,16 @@ static void event_cases(void) {
   CHECK(ev.data && !strcmp(ev.data, "{\"page\":\"/x\",\"n\":[1,2]}"));
   /* Round trip through the packed form. */
   char buf[512];
-  size_t n = agg_event_pack(&ev, 123456, buf, sizeof buf);
+  size_t n = agg_event_pack(&ev, 123456, 0xabcdef, buf, sizeof buf);
   CHECK(n == agg_event_packed_size(&ev));
   agg_row r;
   CHECK(agg_event_unpack(buf, n, &r) == 0);
   CHECK(r.seq == 7 && r.received_us == 123456 && r.user_len == 2);
+  CHECK(r.ack == 0xabcdef);
   CHECK(!memcmp(r.user, "42", 2) && !memcmp(r.event, "click", 5));
   CHECK(r.data_len == ev.data_len && !memcmp(r.data, ev.data, r.data_len));
   CHECK(agg_event_unpack(buf, n - 1, &r) == -1);
-  CHECK(agg_event_pack(&ev, 0, buf, n - 1) == 0);
+  CHECK(agg_event_pack(&ev, 0, 0, buf, n - 1) == 0);
   agg_event_clear(&ev);
 
   const char *s1 = "{\"user_id\":\"u42\",\"seq\":0,\"event\":\"x\"}";

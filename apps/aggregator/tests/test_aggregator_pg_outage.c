@@ -38,6 +38,7 @@ int main(void) {
   const char *db = pg.url;
 
   agg_serve_opts o = agg_test_opts(db);
+  o.ack = AGG_ACK_QUEUED; /* the mailbox bound is what is tested */
   o.partitions = 4;
   o.batch = 64;
   o.queue_limit = 500;

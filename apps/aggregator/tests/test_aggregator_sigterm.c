@@ -29,8 +29,8 @@ static void kill_server(void) {
 static pid_t spawn_serve(const char *db, const char *extra, uint16_t *port) {
   char dbarg[1200];
   snprintf(dbarg, sizeof dbarg, "--db=%s", db);
-  const char *args[] = {dbarg, extra, "--partitions", "2", "--batch",
-                        "32",  NULL};
+  const char *args[] = {dbarg, extra,     "--ack=queued", "--partitions",
+                        "2",   "--batch", "32",           NULL};
   server = agg_test_spawn_serve(AGG_BINARY, args, port);
   return server;
 }
@@ -46,8 +46,8 @@ static void sigterm_mid_load(const char *dir) {
   char db[1100], dbarg[1200];
   snprintf(db, sizeof db, "sqlite:%s/midload.db", dir);
   snprintf(dbarg, sizeof dbarg, "--db=%s", db);
-  const char *args[] = {dbarg, "--work-ms=2", "--partitions", "2", "--batch",
-                        "32",  NULL};
+  const char *args[] = {dbarg, "--work-ms=2", "--ack=queued", "--partitions",
+                        "2",   "--batch",     "32",           NULL};
   uint16_t port;
   server = agg_test_spawn_serve(AGG_BINARY, args, &port);
   char url[64];

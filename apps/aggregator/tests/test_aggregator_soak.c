@@ -42,8 +42,8 @@ int main(void) {
   snprintf(db, sizeof db, "sqlite:%s/soak.db", dir);
   snprintf(dbarg, sizeof dbarg, "--db=%s", db);
   const char *args[] = {
-      dbarg, "--work-ms=2", "--partitions", "2", "--queue-limit",
-      "200", "--batch",     "64",           NULL};
+      dbarg,           "--work-ms=2", "--ack=queued", "--partitions", "2",
+      "--queue-limit", "200",         "--batch",      "64",           NULL};
   uint16_t port;
   server = agg_test_spawn_serve(AGG_BINARY, args, &port);
   agg_test_on_fail = kill_server;

@@ -62,6 +62,7 @@ static void busy(const char *dir) {
   char db[1100];
   snprintf(db, sizeof db, "sqlite:%s/busy.db", dir);
   agg_serve_opts o = agg_test_opts(db);
+  o.ack = AGG_ACK_QUEUED; /* the mailbox bound is what is tested */
   o.queue_limit = 200;
   agg_service *svc = agg_test_start(&o);
   uint16_t port = agg_service_port(svc);
@@ -101,7 +102,7 @@ static void injected(const char *dir) {
   char db[1100];
   snprintf(db, sizeof db, "sqlite:%s/inject.db", dir);
   agg_serve_opts o = agg_test_opts(db);
-  o.fail_db_every = 3;
+  o.fail_db_every = 3; /* --ack stored (the default): 202 after the retry */
   agg_service *svc = agg_test_start(&o);
   agg_load_job j;
   pthread_t th;
@@ -134,8 +135,8 @@ static void io_error(const char *dir) {
   snprintf(dbarg, sizeof dbarg, "--db=%s", db);
   /* Ignored signals stay ignored across exec: EFBIG instead of a kill. */
   signal(SIGXFSZ, SIG_IGN);
-  const char *args[] = {dbarg, "--partitions",  "2",   "--batch",
-                        "16",  "--queue-limit", "500", NULL};
+  const char *args[] = {dbarg, "--ack=queued",  "--partitions", "2", "--batch",
+                        "16",  "--queue-limit", "500",          NULL};
   uint16_t port;
   serve_pid = agg_test_spawn_serve(AGG_BINARY, args, &port);
   agg_test_on_fail = kill_serve;
