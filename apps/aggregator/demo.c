@@ -153,6 +153,9 @@ static int run_phase(const agg_demo_opts *o, phase *p, agg_mode mode,
   so.mode = mode;
   so.partitions = o->partitions;
   so.work_ms = o->work_ms;
+  /* The seed's GenServer.cast: 202 as soon as the event is queued, so the
+     backlog can build up in the mailbox (the story). */
+  so.ack = AGG_ACK_QUEUED;
   so.batch = 64;
   so.node = "aggregator-demo";
   so.alarm_queue = 200;
@@ -254,6 +257,10 @@ int agg_demo_main(const agg_demo_opts *o) {
   ph[1].mode = "partitioned";
   printf("weir-aggregator demo: the seed's drowning GenServer, then the "
          "PartitionSupervisor fix\n\n");
+  printf("  both phases run with --ack queued (the seed's cast: 202 once the "
+         "event is in a\n  mailbox), so the backlog is visible; a kill -9 "
+         "would lose every queued event.\n  `serve` defaults to --ack stored: "
+         "202 only once the event is committed.\n\n");
   printf("== 1. singleton (Before): every event through one process\n");
   fflush(stdout);
   int bad = run_phase(o, &ph[0], AGG_SINGLETON, o->out) != 0;

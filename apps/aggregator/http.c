@@ -25,18 +25,22 @@
  */
 #include "ack.h"
 #include "agg_internal.h"
+#include "linger.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 struct agg_http {
   struct MHD_Daemon *d;
   agg_service *svc;
+  agg_linger *linger;
 };
 
 enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH };
@@ -379,6 +383,24 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
   }
 }
 
+/* A connection closing with input unread (an answer given before the whole
+   request was read: 413, 431, 414) lingers (linger.h), so that the client
+   reads the answer instead of a reset. libmicrohttpd calls this before it
+   closes its socket, so the descriptor is still this connection's. */
+static void notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                   enum MHD_ConnectionNotificationCode code) {
+  (void)socket_context;
+  agg_http *h = cls;
+  if (code != MHD_CONNECTION_NOTIFY_CLOSED) return;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  int unread = 0;
+  if (!ci || ioctl(ci->connect_fd, FIONREAD, &unread) != 0 || unread <= 0)
+    return;
+  int fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd >= 0) agg_linger_fd(h->linger, fd);
+}
+
 int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
                     size_t errn) {
   agg_http *h = calloc(1, sizeof *h);
@@ -387,10 +409,16 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
     return -1;
   }
   h->svc = svc;
+  if (agg_linger_start(&h->linger)) {
+    snprintf(err, errn, "cannot start the lingering-close thread");
+    free(h);
+    return -1;
+  }
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons(svc->opts.port)};
   if (inet_pton(AF_INET, svc->opts.host, &sa.sin_addr) != 1) {
     snprintf(err, errn, "bad listen address '%s'", svc->opts.host);
+    agg_linger_stop(h->linger);
     free(h);
     return -1;
   }
@@ -404,12 +432,14 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
           MHD_ALLOW_SUSPEND_RESUME,
       0, NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED,
-      completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+      completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify, h,
+      MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)(svc->opts.conn_timeout ? svc->opts.conn_timeout : 15),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
   if (!h->d) {
     snprintf(err, errn, "cannot listen on %s:%u (in use? permission?)",
              svc->opts.host, svc->opts.port);
+    agg_linger_stop(h->linger);
     free(h);
     return -1;
   }
@@ -429,5 +459,6 @@ void agg__http_quiesce(agg_http *h) {
 void agg__http_stop(agg_http *h) {
   if (!h) return;
   MHD_stop_daemon(h->d);
+  agg_linger_stop(h->linger);
   free(h);
 }
