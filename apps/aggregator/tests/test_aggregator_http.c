@@ -6,11 +6,16 @@
  *  2. per-user order under concurrent load (partitioned, batch and single);
  *  3. backpressure: a tiny --queue-limit and a slow --work-ms give 503 with
  *     Retry-After, the mailbox never passes its bound, and every event that
- *     was accepted (and only those) is in the database, in order.
+ *     was accepted (and only those) is in the database, in order;
+ *  4. --ack stored (the default): the row is in the database when the 202
+ *     arrives, a batch reply counts what is stored, and an event that cannot
+ *     be stored in --ack-timeout-ms (the database locked) gets 503 with
+ *     Retry-After, is stored once the lock goes, and its resend is safe.
  */
 #include "agg_testlib.h"
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 static uint16_t port;
 
@@ -203,10 +208,94 @@ static void backpressure(const char *dir) {
                (unsigned long long)info.queue_high_water, msg);
 }
 
+/* Rows of user in the SQLite file at path, read on a connection of our own
+   (what any other reader of the database would see). */
+static long long rows_of(const char *path, const char *user) {
+  sqlite3 *h;
+  sqlite3_stmt *st;
+  long long n = -1;
+  CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+  sqlite3_busy_timeout(h, 5000);
+  CHECK(sqlite3_prepare_v2(h, "SELECT count(*) FROM events WHERE user_id = ?",
+                           -1, &st, NULL) == SQLITE_OK);
+  sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+  return n;
+}
+
+static void stored_contract(const char *dir) {
+  char db[1100];
+  snprintf(db, sizeof db, "sqlite:%s/stored.db", dir);
+  const char *path = db + 7;
+  agg_serve_opts o = agg_test_opts(db);
+  CHECK(o.ack == AGG_ACK_STORED); /* the default */
+  o.ack_timeout_ms = 400;
+  agg_service *svc = agg_test_start(&o);
+  port = agg_service_port(svc);
+  char body[128];
+  for (int i = 0; i < 20; i++) {
+    snprintf(body, sizeof body,
+             "{\"user_id\":\"s1\",\"seq\":%d,\"event\":\"x\"}", i);
+    expect("POST", "/track", body, 202, "accepted");
+    CHECK_EQ(rows_of(path, "s1"), i + 1); /* stored before the 202 */
+  }
+  const char *batch = "{\"user_id\":\"s2\",\"seq\":0,\"event\":\"a\"}\n"
+                      "nope\n"
+                      "{\"user_id\":\"s2\",\"seq\":1,\"event\":\"a\"}\n"
+                      "{\"user_id\":\"s2\",\"seq\":2,\"event\":\"a\"}\n";
+  char *resp;
+  int ra;
+  int st = agg_test_http(port, "POST", "/track/batch", batch, strlen(batch),
+                         &resp, &ra);
+  CHECK_MSG(st == 202, "batch -> %d: %s", st, resp);
+  json_t *j = json_loads(resp, 0, NULL);
+  CHECK_MSG(j, "batch reply is not JSON: %s", resp);
+  CHECK_EQ(json_integer_value(json_object_get(j, "accepted")), 3);
+  CHECK_EQ(json_integer_value(json_object_get(j, "stored")), 3);
+  CHECK_EQ(json_integer_value(json_object_get(j, "invalid")), 1);
+  json_decref(j);
+  free(resp);
+  CHECK_EQ(rows_of(path, "s2"), 3);
+
+  /* The database locked for longer than --ack-timeout-ms. */
+  sqlite3 *h;
+  CHECK(sqlite3_open(path, &h) == SQLITE_OK);
+  CHECK(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK);
+  const char *ev = "{\"user_id\":\"s3\",\"seq\":0,\"event\":\"x\"}";
+  double t0 = agg_test_now_ms();
+  st = agg_test_http(port, "POST", "/track", ev, strlen(ev), &resp, &ra);
+  double waited = agg_test_now_ms() - t0;
+  CHECK_MSG(st == 503 && ra == 1, "locked: %d (Retry-After %d): %s", st, ra,
+            resp);
+  CHECK_MSG(strstr(resp, "not stored within 400 ms"), "503 body: %s", resp);
+  CHECK_MSG(waited >= 350 && waited < 5000, "answered after %.0f ms", waited);
+  free(resp);
+  CHECK_EQ(agg_test_metric(port, "weir_agg_ack_timeouts_total"), 1);
+  CHECK(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(h);
+  CHECK_MSG(agg_test_wait_stored(port, 20000) == 0, "not stored after unlock");
+  CHECK_EQ(rows_of(path, "s3"), 1);              /* stored late, once */
+  expect("POST", "/track", ev, 202, "accepted"); /* the client's resend */
+  CHECK_EQ(rows_of(path, "s3"), 1);
+  agg_counters c;
+  CHECK(agg_service_stop(svc, &c) == 0);
+  CHECK_EQ(c.ack_timeouts, 1);
+  CHECK_EQ(c.stored, 24);
+  CHECK_EQ(c.duplicates, 1);
+  CHECK_EQ(c.lost, 0);
+  agg_test_log("stored: ok (row in the database at each 202, batch counts "
+               "stored, 503 + Retry-After after %.0f ms on a locked "
+               "database, stored later once, resend safe)",
+               waited);
+}
+
 int main(void) {
   char dir[512];
   agg_test_tmpdir(dir, sizeof dir);
   contract(dir);
+  stored_contract(dir);
   ordered_load(dir, 1);
   ordered_load(dir, 100);
   backpressure(dir);
