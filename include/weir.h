@@ -192,7 +192,7 @@ typedef struct weir_msg { /* a view, valid during the callback only */
 #define WEIR_REASON_SHUTDOWN 1 /* asked to stop by its supervisor / rt_stop */
 #define WEIR_REASON_KILL     2 /* untrappable kill signal */
 #define WEIR_REASON_KILLED   3 /* what links see of a KILL */
-#define WEIR_REASON_NOPROC   4 /* monitor/link target did not exist */
+#define WEIR_REASON_NOPROC   4 /* monitor/link target had already ended */
 
 /* Callback return values. */
 #define WEIR_STOP 1 /* end the process normally (reason NORMAL) */
@@ -226,10 +226,13 @@ typedef struct weir_server { /* the behaviour: a table of callbacks */
 /* What a bounded mailbox does when full. */
 typedef enum {
   WEIR_OVERFLOW_REJECT = 0,  /* the send returns WEIR_EFULL (default) */
-  WEIR_OVERFLOW_DROP_OLDEST, /* the oldest queued message is shed (the new
-                                one instead when the byte bound is hit, or
-                                max_queue_len more already wait to be
-                                shed); the send returns OK */
+  WEIR_OVERFLOW_DROP_OLDEST, /* the send queues the new message and sheds
+                                the oldest queued ones until both bounds
+                                hold: the newest max_queue_len (and
+                                max_queue_bytes) survive, in order, however
+                                long the receiver is stuck; a message larger
+                                than max_queue_bytes is itself shed. The
+                                send returns OK */
   WEIR_OVERFLOW_DROP_NEWEST, /* the new message is shed; the send returns OK */
   WEIR_OVERFLOW_BLOCK        /* wait up to push_timeout_ms, then EFULL;
                                 EDEADLK on a scheduler thread or sending to
@@ -344,18 +347,25 @@ WEIR_API weir_rt *weir_ctx_rt(weir_ctx *cx);
    WEIR_TAG_EXIT. Errors: EINVAL (rt NULL), ENOPROC, ENOMEM. */
 WEIR_API int weir_exit(weir_rt *rt, weir_pid pid, int reason);
 /* Links the calling process with pid (both ways); linking to oneself or
-   twice is a no-op. If pid does not exist the caller gets an exit signal
-   with WEIR_REASON_NOPROC (and ends, unless it traps exits). Errors: EINVAL
-   (cx NULL), ENOMEM. */
+   twice is a no-op. When pid ends, the caller gets an exit signal with its
+   exit reason (WEIR_REASON_KILLED for a kill): also if pid ends before it
+   has handled the link request (a kill, a crash on a message queued
+   earlier), as the BEAM's in-order signal handling gives. Only if pid had
+   already ended at the call (or ends while the call runs) is the reason
+   WEIR_REASON_NOPROC. Either way the caller ends, unless it traps exits or
+   the reason is NORMAL. Errors: EINVAL (cx NULL), ENOMEM. */
 WEIR_API int weir_link(weir_ctx *cx, weir_pid pid);
 /* Removes the link with pid both ways: no link exit signal from it arrives
    afterwards. Not linked, or pid gone: WEIR_OK. Errors: EINVAL (cx NULL),
    ENOMEM. */
 WEIR_API int weir_unlink(weir_ctx *cx, weir_pid pid);
 /* The calling process monitors pid: when it ends, a WEIR_TAG_DOWN message
-   with its exit reason and ref == *ref (may be NULL) arrives (at once, with
-   reason NOPROC, if pid does not exist). Each call is a new monitor. Errors:
-   EINVAL (cx NULL), ENOMEM. */
+   with its exit reason (WEIR_REASON_KILLED for a kill) and ref == *ref (may
+   be NULL) arrives, also if pid ends before it has handled the monitor
+   request (a kill, a crash on a message queued earlier). Only if pid had
+   already ended at the call (or ends while the call runs) is the reason
+   WEIR_REASON_NOPROC, and the DOWN comes at once. Each call is a new
+   monitor. Errors: EINVAL (cx NULL), ENOMEM. */
 WEIR_API int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref);
 /* Removes a monitor of the calling process; no DOWN for it arrives
    afterwards. Errors: EINVAL (cx NULL), ENOTFOUND (no such monitor, or its

@@ -129,6 +129,7 @@ typedef struct weir__msg {
 #define WEIR__MF_NOBOUND 2u /* runtime message: not counted against bounds */
 #define WEIR__MF_FRONT   4u /* popped from the requeue list: caller frees */
 #define WEIR__MF_BUDGET  8u /* counted in the node's mailbox budget */
+#define WEIR__MF_DQ      16 /* DROP_OLDEST: in dq_len, a sender may evict */
 
 static inline void *weir__msg_data(weir__msg *m) {
   return (void *)(m + 1);
@@ -193,19 +194,23 @@ typedef struct weir__ext {
 typedef struct weir__slotx {
   int push_timeout_ms;                  /* BLOCK */
   uint32_t alarm_enable, alarm_disable; /* 0 = node default */
-  _Atomic uint64_t drop_pending; /* DROP_OLDEST: oldest to shed at next pop */
-  _Atomic uint64_t seen_out;     /* a lower bound of out_count, kept by the
-                                    senders: while in - seen_out is under the
-                                    bound, a send need not read the
-                                    receiver's line at all */
-  _Atomic uint32_t space_seq;    /* BLOCK: futex word, bumped on room */
-  _Atomic uint32_t blocked;      /* BLOCK: senders waiting for room */
-  _Atomic uint64_t dropped;      /* shed or refused (per incarnation) */
-  _Atomic uint64_t high_water;   /* longest queue seen (bounded only) */
-  uint64_t supervisor;           /* pid id of the supervisor, 0 = none */
-  int32_t partition;             /* -1 if none */
-  weir__msg *defer_head, *defer_tail; /* routed messages of a resize in
-                                         progress (consumer-owned) */
+  _Atomic uint64_t seen_out;   /* a lower bound of out_count, kept by the
+                                  senders: while in - seen_out is under the
+                                  bound, a send need not read the
+                                  receiver's line at all */
+  _Atomic uint32_t space_seq;  /* BLOCK: futex word, bumped on room */
+  _Atomic uint32_t blocked;    /* BLOCK: senders waiting for room */
+  _Atomic uint64_t dropped;    /* shed or refused (per incarnation) */
+  _Atomic uint64_t high_water; /* longest queue seen (bounded only) */
+  uint64_t supervisor;         /* pid id of the supervisor, 0 = none */
+  int32_t partition;           /* -1 if none */
+  /* routed messages of a resize in progress (consumer-owned) */
+  weir__msg *defer_head, *defer_tail;
+  /* DROP_OLDEST (overload.c): dq_mu orders the senders' pushes and
+     evictions with the receiver's pops; dq_len/dq_bytes count the MF_DQ
+     messages linked in the queue (the evictable ones), under dq_mu. */
+  pthread_mutex_t dq_mu;
+  uint64_t dq_len, dq_bytes;
 } weir__slotx;
 
 typedef struct weir__proc weir__proc;
@@ -223,7 +228,8 @@ struct weir__proc {
   uint8_t overflow;
   uint8_t blocking;
   uint8_t keep_on_exit; /* hold the mailbox for a restart (atomic access) */
-  uint8_t shed_oldest;  /* bounded and overflow == DROP_OLDEST */
+  uint8_t shed_oldest;  /* bounded and overflow == DROP_OLDEST: senders
+                           evict, pops take x->dq_mu (written under it) */
   uint64_t max_bytes;
   void *route; /* the partition supervisor routing here, or NULL */
 
@@ -291,6 +297,12 @@ weir__msg *weir__mbox_pop(weir__proc *p);
 bool weir__mbox_markempty(weir__proc *p);
 /* Consumer only: puts a copy of a popped message back at the head. */
 void weir__mbox_unpop(weir__proc *p, weir__msg *copy);
+/* Consumer only: a popped message of len bytes counts as queued again
+   (unpop, and a partition worker's deferred message). */
+void weir__mbox_uncount(weir__proc *p, uint32_t len);
+/* DROP_OLDEST, x->dq_mu held: unlinks the oldest MF_DQ message, which must
+   not be the newest one queued (the caller pushed after it). */
+weir__msg *weir__mbox_evict_oldest(weir__proc *p);
 uint64_t weir__mbox_len(const weir__proc *p);
 uint64_t weir__mbox_bytes(const weir__proc *p);
 /* Consumer only: frees every queued node (runtime teardown). */
@@ -373,13 +385,15 @@ void weir__proc_undefer(weir__proc *p);
 /* overload.c: admits m into bounded p (counts it) or sheds it. Consumes m
    on any error. */
 int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m);
-/* Consumer side of the policies, after each pop: true = m was shed (the
-   caller skips it). Also wakes BLOCK senders. */
-bool weir__bound_popped(weir__proc *p, weir__msg *m);
+/* BLOCK, after each pop: wakes the senders waiting for room. */
+void weir__bound_popped(weir__proc *p);
+/* At each incarnation (token held): turns sender-side eviction on or off
+   for the slot (DROP_OLDEST with a bound). */
+void weir__bound_mode(weir__proc *p, bool shed_oldest);
 void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,
                               int reason);
-/* bound_admit's "shed by the policy": the caller reports WEIR_OK to the
-   sender and must not push (the message is gone). */
+/* bound_admit took m: shed it by the policy, or (DROP_OLDEST) queued it
+   itself; the caller reports WEIR_OK to the sender and must not push. */
 #define WEIR__SHED 1
 /* Bytes of runtime data before the user's payload, per message kind. */
 uint32_t weir__kind_prefix(uint32_t kind);

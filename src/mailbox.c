@@ -18,6 +18,15 @@
  * send already owns), the consumer adds to out_count/out_bytes on its own
  * line; the length is the difference. Readers may see a difference that is a
  * message off in either direction, never more; diagnostics tolerate that.
+ *
+ * DROP_OLDEST mailboxes (p->shed_oldest) keep the same queue, but a sender
+ * that finds the bound passed unlinks the oldest message itself (overload.c).
+ * So there every pop, and every write of out_count/out_bytes (an eviction
+ * counts as taken off the queue), holds the slot's x->dq_mu; senders evict
+ * under it too. Lock-free pushes (runtime signals) still mix in: an eviction
+ * only unlinks a node whose successor link is written, never the head, so
+ * it cannot race with them. Every other mailbox pays one predictable branch
+ * per pop for this.
  */
 #include "internal.h"
 
@@ -49,13 +58,28 @@ static void node_free(weir__proc *p, weir__node *n) {
 
 /* Consumer-owned counters: a plain load and store, relaxed, because only the
    consumer writes them and readers tolerate a stale value. */
-static inline void count_out(weir__proc *p, weir__msg *m) {
-  if (WEIR__UNLIKELY(m->flags & WEIR__MF_BUDGET)) {
+static void count_out_rare(weir__proc *p, weir__msg *m) {
+  if (m->flags & WEIR__MF_BUDGET) {
     /* relaxed: a budget figure, ordering nothing */
     atomic_fetch_sub_explicit(&p->rt->queued_bytes, m->len,
                               memory_order_relaxed);
     m->flags &= (uint16_t)~WEIR__MF_BUDGET;
   }
+  if (m->flags & WEIR__MF_DQ) {
+    /* Queued for an earlier DROP_OLDEST incarnation of this slot: it still
+       counts in dq_len, which a later one would inherit. */
+    weir__slotx *sx = p->x;
+    pthread_mutex_lock(&sx->dq_mu);
+    sx->dq_len--;
+    sx->dq_bytes -= m->len;
+    pthread_mutex_unlock(&sx->dq_mu);
+    m->flags &= (uint16_t)~WEIR__MF_DQ;
+  }
+}
+
+static inline void count_out(weir__proc *p, weir__msg *m) {
+  if (WEIR__UNLIKELY(m->flags & (WEIR__MF_BUDGET | WEIR__MF_DQ)))
+    count_out_rare(p, m);
   atomic_store_explicit(
       &p->out_count,
       atomic_load_explicit(&p->out_count, memory_order_relaxed) + 1,
@@ -66,21 +90,94 @@ static inline void count_out(weir__proc *p, weir__msg *m) {
       memory_order_relaxed);
 }
 
-void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
-  atomic_store_explicit(&copy->node.next, (weir__node *)p->front,
-                        memory_order_relaxed);
-  p->front = copy;
+void weir__mbox_uncount(weir__proc *p, uint32_t len) {
+  /* DROP_OLDEST: senders add evictions to out_count under dq_mu */
+  bool locked = p->shed_oldest;
+  if (WEIR__UNLIKELY(locked)) pthread_mutex_lock(&p->x->dq_mu);
   atomic_store_explicit(
       &p->out_count,
       atomic_load_explicit(&p->out_count, memory_order_relaxed) - 1,
       memory_order_relaxed);
   atomic_store_explicit(
       &p->out_bytes,
-      atomic_load_explicit(&p->out_bytes, memory_order_relaxed) - copy->len,
+      atomic_load_explicit(&p->out_bytes, memory_order_relaxed) - len,
       memory_order_relaxed);
+  if (WEIR__UNLIKELY(locked)) pthread_mutex_unlock(&p->x->dq_mu);
+}
+
+void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
+  /* The copy is not MF_DQ (the pop cleared it): senders never evict a
+     requeued message, it waits on the consumer's own front list. */
+  atomic_store_explicit(&copy->node.next, (weir__node *)p->front,
+                        memory_order_relaxed);
+  p->front = copy;
+  weir__mbox_uncount(p, copy->len);
+}
+
+/* DROP_OLDEST: the pop under dq_mu (see the top of the file). */
+static weir__msg *pop_locked(weir__proc *p) {
+  weir__slotx *sx = p->x;
+  pthread_mutex_lock(&sx->dq_mu);
+  weir__msg *f = p->front;
+  if (f) { /* requeued: never MF_DQ, but its count_out needs the lock */
+    p->front =
+        (weir__msg *)atomic_load_explicit(&f->node.next, memory_order_relaxed);
+    atomic_store_explicit(&f->node.next, NULL, memory_order_relaxed);
+    f->flags |= WEIR__MF_FRONT;
+    count_out(p, f);
+    pthread_mutex_unlock(&sx->dq_mu);
+    return f;
+  }
+  weir__node *tail = p->tail;
+  /* acquire: pairs with the push's (or an eviction's) release store. */
+  weir__node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+  if (!next) {
+    pthread_mutex_unlock(&sx->dq_mu);
+    return NULL;
+  }
+  p->tail = next;
+  weir__msg *m = (weir__msg *)next;
+  if (m->flags & WEIR__MF_DQ) {
+    sx->dq_len--;
+    sx->dq_bytes -= m->len;
+    m->flags &= (uint16_t)~WEIR__MF_DQ;
+  }
+  count_out(p, m);
+  pthread_mutex_unlock(&sx->dq_mu);
+  /* the old tail is behind p->tail: no sender looks at it any more */
+  node_free(p, tail);
+  return m;
+}
+
+weir__msg *weir__mbox_evict_oldest(weir__proc *p) {
+  weir__node *prev = p->tail, *n;
+  for (;;) {
+    /* acquire: the node's contents (its flags) were published by the
+       release store that linked it. NULL: a lock-free push is between its
+       exchange and its link; it completes shortly, as the consumer's own
+       pop waits for it. */
+    while (!(n = atomic_load_explicit(&prev->next, memory_order_acquire)))
+      weir__cpu_relax();
+    if (((weir__msg *)n)->flags & WEIR__MF_DQ) break;
+    prev = n; /* a runtime signal, or queued before this slot's DROP_OLDEST
+                 incarnation: not one to shed */
+  }
+  weir__node *after;
+  /* n is older than the caller's push, so it is not the head: its
+     successor is linked or about to be, and no push can link after it. */
+  while (!(after = atomic_load_explicit(&n->next, memory_order_acquire)))
+    weir__cpu_relax();
+  /* release: the consumer (or the next evictor) that follows prev->next
+     sees what `after`'s pusher published (acquired just above). */
+  atomic_store_explicit(&prev->next, after, memory_order_release);
+  weir__msg *m = (weir__msg *)n;
+  m->flags &= (uint16_t)~WEIR__MF_DQ;
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+  return m;
 }
 
 weir__msg *weir__mbox_pop(weir__proc *p) {
+  if (WEIR__UNLIKELY(p->shed_oldest)) return pop_locked(p);
   weir__msg *f = p->front;
   if (f) { /* requeued messages come first; they are not tail nodes, so
                the caller frees them (WEIR__MF_FRONT tells) */

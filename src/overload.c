@@ -11,11 +11,25 @@
  * slack does not matter.
  *
  * REJECT returns WEIR_EFULL to the sender; DROP_NEWEST sheds the new message;
- * DROP_OLDEST has the receiver shed the oldest at its next pop (senders
- * cannot pop an MPSC queue), so the queue holds at most max_queue_len live
- * messages plus those marked for shedding, which never pass max_queue_len
- * more; BLOCK parks the sender on a futex the receiver bumps after each pop
- * when someone waits (EDEADLK where waiting would stall a scheduler).
+ * BLOCK parks the sender on a futex the receiver bumps after each pop when
+ * someone waits (EDEADLK where waiting would stall a scheduler).
+ *
+ * DROP_OLDEST is exact: after any burst the queue holds the newest
+ * max_queue_len messages (and at most max_queue_bytes of them), in order,
+ * however long the receiver is stuck. A sender cannot pop an MPSC queue, but
+ * it can unlink a node from its middle if nobody else moves the same links:
+ * so a DROP_OLDEST slot has a mutex (x->dq_mu) that its senders hold to push
+ * and evict, and its receiver holds to pop (mailbox.c). Under it a send
+ * pushes, then unlinks and sheds the oldest evictable messages (MF_DQ: the
+ * ones admitted this way, counted in dq_len/dq_bytes) while the bound is
+ * passed; an eviction counts in out_count like a pop. The lock serialises the
+ * senders of that one mailbox, which is the price of exactness; REJECT,
+ * DROP_NEWEST, BLOCK and unbounded mailboxes never take it (their pop only
+ * tests p->shed_oldest). Whether a slot evicts is p->shed_oldest, written
+ * under dq_mu at each incarnation (the token held, so no pop runs), so a
+ * stale sender that read the previous incarnation's policy cannot evict
+ * behind a receiver that pops without the lock. Runtime signals (NOBOUND)
+ * are never evicted and never take the lock.
  *
  * The node budget (max_mailbox_bytes) caps the bytes queued in all mailboxes;
  * when it is set, every send pays one shared atomic add. Over budget a send
@@ -77,9 +91,7 @@ static void note_high_water(weir__proc *p, weir__slotx *sx, uint64_t in_after,
                             uint32_t max_len) {
   uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
   seen_out_raise(sx, out);
-  uint64_t pend = atomic_load_explicit(&sx->drop_pending, memory_order_relaxed);
   uint64_t len = in_after > out ? in_after - out : 0;
-  len = len > pend ? len - pend : 0;
   if (max_len && len > max_len) len = max_len;
   uint64_t hw = atomic_load_explicit(&sx->high_water, memory_order_relaxed);
   if (len > hw) /* a diagnostic: a lost race under-reports a little */
@@ -127,6 +139,73 @@ static bool wait_room(weir__proc *p, uint32_t len, uint64_t deadline) {
   return true;
 }
 
+/* DROP_OLDEST (see the top of the file): queues m and sheds the oldest
+   while the bound is passed. Returns WEIR__SHED (m taken), or WEIR_OK if the
+   slot no longer evicts (a stale sender: the caller pushes m unbounded). */
+static int admit_oldest(weir_rt *rt, weir__proc *p, weir__slotx *sx,
+                        weir__msg *m) {
+  pthread_mutex_lock(&sx->dq_mu);
+  if (WEIR__UNLIKELY(!p->shed_oldest)) {
+    pthread_mutex_unlock(&sx->dq_mu);
+    atomic_fetch_add_explicit(&p->in_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
+    return WEIR_OK;
+  }
+  /* read under the lock: the same incarnation as shed_oldest */
+  const uint32_t max_len = WEIR__LD(p->max_len);
+  const uint64_t max_bytes = WEIR__LD(p->max_bytes);
+  if (WEIR__UNLIKELY(max_bytes && m->len > max_bytes)) {
+    /* It would push out everything and still not fit: it is the one shed. */
+    pthread_mutex_unlock(&sx->dq_mu);
+    if (m->flags & WEIR__MF_BUDGET)
+      atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
+                                memory_order_relaxed);
+    return shed(rt, p, m, WEIR__SHED);
+  }
+  m->flags |= WEIR__MF_DQ;
+  uint32_t len = m->len;
+  bool sched = weir__mbox_push(p, m);
+  sx->dq_len++;
+  sx->dq_bytes += len;
+  uint64_t n_ev = 0, b_ev = 0;
+  /* m itself always fits (len <= max_bytes), so this stops before it. The
+     shed ones are notified under the lock, so dead letters keep the queue's
+     order; that sends only runtime messages (NOBOUND), which never take a
+     dq_mu. */
+  while ((max_len && sx->dq_len > max_len) ||
+         (max_bytes && sx->dq_bytes > max_bytes)) {
+    weir__msg *o = weir__mbox_evict_oldest(p);
+    sx->dq_len--;
+    sx->dq_bytes -= o->len;
+    n_ev++;
+    b_ev += o->len;
+    if (o->flags & WEIR__MF_BUDGET)
+      atomic_fetch_sub_explicit(&rt->queued_bytes, o->len,
+                                memory_order_relaxed);
+    shed(rt, p, o, WEIR__SHED);
+  }
+  if (n_ev) { /* taken off the queue: every writer holds dq_mu here */
+    atomic_store_explicit(
+        &p->out_count,
+        atomic_load_explicit(&p->out_count, memory_order_relaxed) + n_ev,
+        memory_order_relaxed);
+    atomic_store_explicit(
+        &p->out_bytes,
+        atomic_load_explicit(&p->out_bytes, memory_order_relaxed) + b_ev,
+        memory_order_relaxed);
+  }
+  /* After the evictions' out_count: a reader that sees this in_count (it
+     loads in first, acquire) sees them, so the length it computes never
+     shows the bound passed. */
+  atomic_fetch_add_explicit(&p->in_bytes, len, memory_order_release);
+  atomic_fetch_add_explicit(&p->in_count, 1, memory_order_release);
+  if (sx->dq_len > atomic_load_explicit(&sx->high_water, memory_order_relaxed))
+    atomic_store_explicit(&sx->high_water, sx->dq_len, memory_order_relaxed);
+  pthread_mutex_unlock(&sx->dq_mu);
+  if (sched) weir__schedule(rt, p);
+  return WEIR__SHED;
+}
+
 int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   if (m->flags & WEIR__MF_NOBOUND) {
     atomic_fetch_add_explicit(&p->in_count, 1, memory_order_relaxed);
@@ -152,6 +231,11 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
   const uint64_t max_bytes = WEIR__LD(p->max_bytes);
   const uint8_t overflow = WEIR__LD(p->overflow);
   weir__slotx *const sx = WEIR__LD(p->x);
+  if (overflow == WEIR_OVERFLOW_DROP_OLDEST && sx && (max_len | max_bytes)) {
+    rc = admit_oldest(rt, p, sx, m);
+    if (rc == WEIR__SHED) return rc;
+    return WEIR_OK; /* counted; the caller pushes */
+  }
   bool near_full = false;
   uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
   for (;;) {
@@ -161,41 +245,20 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
        reads the real out_count (and moves seen_out up). */
     uint64_t out =
         sx ? atomic_load_explicit(&sx->seen_out, memory_order_relaxed) : 0;
-    uint64_t pend =
-        sx && overflow == WEIR_OVERFLOW_DROP_OLDEST
-            ? atomic_load_explicit(&sx->drop_pending, memory_order_relaxed)
-            : 0;
     /* `in` may be stale (another sender's CAS moved it): then out can be
        past it; clamp, and the CAS below fails and reloads it. */
     uint64_t len = in > out ? in - out : 0;
-    if (max_len && len - (pend < len ? pend : len) + 1 >= max_len) {
+    if (max_len && len + 1 >= max_len) {
       out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
       if (sx) seen_out_raise(sx, out);
       len = in > out ? in - out : 0;
       near_full = true;
     }
     bool bytes_full = max_bytes && weir__mbox_bytes(p) + m->len > max_bytes;
-    bool full =
-        (max_len && len - (pend < len ? pend : len) >= max_len) || bytes_full;
+    bool full = (max_len && len >= max_len) || bytes_full;
     if (full) {
       switch (overflow) {
       case WEIR_OVERFLOW_DROP_NEWEST:
-        goto shed_new;
-      case WEIR_OVERFLOW_DROP_OLDEST:
-        /* The receiver sheds the oldest when it next pops. While it is
-           stuck in one callback, at most max_queue_len more wait to be
-           shed; past that the newest go, so memory stays bounded. */
-        if (bytes_full)
-          goto shed_new; /* shedding by count frees no bytes
-                              until the receiver pops */
-        if (max_len && len < 2ull * max_len &&
-            atomic_compare_exchange_weak_explicit(&p->in_count, &in, in + 1,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-          atomic_fetch_add_explicit(&sx->drop_pending, 1, memory_order_relaxed);
-          goto admitted;
-        }
-        if (max_len && len < 2ull * max_len) continue; /* CAS lost */
         goto shed_new;
       case WEIR_OVERFLOW_BLOCK: {
         weir_ctx *cx = weir__current_ctx();
@@ -228,7 +291,6 @@ int weir__bound_admit(weir_rt *rt, weir__proc *p, weir__msg *m) {
                                               memory_order_relaxed))
       break;
   }
-admitted:
   atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
   /* High water, sampled: every 64th admission (and every one that found
      the mailbox near full, below) reads the real out_count anyway, and
@@ -249,28 +311,29 @@ refuse:
   return rc;
 }
 
-bool weir__bound_popped(weir__proc *p, weir__msg *m) {
+void weir__bound_popped(weir__proc *p) {
   /* seq_cst fence: orders the pop's out_count store (relaxed) before the
      read of `blocked`, the other half of wait_room's handshake. */
-  if (p->wake_blocked &&
-      (atomic_thread_fence(memory_order_seq_cst),
-       atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0)) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0) {
     atomic_fetch_add_explicit(&p->x->space_seq, 1, memory_order_release);
     futex(&p->x->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
   }
-  if (!p->shed_oldest || (m->flags & WEIR__MF_NOBOUND)) return false;
-  uint64_t pend =
-      atomic_load_explicit(&p->x->drop_pending, memory_order_relaxed);
-  while (pend > 0) {
-    if (atomic_compare_exchange_weak_explicit(&p->x->drop_pending, &pend,
-                                              pend - 1, memory_order_relaxed,
-                                              memory_order_relaxed)) {
-      shed_notify(p->rt, p, m);
-      if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
-      return true;
-    }
+}
+
+void weir__bound_mode(weir__proc *p, bool shed_oldest) {
+  weir__slotx *sx = p->x;
+  if (!sx) { /* never bounded, so no sender can be evicting */
+    p->shed_oldest = 0;
+    return;
   }
-  return false;
+  /* Under dq_mu: a sender that holds it evicts only if it reads 1 here, and
+     the receiver (after this incarnation is published) pops under the lock
+     exactly when it reads 1. dq_len/dq_bytes stay: a restart that keeps
+     the mailbox keeps its MF_DQ messages. */
+  pthread_mutex_lock(&sx->dq_mu);
+  p->shed_oldest = shed_oldest ? 1 : 0;
+  pthread_mutex_unlock(&sx->dq_mu);
 }
 
 void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,

@@ -22,13 +22,28 @@
  * the same mailbox, so they keep Erlang's per-sender ordering with respect to
  * ordinary messages. A KILL also raises a flag checked once per batch, so a
  * process with a million queued messages still dies promptly.
+ *
+ * A LINK or MONITOR request that reached the mailbox of a live incarnation
+ * is answered by that incarnation, whatever happens: handled, it becomes a
+ * link or a watcher's monitor that signals the real exit reason; still
+ * queued when the process ends (a KILL, a crash on an earlier message), the
+ * exit answers it with the same real reason, as the BEAM's in-order signal
+ * handling would. Only a request that found the target already gone, or one
+ * pushed while the target was ending, is answered NOPROC. A freed slot
+ * answers them in the drain of its leftover queue it made anyway; a slot
+ * held for a restart walks its kept queue once, in place (answer_queued).
+ * The send path and the run loop are unchanged.
  */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static void proc_drain_dead(weir__proc *p);
+static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason);
+static void answer_queued(weir__proc *p, uint64_t self, int32_t reason);
+static bool request_to(weir__msg *m, uint64_t pid);
+static int request_answer(weir_rt *rt, weir__msg *m, int32_t reason);
 static weir__msg *sig_new(uint32_t kind);
 static void link_install(weir__ext *e, weir_pid pid, weir__msg *sig);
 static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
@@ -207,14 +222,13 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   WEIR__ST(p->max_bytes, so->max_queue_bytes);
   WEIR__ST(p->overflow, (uint8_t)so->overflow);
   bool bounded = so->max_queue_len || so->max_queue_bytes;
-  p->shed_oldest = bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST;
+  weir__bound_mode(p, bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST);
   p->wake_blocked = bounded && so->overflow == WEIR_OVERFLOW_BLOCK;
   weir__slotx *sx = p->x; /* allocated by the caller when needed */
   if (sx) {
     WEIR__ST(sx->push_timeout_ms, so->push_timeout_ms);
     WEIR__ST(sx->alarm_enable, so->alarm_enable);
     WEIR__ST(sx->alarm_disable, so->alarm_disable);
-    atomic_store_explicit(&sx->drop_pending, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
     WEIR__ST(sx->partition, x ? x->partition : -1);
@@ -280,6 +294,7 @@ static int slotx_ensure(weir__proc *p) {
   weir__slotx *sx = weir__calloc(1, sizeof *sx);
   if (!sx) return WEIR_ENOMEM;
   sx->partition = -1;
+  pthread_mutex_init(&sx->dq_mu, NULL);
   WEIR__ST(p->x, sx); /* published by the gen store in incarnate */
   return WEIR_OK;
 }
@@ -455,9 +470,6 @@ int weir__syscall_send(weir_rt *rt, weir_pid pid,
 
 /* An undeliverable message: answer what expects an answer, count the rest. */
 void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
-  weir_pid from = {m->from};
-  weir_ref ref = 0;
-  uint64_t aux = 0;
   switch (m->kind) {
   case WEIR__K_CALL: {
     weir_from f;
@@ -466,17 +478,11 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
     break;
   }
   case WEIR__K_LINK:
-    /* The linker learns its partner was gone: an exit signal noproc from
-       the partner (aux), which also removes the linker's link entry. */
-    memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
-    weir__signal(rt, (weir_pid){aux}, from, WEIR__K_EXIT, 0, 0,
-                 WEIR_REASON_NOPROC);
-    break;
   case WEIR__K_MONITOR:
-    memcpy(&ref, weir__msg_data(m), sizeof ref);
-    memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
-    weir__signal(rt, (weir_pid){aux}, from, WEIR__K_DOWN, ref, 0,
-                 WEIR_REASON_NOPROC);
+    /* The requester learns its target was gone. (A request queued while
+       the target lived was answered with its real reason by its exit; one
+       left here was pushed while the target was ending.) */
+    request_answer(rt, m, WEIR_REASON_NOPROC);
     break;
   case WEIR__K_EXIT:
   case WEIR__K_UNLINK:
@@ -503,6 +509,32 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
 }
 
 /* ---- links and monitors (owner-side bookkeeping) ---------------------- */
+
+/* Is m a LINK or MONITOR request addressed to the incarnation pid? Its aux
+   is the pid the requester named (weir_link, weir_monitor). */
+static bool request_to(weir__msg *m, uint64_t pid) {
+  if (m->kind != WEIR__K_LINK && m->kind != WEIR__K_MONITOR) return false;
+  uint64_t aux;
+  memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
+  return aux == pid;
+}
+
+/* Answers a LINK or MONITOR request its target will not handle: an exit
+   signal (LINK) or a DOWN with the request's ref (MONITOR), carrying reason
+   and sent in the name of the pid the requester named, so that it finds and
+   removes its link or monitor entry. */
+static int request_answer(weir_rt *rt, weir__msg *m, int32_t reason) {
+  const char *d = weir__msg_data(m);
+  weir_ref ref;
+  uint64_t aux;
+  memcpy(&ref, d, sizeof ref);
+  memcpy(&aux, d + 8, sizeof aux);
+  if (m->kind == WEIR__K_LINK)
+    return weir__signal(rt, (weir_pid){aux}, (weir_pid){m->from}, WEIR__K_EXIT,
+                        0, 0, reason);
+  return weir__signal(rt, (weir_pid){aux}, (weir_pid){m->from}, WEIR__K_DOWN,
+                      ref, 0, reason);
+}
 
 static weir__msg *sig_new(uint32_t kind) {
   weir__msg *m = weir__msg_new(kind, 0, WEIR__SIG_PREFIX);
@@ -791,32 +823,101 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   /* From here weir__proc_get fails (state is not LIVE): ENOPROC. */
   if (p->keep_on_exit) {
     /* Held for a restart in this slot: messages stay, the token stays with
-       the slot (the restart hands it back). The HELD store is the last
-       touch: a supervisor waiting for it may restart the slot at once. */
+       the slot (the restart hands it back). The links and monitors asked of
+       this incarnation are not the next one's: answered now. The HELD store
+       is the last touch: a supervisor waiting for it may restart the slot at
+       once. */
+    answer_queued(p, self.id, out_reason);
     atomic_store_explicit(&p->status, WEIR_STATUS_WAITING,
                           memory_order_relaxed);
     atomic_store_explicit(&p->life, WEIR__P_HELD, memory_order_release);
     return true;
   }
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
-  proc_drain_dead(p);
+  proc_drain_dead(p, self.id, out_reason);
   atomic_store_explicit(&p->status, WEIR_STATUS_WAITING, memory_order_relaxed);
   slot_release(rt, p);
   return false;
 }
 
-/* Dead-letters everything queued (token held, state FREE). */
-static void proc_drain_dead(weir__proc *p) {
-  weir__msg *m;
+/* The last node pushed so far (token held, so head carries no mark). */
+static weir__node *queue_head(weir__proc *p) {
+  /* acquire: pairs with the push's exchange (its message is written). */
+  return (weir__node *)(atomic_load_explicit(&p->head, memory_order_acquire) &
+                        ~(uintptr_t)1);
+}
+
+/* A sender is between its exchange and its link store: let it finish. */
+static void backoff(unsigned *spins) {
+  if (++*spins < 64)
+    weir__cpu_relax();
+  else
+    sched_yield(); /* a preempted sender: give it the CPU */
+}
+
+/* Answers, with the real exit reason, each LINK and MONITOR request queued
+   for the ending incarnation self (token held, state no longer LIVE), and
+   neuters it (a WAKE, which nobody handles) so that a restart in this slot
+   does not take it for its own. The queue is walked in place up to the last
+   node pushed before the walk, waiting out a sender caught between its
+   exchange and its link, so that no request weir_link/weir_monitor returned
+   on before the exit began is missed; later ones raced the exit and get the
+   NOPROC of dispatch or of a dead letter. A DROP_OLDEST slot's senders
+   unlink nodes from the middle under x->dq_mu: the walk holds it (its
+   senders push under it too, so none is caught mid-push; runtime signals
+   push without it, and are waited out as above). Requeued (front) and
+   deferred messages are users' messages, never requests. An answer that
+   cannot be allocated leaves its request in place for that NOPROC (one to
+   a requester that has ended is as good as sent). */
+static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
+  pthread_mutex_t *mu = p->shed_oldest ? &p->x->dq_mu : NULL;
+  if (mu) pthread_mutex_lock(mu);
+  weir__node *end = queue_head(p);
+  unsigned spins = 0;
+  for (weir__node *n = p->tail; n != end;) {
+    /* acquire: pairs with the push's release store of next. */
+    weir__node *next = atomic_load_explicit(&n->next, memory_order_acquire);
+    if (!next) {
+      backoff(&spins);
+      continue;
+    }
+    n = next;
+    weir__msg *m = (weir__msg *)n; /* past the tail, nodes are messages */
+    if (request_to(m, self) && request_answer(p->rt, m, reason) != WEIR_ENOMEM)
+      m->kind = WEIR__K_WAKE; /* senders never read a queued node's kind */
+  }
+  if (mu) pthread_mutex_unlock(mu);
+}
+
+/* Dead-letters everything queued (token held, state FREE). The LINK and
+   MONITOR requests addressed to self, the incarnation that just ended, get
+   its exit reason (see answer_queued; self 0: none is); the rest NOPROC.
+   Empty means head == tail: a push caught between its exchange and its link
+   is waited for (an eviction never moves head), so a request queued behind
+   it is not left to the run loop's NOPROC. */
+static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason) {
   if (p->x && p->x->defer_head) undefer(p);
-  while ((m = weir__mbox_pop(p)) != NULL)
+  unsigned spins = 0;
+  for (;;) {
+    weir__msg *m = weir__mbox_pop(p);
+    if (!m) {
+      if (queue_head(p) == p->tail) break;
+      backoff(&spins);
+      continue;
+    }
+    if (self && request_to(m, self) &&
+        request_answer(p->rt, m, reason) != WEIR_ENOMEM) {
+      if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
+      continue;
+    }
     weir__dead_letter(p->rt, p, m, WEIR_ENOPROC);
+  }
 }
 
 /* Frees a held slot whose restart will not come (token held by the slot). */
 void weir__proc_release_held(weir_rt *rt, weir__proc *p) {
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
-  proc_drain_dead(p);
+  proc_drain_dead(p, 0, WEIR_REASON_NOPROC); /* answered at the exit */
   slot_release(rt, p);
   token_release(rt, p);
 }
@@ -932,6 +1033,7 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     return WEIR_OK;
   }
   case WEIR__K_LINK: {
+    if (WEIR__UNLIKELY(!request_to(m, cx->self))) goto stale_request;
     weir__ext *e = weir__ext_get(p);
     if (!e || weir__link_add(e, (weir_pid){m->from}) != WEIR_OK)
       /* cannot hold our half: the linker must not believe it is linked */
@@ -943,6 +1045,7 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     link_del(p->ext, (weir_pid){m->from});
     return WEIR_OK;
   case WEIR__K_MONITOR: {
+    if (WEIR__UNLIKELY(!request_to(m, cx->self))) goto stale_request;
     weir__ext *e = weir__ext_get(p);
     if (!e || mon_add(e, ref, (weir_pid){m->from}, 1) != WEIR_OK)
       weir__signal(p->rt, weir__proc_pid(p), (weir_pid){m->from}, WEIR__K_DOWN,
@@ -966,6 +1069,12 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
   default:
     return WEIR_OK;
   }
+stale_request:
+  /* A request to an earlier incarnation of this slot, kept for a restart:
+     it reached the mailbox while that one was ending (else its exit would
+     have answered it). Its target is gone; this process is not it. */
+  request_answer(p->rt, m, WEIR_REASON_NOPROC);
+  return WEIR_OK;
 }
 
 /* A routed message of a resize still in progress waits, in order, until
@@ -987,14 +1096,7 @@ static bool defer(weir__proc *p, weir__msg *m) {
     sx->defer_head = c;
   sx->defer_tail = c;
   if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
-  atomic_store_explicit(
-      &p->out_count,
-      atomic_load_explicit(&p->out_count, memory_order_relaxed) - 1,
-      memory_order_relaxed);
-  atomic_store_explicit(
-      &p->out_bytes,
-      atomic_load_explicit(&p->out_bytes, memory_order_relaxed) - c->len,
-      memory_order_relaxed);
+  weir__mbox_uncount(p, c->len);
   return true;
 }
 
@@ -1052,9 +1154,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       weir__set_current_ctx(&cx);
       continue; /* a push is in flight; its link appears shortly */
     }
-    if (WEIR__UNLIKELY(p->shed_oldest | p->wake_blocked) &&
-        weir__bound_popped(p, m))
-      continue;
+    if (WEIR__UNLIKELY(p->wake_blocked)) weir__bound_popped(p);
     uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
     if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
       weir__dead_letter(rt, p, m, WEIR_ENOPROC);

@@ -524,11 +524,10 @@ static void test_drop_newest_concurrent(test_rng *rng) {
 /* ---- DROP_OLDEST ----------------------------------------------------------
  */
 
-/* overload.c's header: the receiver sheds the oldest at its next pop, so a
-   held receiver's queue holds at most max live messages plus at most max
-   marked for shedding; past that the newest are shed. So with n sent to a
-   held receiver: n <= 2*max keeps the last max; n > 2*max keeps messages
-   max..2*max-1 and sheds the first max (at the pop) and the rest (at once). */
+/* overload.c's header: DROP_OLDEST is exact. With n sent to a held
+   receiver bounded at max, the queue never holds more than max, the last
+   min(n, max) survive in order, and the first n - max are shed at the send
+   that pushed them out, oldest first, each a dead letter. */
 static void drop_oldest_single(uint32_t max, uint32_t n) {
   weir_rt *rt = rt_start(0);
   dlc d;
@@ -541,39 +540,75 @@ static void drop_oldest_single(uint32_t max, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
     uint64_t id = ID(0, i);
     CHECK_OK(weir_cast(rt, pid, TAG_MSG, &id, sizeof id));
-    CHECK(info_of(rt, pid).message_queue_len <= 2ull * max);
+    weir_proc_info pi = info_of(rt, pid);
+    CHECK_EQ_U64(pi.message_queue_len, i + 1 < max ? i + 1 : max);
+    CHECK_EQ_U64(pi.dropped, i + 1 > max ? i + 1 - max : 0);
   }
-  uint32_t marked = n <= max ? 0 : (n <= 2 * max ? n - max : max);
-  uint32_t newest = n > 2 * max ? n - 2 * max : 0;
-  uint32_t kept_from = n <= max ? 0 : (n <= 2 * max ? n - max : max);
-  uint32_t nkept = n < max ? n : max;
+  uint32_t nkept = n < max ? n : max, shed_n = n - nkept;
   weir_proc_info pi = info_of(rt, pid);
-  CHECK_EQ_U64(pi.message_queue_len, nkept + marked); /* marked still queued */
-  CHECK(pi.queue_high_water <= 2ull * max);
-  CHECK_EQ_U64(pi.dropped, newest); /* the marked ones go at the pop */
-  dlc_wait(&d, newest);
+  CHECK_EQ_U64(pi.message_queue_len, nkept);
+  CHECK_EQ_U64(pi.mailbox_bytes, nkept * 8ull);
+  CHECK_EQ_U64(pi.queue_high_water, nkept);
+  CHECK_EQ_U64(pi.dropped, shed_n); /* at the send, not at a later pop */
+  CHECK_EQ_U64(stats_of(rt).dropped, shed_n);
+  dlc_wait(&d, shed_n); /* while the receiver is still held */
+  for (uint32_t k = 0; k < shed_n; k++)
+    CHECK_EQ_U64(d.ids[k], ID(0, k));
+  CHECK_EQ_U64(atomic_load(&d.bad), 0);
   gate_release(&g);
   wait_handled(&g, nkept);
   for (uint32_t k = 0; k < nkept; k++)
-    CHECK_EQ_U64(g.log[k], ID(0, kept_from + k));
-  dlc_wait(&d, newest + marked);
-  /* Dead letters: the newest first (shed at the send), then the oldest. */
-  for (uint32_t k = 0; k < newest; k++)
-    CHECK_EQ_U64(d.ids[k], ID(0, 2 * max + k));
-  for (uint32_t k = 0; k < marked; k++)
-    CHECK_EQ_U64(d.ids[newest + k], ID(0, k));
-  CHECK_EQ_U64(atomic_load(&d.bad), 0);
+    CHECK_EQ_U64(g.log[k], ID(0, shed_n + k));
   pi = info_of(rt, pid);
-  CHECK_EQ_U64(pi.dropped, newest + marked);
+  CHECK_EQ_U64(pi.dropped, shed_n);
   CHECK_EQ_U64(pi.message_queue_len, 0);
-  CHECK_EQ_U64(stats_of(rt).dropped, newest + marked);
+  CHECK_EQ_U64(pi.mailbox_bytes, 0);
+  CHECK_EQ_U64(stats_of(rt).dropped, shed_n);
+  CHECK_EQ_U64(atomic_load(&d.n), shed_n);
   test_rt_stop(rt);
   gate_free(&g);
   free(d.ids);
-  test_log("[drop_oldest_single] max=%u n=%u kept=%u..%u ok", max, n, kept_from,
-           kept_from + nkept - 1);
+  test_log("[drop_oldest_single] max=%u n=%u kept=%u..%u ok", max, n, shed_n,
+           n - 1);
 }
 
+/* The issue's case: 1,000 casts (numbered 1..1000) into a receiver stuck in
+   one callback, bounded at 100: exactly 901..1000 survive, in order. */
+static void test_drop_oldest_issue(void) {
+  weir_rt *rt = rt_start(0);
+  dlc d;
+  dlc_start(rt, &d, 1000);
+  gate g;
+  gate_init(&g, 1000);
+  weir_pid pid = spawn_gate(rt, &g, 100, 0, WEIR_OVERFLOW_DROP_OLDEST, -1);
+  d.expect_to = pid;
+  gate_hold(rt, pid, &g);
+  for (uint32_t i = 1; i <= 1000; i++) {
+    uint64_t id = ID(0, i);
+    CHECK_OK(weir_cast(rt, pid, TAG_MSG, &id, sizeof id));
+  }
+  weir_proc_info pi = info_of(rt, pid);
+  CHECK_EQ_U64(pi.message_queue_len, 100);
+  CHECK_EQ_U64(pi.dropped, 900);
+  dlc_wait(&d, 900);
+  for (uint32_t k = 0; k < 900; k++)
+    CHECK_EQ_U64(d.ids[k], ID(0, 1 + k));
+  gate_release(&g);
+  wait_handled(&g, 100);
+  for (uint32_t k = 0; k < 100; k++)
+    CHECK_EQ_U64(g.log[k], ID(0, 901 + k));
+  CHECK_EQ_U64(info_of(rt, pid).dropped, 900);
+  CHECK_EQ_U64(stats_of(rt).dropped, 900);
+  test_rt_stop(rt);
+  gate_free(&g);
+  free(d.ids);
+  test_log("[drop_oldest_issue] survivors 901..1000, dropped 900 ok");
+}
+
+/* Several sender threads at once into a held receiver: exactly max survive,
+   each sender's survivors are the newest it sent (a suffix: the mailbox
+   keeps the newest max in the order the sends were admitted) in its order,
+   and everything else is a dead letter, once. */
 static void test_drop_oldest_concurrent(test_rng *rng) {
   const uint32_t max = 8 + test_rng_below(rng, 57);
   const unsigned nt = 3 + test_rng_below(rng, 4);
@@ -592,39 +627,272 @@ static void test_drop_oldest_concurrent(test_rng *rng) {
   hammer_start(&h, rt, pid, nt, per, 8);
   hammer_join(&h, rt, pid);
   CHECK_EQ_U64(hammer_count(&h, WEIR_OK), total);
-  CHECK(h.max_len_seen <= 2ull * max);
+  CHECK(h.max_len_seen <= max);
+  CHECK(h.max_bytes_seen <= max * 8ull);
   weir_proc_info pi = info_of(rt, pid);
-  CHECK_EQ_U64(pi.message_queue_len, 2ull * max);
-  CHECK(pi.queue_high_water <= 2ull * max);
-  CHECK_EQ_U64(pi.dropped, total - 2ull * max);
+  CHECK_EQ_U64(pi.message_queue_len, max);
+  CHECK(pi.queue_high_water <= max);
+  CHECK_EQ_U64(pi.dropped, total - max);
+  CHECK_EQ_U64(stats_of(rt).dropped, total - max);
+  dlc_wait(&d, total - max); /* all shed before the receiver moves */
+  CHECK_EQ_U64(atomic_load(&d.bad), 0);
+  check_fifo_per_sender(d.ids, total - max, nt);
   gate_release(&g);
   wait_handled(&g, max); /* exactly max live messages survive */
-  dlc_wait(&d, total - max);
-  CHECK_EQ_U64(atomic_load(&d.bad), 0);
   CHECK_EQ_U64(info_of(rt, pid).dropped, total - max);
-  CHECK_EQ_U64(stats_of(rt).dropped, total - max);
+  CHECK_EQ_U64(atomic_load(&d.n), total - max);
   check_fifo_per_sender(g.log, max, nt);
-  /* Per sender: its survivors are one contiguous run of what it sent (a
-     suffix of what it got queued), everything else is a dead letter. */
   uint8_t *kept = calloc(total, 1), *shed = calloc(total, 1);
   CHECK(kept != NULL && shed != NULL);
   mark_seen(kept, g.log, max, per, nt);
   mark_seen(shed, d.ids, total - max, per, nt);
+  uint64_t nk = 0;
   for (unsigned t = 0; t < nt; t++) {
-    int runs = 0;
+    int in_suffix = 0;
     for (uint32_t i = 0; i < per; i++) {
       uint64_t k = (uint64_t)t * per + i;
       CHECK_EQ_INT(kept[k] + shed[k], 1);
-      if (kept[k] && (i == 0 || !kept[k - 1])) runs++;
+      if (kept[k]) in_suffix = 1;
+      CHECK_MSG(kept[k] || !in_suffix, "sender %u: %u shed after a survivor", t,
+                i);
+      nk += kept[k];
     }
-    CHECK_MSG(runs <= 1, "sender %u: survivors in %d runs", t, runs);
   }
+  CHECK_EQ_U64(nk, max);
   free(kept);
   free(shed);
   hammer_free(&h);
   test_rt_stop(rt);
   gate_free(&g);
   free(d.ids);
+}
+
+/* A byte bound: the survivors are the longest run of the newest messages
+   that fits in max_bytes; a message larger than the bound is the one shed. */
+static void test_drop_oldest_bytes(void) {
+  const uint64_t maxb = 1000;
+  const uint32_t n = 200;
+  weir_rt *rt = rt_start(0);
+  dlc d;
+  dlc_start(rt, &d, n + 1);
+  gate g;
+  gate_init(&g, n);
+  weir_pid pid = spawn_gate(rt, &g, 0, maxb, WEIR_OVERFLOW_DROP_OLDEST, -1);
+  d.expect_to = pid;
+  gate_hold(rt, pid, &g);
+  uint32_t lens[200];
+  char buf[300];
+  memset(buf, 0x5a, sizeof buf);
+  for (uint32_t i = 0; i < n; i++) {
+    lens[i] = 8 + (i * 37u) % 250u; /* 8..257 bytes */
+    uint64_t id = ID(0, i);
+    memcpy(buf, &id, sizeof id);
+    CHECK_OK(weir_cast(rt, pid, TAG_MSG, buf, lens[i]));
+    CHECK(info_of(rt, pid).mailbox_bytes <= maxb);
+  }
+  uint64_t sum = 0;
+  uint32_t first = n;
+  while (first > 0 && sum + lens[first - 1] <= maxb)
+    sum += lens[--first];
+  weir_proc_info pi = info_of(rt, pid);
+  CHECK_EQ_U64(pi.mailbox_bytes, sum);
+  CHECK_EQ_U64(pi.message_queue_len, n - first);
+  CHECK_EQ_U64(pi.dropped, first);
+  /* Too large to ever fit: shed itself, the queue untouched. */
+  char big[1001];
+  memset(big, 0, sizeof big);
+  uint64_t bid = ID(1, 0);
+  memcpy(big, &bid, sizeof bid);
+  CHECK_OK(weir_cast(rt, pid, TAG_MSG, big, sizeof big));
+  CHECK_EQ_U64(info_of(rt, pid).mailbox_bytes, sum);
+  CHECK_EQ_U64(info_of(rt, pid).dropped, first + 1);
+  dlc_wait(&d, first + 1);
+  for (uint32_t k = 0; k < first; k++)
+    CHECK_EQ_U64(d.ids[k], ID(0, k));
+  CHECK_EQ_U64(d.ids[first], bid);
+  gate_release(&g);
+  wait_handled(&g, n - first);
+  for (uint32_t k = 0; k < n - first; k++)
+    CHECK_EQ_U64(g.log[k], ID(0, first + k));
+  test_rt_stop(rt);
+  gate_free(&g);
+  free(d.ids);
+  test_log("[drop_oldest_bytes] kept %u..%u (%llu bytes of %llu) ok", first,
+           n - 1, (unsigned long long)sum, (unsigned long long)maxb);
+}
+
+/* Memory stays within the bound: a long burst of 1 KiB casts into a held
+   DROP_OLDEST receiver bounded at 100 frees what it sheds as it goes (the
+   node's budget counts queued bytes exactly; RSS is checked too where no
+   sanitizer keeps freed memory). */
+static long rss_kb(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long pages = -1, res = -1;
+  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
+  fclose(f);
+  return res < 0 ? -1 : res * 4;
+}
+
+static void test_drop_oldest_memory(void) {
+  const uint32_t max = 100, len = 1024;
+  const uint32_t n = (uint32_t)test_scaled(200000);
+  weir_rt *rt = rt_start(1ull << 30); /* a budget: queued bytes are counted */
+  gate g;
+  gate_init(&g, max);
+  weir_pid pid = spawn_gate(rt, &g, max, 0, WEIR_OVERFLOW_DROP_OLDEST, -1);
+  gate_hold(rt, pid, &g);
+  char buf[1024];
+  memset(buf, 1, sizeof buf);
+  long rss0 = -1;
+  uint64_t peak = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t id = ID(0, i);
+    memcpy(buf, &id, sizeof id);
+    CHECK_OK(weir_cast(rt, pid, TAG_MSG, buf, len));
+    if (i == 2 * max) rss0 = rss_kb();
+    if ((i & 1023) == 0) {
+      weir_stats st = stats_of(rt);
+      if (st.queued_bytes > peak) peak = st.queued_bytes;
+    }
+  }
+  long rss1 = rss_kb();
+  weir_stats st = stats_of(rt);
+  CHECK_EQ_U64(st.queued_bytes, (uint64_t)max * len);
+  CHECK(peak <= (uint64_t)max * len);
+  CHECK_EQ_U64(info_of(rt, pid).dropped, n - max);
+  if (!test_sanitized() && rss0 > 0 && rss1 > 0)
+    CHECK_MSG(rss1 - rss0 < 16 * 1024,
+              "RSS grew by %ld KiB over %u shed 1 KiB casts", rss1 - rss0, n);
+  gate_release(&g);
+  wait_handled(&g, max);
+  CHECK_EQ_U64(g.log[0], ID(0, n - max));
+  WAIT_UNTIL(stats_of(rt).queued_bytes == 0, TEST_LIVENESS_MS);
+  test_rt_stop(rt);
+  gate_free(&g);
+  test_log("[drop_oldest_memory] %u casts, rss %ld -> %ld KiB ok", n, rss0,
+           rss1);
+}
+
+/* What the receiver sees: weir_queue_len is the bound after a burst, and a
+   message requeued in terminate (a supervised child that keeps its mailbox)
+   comes back first after the restart, ahead of the newest max, which still
+   obey the bound while the child is down. */
+typedef struct rq {
+  atomic_int open, holds, crash;
+  atomic_uint_fast64_t qlen_seen; /* weir_queue_len at the first MSG */
+  atomic_int requeue_rc;
+  uint64_t log[256];
+  atomic_uint_fast64_t n;
+  atomic_int inits;
+} rq;
+
+static int rq_init(weir_ctx *cx, void *arg, void **state) {
+  (void)cx;
+  rq *r = arg;
+  atomic_fetch_add(&r->inits, 1);
+  *state = arg;
+  return WEIR_OK;
+}
+
+static int rq_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  rq *r = state;
+  if (m->tag == TAG_HOLD) {
+    atomic_fetch_add(&r->holds, 1);
+    while (!atomic_load(&r->open))
+      test_sleep_ms(1);
+    return WEIR_OK;
+  }
+  uint64_t id;
+  memcpy(&id, m->data, sizeof id);
+  uint64_t k = atomic_load(&r->n);
+  if (k == 0 && atomic_load(&r->qlen_seen) == UINT64_MAX)
+    atomic_store(&r->qlen_seen, weir_queue_len(cx));
+  if (atomic_exchange(&r->crash, 0)) return WEIR_EINVAL; /* once */
+  CHECK(k < 256);
+  r->log[k] = id;
+  atomic_store(&r->n, k + 1);
+  return WEIR_OK;
+}
+
+static void rq_terminate(weir_ctx *cx, void *state, int reason,
+                         const weir_msg *in_hand) {
+  rq *r = state;
+  if (reason != WEIR_REASON_SHUTDOWN && in_hand)
+    atomic_store(&r->requeue_rc, weir_requeue(cx, in_hand));
+}
+
+static const weir_server rq_server = {.name = "rq",
+                                      .init = rq_init,
+                                      .handle_cast = rq_cast,
+                                      .terminate = rq_terminate};
+
+static weir_pid child_pid(weir_rt *rt, weir_pid sup) {
+  weir_child_info ci[1];
+  size_t nc = 0;
+  CHECK_OK(weir_sup_which_children(rt, sup, ci, 1, &nc));
+  CHECK_EQ_U64(nc, 1);
+  return ci[0].pid;
+}
+
+static void test_drop_oldest_requeue_restart(void) {
+  const uint32_t max = 8;
+  weir_rt *rt = rt_start(0);
+  rq r;
+  memset(&r, 0, sizeof r);
+  atomic_store(&r.qlen_seen, UINT64_MAX);
+  atomic_store(&r.requeue_rc, 1);
+  weir_child_spec cs;
+  weir_child_spec_init(&cs, "rq", &rq_server, &r);
+  cs.opts.blocking = 1;
+  cs.opts.max_queue_len = max;
+  cs.opts.overflow = WEIR_OVERFLOW_DROP_OLDEST;
+  cs.keep_mailbox = 1;
+  weir_pid sup;
+  CHECK_OK(weir_sup_start(rt, NULL, &cs, 1, &sup));
+  weir_pid pid = child_pid(rt, sup);
+  /* Burst into the held child: the newest max stay; the receiver's own
+     weir_queue_len says max - 1 once it holds the first. */
+  uint64_t z = 0;
+  CHECK_OK(weir_cast(rt, pid, TAG_HOLD, &z, sizeof z));
+  WAIT_UNTIL(atomic_load(&r.holds) == 1, TEST_LIVENESS_MS);
+  for (uint32_t i = 0; i < 50; i++) {
+    uint64_t id = ID(0, i);
+    CHECK_OK(weir_cast(rt, pid, TAG_MSG, &id, sizeof id));
+  }
+  CHECK_EQ_U64(info_of(rt, pid).message_queue_len, max);
+  /* The first MSG handled (id 42) crashes the child; terminate requeues
+     it. The restart keeps the mailbox: 42 comes back first. */
+  atomic_store(&r.crash, 1);
+  atomic_store(&r.open, 1);
+  WAIT_UNTIL(atomic_load(&r.inits) == 2 && atomic_load(&r.n) == max,
+             TEST_LIVENESS_MS);
+  CHECK_EQ_INT(atomic_load(&r.requeue_rc), WEIR_OK);
+  CHECK_EQ_U64(atomic_load(&r.qlen_seen), max - 1);
+  for (uint32_t k = 0; k < max; k++)
+    CHECK_EQ_U64(r.log[k], ID(0, 50 - max + k));
+  weir_pid pid2 = child_pid(rt, sup);
+  CHECK(!weir_pid_eq(pid, pid2));
+  weir_proc_info pi = info_of(rt, pid2);
+  CHECK_EQ_U64(pi.message_queue_len, 0);
+  CHECK_EQ_U64(pi.mailbox_bytes, 0);
+  /* The restarted child is DROP_OLDEST again, exactly. */
+  atomic_store(&r.open, 0);
+  CHECK_OK(weir_cast(rt, pid2, TAG_HOLD, &z, sizeof z));
+  WAIT_UNTIL(atomic_load(&r.holds) == 2, TEST_LIVENESS_MS);
+  for (uint32_t i = 100; i < 130; i++) {
+    uint64_t id = ID(0, i);
+    CHECK_OK(weir_cast(rt, pid2, TAG_MSG, &id, sizeof id));
+  }
+  pi = info_of(rt, pid2);
+  CHECK_EQ_U64(pi.message_queue_len, max);
+  CHECK_EQ_U64(pi.dropped, 30 - max);
+  atomic_store(&r.open, 1);
+  WAIT_UNTIL(atomic_load(&r.n) == 2ull * max, TEST_LIVENESS_MS);
+  for (uint32_t k = 0; k < max; k++)
+    CHECK_EQ_U64(r.log[max + k], ID(0, 130 - max + k));
+  test_rt_stop(rt);
+  test_log("[drop_oldest_requeue_restart] ok");
 }
 
 /* ---- BLOCK ----------------------------------------------------------------
@@ -993,9 +1261,11 @@ static void t_drop_newest(void) {
 }
 static void t_drop_oldest_single(void) {
   drop_oldest_single(16, 8);
+  drop_oldest_single(16, 16);
   drop_oldest_single(16, 24);
   drop_oldest_single(16, 32);
   drop_oldest_single(16, 50);
+  drop_oldest_single(1, 5);
 }
 static void t_drop_oldest(void) {
   test_drop_oldest_concurrent(&g_rng);
@@ -1019,6 +1289,10 @@ static const struct {
     {"drop_newest", t_drop_newest},
     {"drop_oldest_single", t_drop_oldest_single},
     {"drop_oldest", t_drop_oldest},
+    {"drop_oldest_issue", test_drop_oldest_issue},
+    {"drop_oldest_bytes", test_drop_oldest_bytes},
+    {"drop_oldest_memory", test_drop_oldest_memory},
+    {"drop_oldest_requeue_restart", test_drop_oldest_requeue_restart},
     {"block_wakeups", test_block_wakeups},
     {"block_edeadlk_timeout", test_block_edeadlk_timeout},
     {"block_call", test_block_call},
