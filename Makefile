@@ -32,6 +32,7 @@ bench:
 	bench/run.sh $(BENCH_BUILD) | tee $(BENCH_BUILD)/bench-table.txt
 	bench/chart.sh $(BENCH_BUILD)/bench-table.txt $(BENCH_BUILD)/bench-ratios.svg
 	@echo "chart: $(BENCH_BUILD)/bench-ratios.svg"
+	bench/aggregator.sh $(BENCH_BUILD) | tee $(BENCH_BUILD)/bench-aggregator.txt
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
