@@ -57,7 +57,8 @@ struct agg_service {
      down) from then on, so the acks in flight can only finish. */
   atomic_int closing;
   weir_pid dead_letter_proc;
-  struct agg_acks *acks; /* --ack stored */
+  struct agg_acks *acks;      /* --ack stored */
+  struct weir_stream *stream; /* --stream: an ingest node */
   agg_http *http;
 };
 

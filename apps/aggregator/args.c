@@ -65,6 +65,16 @@ const char *agg_usage(agg_cmd cmd) {
            "1000, 0 = off)\n"
            "  --conn-timeout S     close an idle HTTP connection after S "
            "seconds (default 15)\n"
+           "  --stream URLS        ingest node: publish each event to the "
+           "JetStream stream\n"
+           "                       at URLS (nats://H:P,nats://H:P,...); 202 "
+           "once the stream\n"
+           "                       stored it (replicated); no --db. Stored "
+           "by `consume`\n"
+           "  --stream-name NAME   stream (default WEIR_EVENTS)\n"
+           "  --stream-partitions P  partitions (default 8; every node the "
+           "same)\n"
+           "  --stream-replicas R  replicas (default 3; 1 for one server)\n"
            "fault injection (to watch recovery; default off):\n"
            "  --fail-every N       a worker crashes on every Nth event it "
            "handles (N >= 2);\n"
@@ -72,6 +82,32 @@ const char *agg_usage(agg_cmd cmd) {
            "retried\n"
            "  --fail-db-every N    every Nth insert transaction fails "
            "(retried)\n";
+  case AGG_CMD_CONSUME:
+    return "usage: weir-aggregator consume --stream URLS --db "
+           "postgresql://... [options]\n"
+           "  a consumer node: takes partitions of the stream through leases "
+           "(spread over\n"
+           "  the live consumer nodes, moved when one dies or joins) and "
+           "stores their events\n"
+           "  in PostgreSQL with each partition's offset in the same "
+           "transaction\n"
+           "  --stream URLS        NATS servers, nats://H:P,nats://H:P,...\n"
+           "  --db URL             postgresql://USER@HOST:PORT/DB (shared by "
+           "the nodes)\n"
+           "  --node NAME          this node's unique name, 1..32 of "
+           "[A-Za-z0-9_-]\n"
+           "                       (default consumer-PID)\n"
+           "  --listen HOST:PORT   GET /metrics and /healthz (default "
+           "127.0.0.1:0)\n"
+           "  --stream-name NAME   stream (default WEIR_EVENTS)\n"
+           "  --stream-partitions P  partitions (default 8)\n"
+           "  --stream-replicas R  replicas (default 3)\n"
+           "  --lease-ttl-ms MS    a lease lives MS unless renewed (default "
+           "15000, >= 3000;\n"
+           "                       keep it above a Raft election, ~7 s)\n"
+           "  --batch N            messages per fetch and transaction "
+           "(default 256)\n"
+           "  --no-console         no diagnostics console\n";
   case AGG_CMD_LOAD:
     return "usage: weir-aggregator load --url URL [options]\n"
            "  --url URL        http://HOST:PORT of the service\n"
@@ -98,7 +134,9 @@ const char *agg_usage(agg_cmd cmd) {
   case AGG_CMD_NONE:
   default:
     return "usage: weir-aggregator COMMAND [options]\n"
-           "  serve   the analytics service (HTTP -> workers -> database)\n"
+           "  serve   the analytics service (HTTP -> workers -> database, or "
+           "HTTP -> stream)\n"
+           "  consume a consumer node: stream partitions -> PostgreSQL\n"
            "  load    a load generator for it\n"
            "  demo    the seed's story: a drowning singleton, then the fix\n"
            "Run `weir-aggregator COMMAND --help` for a command's options.\n";
@@ -114,6 +152,10 @@ void agg_args_defaults(agg_args *a) {
   a->serve.batch = 256;
   a->serve.ack = AGG_ACK_STORED;
   a->serve.ack_timeout_ms = 10000;
+  a->serve.stream_name = "WEIR_EVENTS";
+  a->serve.stream_partitions = 8;
+  a->serve.stream_replicas = 3;
+  a->serve.lease_ttl_ms = 15000;
   a->serve.node = "aggregator";
   a->serve.console = 1;
   a->serve.max_body = 65536;
@@ -324,6 +366,27 @@ static int serve_opt(cursor *c, const char *name, const char *eqval,
   } else if (!strcmp(name, "--conn-timeout")) {
     if (num(v, 1, 3600, &n)) return BAD("1..3600 seconds");
     o->conn_timeout = (unsigned)n;
+  } else if (!strcmp(name, "--stream")) {
+    if (strncmp(v, "nats://", 7) || strlen(v) > 1000)
+      return BAD("nats://HOST:PORT[,nats://HOST:PORT...]");
+    o->stream = v;
+  } else if (!strcmp(name, "--stream-name")) {
+    size_t l = strlen(v);
+    if (l == 0 || l > 48 ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789_-") != l)
+      return BAD("1..48 of [A-Za-z0-9_-]");
+    o->stream_name = v;
+  } else if (!strcmp(name, "--stream-partitions")) {
+    if (num(v, 1, 1024, &n)) return BAD("1..1024");
+    o->stream_partitions = (unsigned)n;
+  } else if (!strcmp(name, "--stream-replicas")) {
+    if (num(v, 1, 5, &n)) return BAD("1..5");
+    o->stream_replicas = (unsigned)n;
+  } else if (!strcmp(name, "--lease-ttl-ms")) {
+    if (num(v, 3000, 600000, &n)) return BAD("3000..600000");
+    o->lease_ttl_ms = (unsigned)n;
   } else if (!strcmp(name, "--fail-every")) {
     /* 1 would crash on the retried event too, forever. */
     if (num(v, 0, 1000000000, &n) || n == 1) return BAD("0 (off) or 2..1e9");
@@ -336,6 +399,25 @@ static int serve_opt(cursor *c, const char *name, const char *eqval,
                 name);
   }
   return 0;
+}
+
+/* consume takes a subset of serve's options (its --listen is for /metrics). */
+static int consume_opt(cursor *c, const char *name, const char *eqval,
+                       agg_serve_opts *o) {
+  static const char *const ok[] = {"--stream",
+                                   "--db",
+                                   "--node",
+                                   "--listen",
+                                   "--stream-name",
+                                   "--batch",
+                                   "--no-console",
+                                   "--stream-partitions",
+                                   "--stream-replicas",
+                                   "--lease-ttl-ms"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+    if (!strcmp(name, ok[i])) return serve_opt(c, name, eqval, o);
+  return fail(c->err, c->errn, "consume: unknown option '%.40s' (see --help)",
+              name);
 }
 
 static int load_opt(cursor *c, const char *name, const char *eqval,
@@ -422,9 +504,12 @@ int agg_args_parse(int argc, char *const argv[], agg_args *a, char *err,
         a->cmd = AGG_CMD_LOAD;
       else if (!strcmp(arg, "demo"))
         a->cmd = AGG_CMD_DEMO;
+      else if (!strcmp(arg, "consume"))
+        a->cmd = AGG_CMD_CONSUME;
       else
         return fail(err, errn,
-                    "unknown command '%.40s' (serve, load or demo; see --help)",
+                    "unknown command '%.40s' (serve, consume, load or demo; "
+                    "see --help)",
                     arg);
       continue;
     }
@@ -433,13 +518,28 @@ int agg_args_parse(int argc, char *const argv[], agg_args *a, char *err,
     char name[32];
     const char *eqval;
     split(arg, name, sizeof name, &eqval);
-    int rc = a->cmd == AGG_CMD_SERVE  ? serve_opt(&c, name, eqval, &a->serve)
+    int rc = a->cmd == AGG_CMD_SERVE ? serve_opt(&c, name, eqval, &a->serve)
+             : a->cmd == AGG_CMD_CONSUME
+                 ? consume_opt(&c, name, eqval, &a->serve)
              : a->cmd == AGG_CMD_LOAD ? load_opt(&c, name, eqval, &a->load)
                                       : demo_opt(&c, name, eqval, &a->demo);
     if (rc) return -1;
   }
   if (a->help || a->version) return 0;
   if (a->cmd == AGG_CMD_NONE) return fail(err, errn, "no command (see --help)");
+  if (a->cmd == AGG_CMD_SERVE && a->serve.stream &&
+      a->serve.ack == AGG_ACK_QUEUED)
+    return fail(err, errn,
+                "serve: --stream answers once the stream stored the event: "
+                "--ack queued does not apply");
+  if (a->cmd == AGG_CMD_CONSUME && !a->serve.stream)
+    return fail(err, errn, "consume: --stream is required");
+  if (a->cmd == AGG_CMD_CONSUME && strncmp(a->serve.db, "postgresql://", 13) &&
+      strncmp(a->serve.db, "postgres://", 11))
+    return fail(err, errn,
+                "consume: --db must be a postgresql:// URL (the nodes share "
+                "one database)");
+  if (a->cmd == AGG_CMD_CONSUME) a->serve.port = 0;
   if (a->cmd == AGG_CMD_LOAD && !a->load.url)
     return fail(err, errn,
                 "load: --url is required (e.g. "

@@ -17,7 +17,8 @@ typedef enum {
   AGG_CMD_NONE = 0, /* --help / --version without a command */
   AGG_CMD_SERVE,
   AGG_CMD_LOAD,
-  AGG_CMD_DEMO
+  AGG_CMD_DEMO,
+  AGG_CMD_CONSUME
 } agg_cmd;
 
 typedef enum { AGG_PARTITIONED = 0, AGG_SINGLETON } agg_mode;
@@ -46,6 +47,12 @@ typedef struct agg_serve_opts {
   unsigned http_threads;   /* HTTP thread pool; 0 = online CPUs */
   uint32_t alarm_queue;    /* long_message_queue alarm threshold; 0 = off */
   unsigned conn_timeout;   /* seconds an idle HTTP connection is kept */
+  /* --stream (serve: an ingest node; consume: a consumer node). */
+  const char *stream;         /* NATS URLs, comma-separated; NULL = no stream */
+  const char *stream_name;    /* default WEIR_EVENTS */
+  unsigned stream_partitions; /* default 8 */
+  unsigned stream_replicas;   /* default 3 */
+  unsigned lease_ttl_ms;      /* consume: default 15000 */
   /* Fault injection (tests, demos of recovery); 0 = off. */
   uint32_t fail_every;    /* a worker crashes on every Nth event it handles */
   uint32_t fail_db_every; /* every Nth insert transaction fails (store) */

@@ -8,6 +8,7 @@
  * only if everything accepted was stored.
  */
 #include "args.h"
+#include "consume.h"
 #include "demo.h"
 #include "load.h"
 #include "service.h"
@@ -29,12 +30,18 @@ static int serve(const agg_serve_opts *o) {
     fprintf(stderr, "weir-aggregator: %s\n", err);
     return 1;
   }
-  printf("weir-aggregator: listening on http://%s:%u (%s, %u worker%s, "
-         "work-ms %u, queue-limit %u, batch %u, db %s, node %s)\n",
-         o->host, agg_service_port(svc),
-         o->mode == AGG_SINGLETON ? "singleton" : "partitioned",
-         agg_service_workers(svc), agg_service_workers(svc) == 1 ? "" : "s",
-         o->work_ms, o->queue_limit, o->batch, o->db, o->node);
+  if (o->stream)
+    printf("weir-aggregator: listening on http://%s:%u (ingest: stream %s, "
+           "%u partitions, %u replicas, at %s; node %s)\n",
+           o->host, agg_service_port(svc), o->stream_name, o->stream_partitions,
+           o->stream_replicas, o->stream, o->node);
+  else
+    printf("weir-aggregator: listening on http://%s:%u (%s, %u worker%s, "
+           "work-ms %u, queue-limit %u, batch %u, db %s, node %s)\n",
+           o->host, agg_service_port(svc),
+           o->mode == AGG_SINGLETON ? "singleton" : "partitioned",
+           agg_service_workers(svc), agg_service_workers(svc) == 1 ? "" : "s",
+           o->work_ms, o->queue_limit, o->batch, o->db, o->node);
   fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
@@ -73,6 +80,8 @@ int main(int argc, char **argv) {
   switch (a.cmd) {
   case AGG_CMD_SERVE:
     return serve(&a.serve);
+  case AGG_CMD_CONSUME:
+    return agg_consume_main(&a.serve);
   case AGG_CMD_LOAD:
     return agg_load_main(&a.load);
   case AGG_CMD_DEMO:

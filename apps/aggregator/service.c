@@ -15,6 +15,7 @@
 #include "ack.h"
 #include "agg_internal.h"
 #include "store.h"
+#include "weir_stream.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -133,6 +134,43 @@ static int start_workers(agg_service *svc, char *err, size_t errn) {
   return 0;
 }
 
+/* --stream: an event is answered once the stream acknowledged it. */
+static void stream_done(void *ud, uint64_t token, int status) {
+  agg_service *svc = ud;
+  if (status == WEIR_OK) AGG_INC(svc, stored, 1);
+  agg_ack_done(token, status == WEIR_OK);
+}
+
+static int start_stream(agg_service *svc, char *err, size_t errn) {
+  const agg_serve_opts *o = &svc->opts;
+  weir_stream_opts so;
+  weir_stream_opts_init(&so);
+  so.urls = o->stream;
+  so.name = o->stream_name;
+  so.partitions = o->stream_partitions;
+  so.replicas = o->stream_replicas;
+  so.lease_ttl_ms = o->lease_ttl_ms;
+  char e[400];
+  int rc = weir_stream_open(&so, 10000, &svc->stream, e, sizeof e);
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "stream: %s", e);
+    return -1;
+  }
+  weir_stream_pub_opts po;
+  weir_stream_pub_opts_init(&po);
+  po.publish_timeout_ms = o->ack_timeout_ms;
+  po.done = stream_done;
+  po.ud = svc;
+  rc = weir_stream_publisher_start(svc->rt, svc->stream, &po);
+  if (rc != WEIR_OK) {
+    snprintf(err, errn, "cannot start the stream publishers: %s",
+             weir_strerror(rc));
+    return -1;
+  }
+  svc->nworkers = po.workers;
+  return 0;
+}
+
 int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
                       agg_service **out, char *err, size_t errn) {
   agg_service *svc = calloc(1, sizeof *svc);
@@ -152,8 +190,10 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
                        .group_wait_us = o->ack == AGG_ACK_STORED ? 100 : 0,
                        .svc = svc};
   agg_store *db;
-  if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;
-  agg_store_close(db);
+  if (!o->stream) {
+    if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;
+    agg_store_close(db);
+  }
 
   weir_rt_opts ro;
   weir_rt_opts_init(&ro);
@@ -197,7 +237,8 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
     snprintf(err, errn, "cannot start the ack timer thread");
     goto fail;
   }
-  if (start_workers(svc, err, errn)) goto fail;
+  if (o->stream ? start_stream(svc, err, errn) : start_workers(svc, err, errn))
+    goto fail;
   uint16_t port;
   if (agg__http_start(svc, &svc->http, &port, err, errn)) goto fail;
   svc->opts.port = port;
@@ -205,6 +246,7 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
   return 0;
 fail:
   if (svc->rt) weir_rt_stop(svc->rt, 10000);
+  weir_stream_close(svc->stream);
   agg_acks_stop(svc->acks);
   free(svc);
   return -1;
@@ -233,6 +275,7 @@ int agg_service_stop(agg_service *svc, agg_counters *final) {
   svc->rt = NULL;
   uint64_t lost = atomic_load(&svc->unflushed);
   if (final) agg_service_counters(svc, final);
+  weir_stream_close(svc->stream);
   agg_acks_stop(svc->acks);
   free(svc);
   return rc == WEIR_OK && lost == 0 ? 0 : -1;
@@ -252,8 +295,20 @@ int agg_service_submit(agg_service *svc, const agg_event *ev, uint64_t ack) {
   if (need > UINT32_MAX) return WEIR_EINVAL;
   char *buf = need <= sizeof stack ? stack : malloc(need);
   if (!buf) return WEIR_ENOMEM;
-  uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), ack, buf, need);
   int rc;
+  if (svc->stream) {
+    /* The packed event travels in the stream (with no ack: that is this
+       process's); its id makes a retry or a client's resend a duplicate
+       the stream drops. */
+    uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), 0, buf, need);
+    char id[AGG_USER_MAX + 32];
+    snprintf(id, sizeof id, "%s:%lld", ev->user, (long long)ev->seq);
+    rc = weir_stream_publish(svc->stream, ev->user, ev->user_len, id, buf, len,
+                             ack);
+    if (buf != stack) free(buf);
+    return rc;
+  }
+  uint32_t len = (uint32_t)agg_event_pack(ev, now_us(), ack, buf, need);
   if (svc->opts.mode == AGG_SINGLETON) {
     weir_pid pid = {
         atomic_load_explicit(&svc->singleton, memory_order_relaxed)};

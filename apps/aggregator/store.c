@@ -50,3 +50,34 @@ int agg__store_fault(agg_store *s, char *err, size_t errn) {
 void agg_store_close(agg_store *s) {
   if (s) s->ops->close(s);
 }
+
+static int no_stream(char *err, size_t errn) {
+  snprintf(err, errn, "stream offsets need PostgreSQL (--db postgresql://...)");
+  return -1;
+}
+
+int agg_store_stream_init(agg_store *s, char *err, size_t errn) {
+  if (!s->ops->stream_init) return no_stream(err, errn);
+  return s->ops->stream_init(s, err, errn);
+}
+
+int agg_store_stream_claim(agg_store *s, unsigned partition, uint64_t token,
+                           const char *node, uint64_t *stored_seq, int *fenced,
+                           char *err, size_t errn) {
+  *fenced = 0;
+  if (!s->ops->stream_claim) return no_stream(err, errn);
+  return s->ops->stream_claim(s, partition, token, node, stored_seq, fenced,
+                              err, errn);
+}
+
+int agg_store_stream_insert(agg_store *s, const agg_row *rows, size_t n,
+                            unsigned partition, uint64_t token,
+                            const char *node, uint64_t first_seq,
+                            uint64_t last_seq, size_t *inserted, int *fenced,
+                            char *err, size_t errn) {
+  *inserted = 0;
+  *fenced = 0;
+  if (!s->ops->stream_insert) return no_stream(err, errn);
+  return s->ops->stream_insert(s, rows, n, partition, token, node, first_seq,
+                               last_seq, inserted, fenced, err, errn);
+}

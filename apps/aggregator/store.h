@@ -41,6 +41,33 @@ int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
 int agg_store_reset(agg_store *s, char *err, size_t errn);
 void agg_store_close(agg_store *s);
 
+/* ---- the stream consumer's offsets (PostgreSQL only) ----------------------
+ *
+ *   stream_offsets(partition INT PRIMARY KEY, stream_seq BIGINT,
+ *                  lease_rev BIGINT, node TEXT)
+ *   stream_commits(id BIGSERIAL, partition, lease_rev, node, first_seq,
+ *                  last_seq, n, at TIMESTAMPTZ): one row per batch, the audit
+ *                  trail the cluster test checks fencing against
+ *
+ * A partition's rows, offset and audit row are written in one transaction
+ * that first locks the partition's offset row and refuses (*fenced = 1) when
+ * a newer lease revision is recorded there: a node that lost its lease can
+ * never commit over its successor. SQLite handles answer ENOTSUP-like -1
+ * with err set. */
+int agg_store_stream_init(agg_store *s, char *err, size_t errn);
+/* Records token as partition's owner unless a newer one is there (*fenced
+   = 1); *stored_seq = the partition's last stored stream sequence. */
+int agg_store_stream_claim(agg_store *s, unsigned partition, uint64_t token,
+                           const char *node, uint64_t *stored_seq, int *fenced,
+                           char *err, size_t errn);
+/* Inserts rows (as agg_store_insert) with the offset last_seq and an audit
+   row, in one transaction, unless fenced. */
+int agg_store_stream_insert(agg_store *s, const agg_row *rows, size_t n,
+                            unsigned partition, uint64_t token,
+                            const char *node, uint64_t first_seq,
+                            uint64_t last_seq, size_t *inserted, int *fenced,
+                            char *err, size_t errn);
+
 /* Fault injection: from now on every nth agg_store_insert on this handle
    fails (0 = never) as a write error would, after the rows were written and
    before the commit, so the rollback path runs too. */
@@ -52,6 +79,13 @@ typedef struct agg_store_ops {
   int (*scan)(agg_store *, agg_scan_fn, void *, char *, size_t);
   int (*reset)(agg_store *, char *, size_t);
   void (*close)(agg_store *);
+  /* stream offsets; NULL: not supported by the backend */
+  int (*stream_init)(agg_store *, char *, size_t);
+  int (*stream_claim)(agg_store *, unsigned, uint64_t, const char *, uint64_t *,
+                      int *, char *, size_t);
+  int (*stream_insert)(agg_store *, const agg_row *, size_t, unsigned, uint64_t,
+                       const char *, uint64_t, uint64_t, size_t *, int *,
+                       char *, size_t);
 } agg_store_ops;
 
 struct agg_store {

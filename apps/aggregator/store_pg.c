@@ -182,7 +182,136 @@ static void pg_close(agg_store *st) {
   free(s);
 }
 
-static const agg_store_ops PG_OPS = {pg_insert, pg_scan, pg_reset, pg_close};
+/* ---- stream offsets (see store.h) ---------------------------------------- */
+
+static const char *STREAM_SCHEMA =
+    "CREATE TABLE IF NOT EXISTS stream_offsets ("
+    " partition INT PRIMARY KEY, stream_seq BIGINT NOT NULL,"
+    " lease_rev BIGINT NOT NULL, node TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS stream_commits ("
+    " id BIGSERIAL PRIMARY KEY, partition INT NOT NULL,"
+    " lease_rev BIGINT NOT NULL, node TEXT NOT NULL, first_seq BIGINT NOT NULL,"
+    " last_seq BIGINT NOT NULL, n INT NOT NULL,"
+    " at TIMESTAMPTZ NOT NULL DEFAULT now())";
+
+static int pg_ready(pg_store *s, char *err, size_t errn) {
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+      return pg_fail(s, "reconnect", err, errn);
+  }
+  return 0;
+}
+
+static int pg_stream_init(agg_store *st, char *err, size_t errn) {
+  pg_store *s = (pg_store *)st;
+  if (pg_ready(s, err, errn)) return -1;
+  /* Two nodes starting at once race on CREATE TABLE IF NOT EXISTS (a
+     unique violation in the catalog): one more try settles it. */
+  if (cmd(s, STREAM_SCHEMA, err, errn) == 0) return 0;
+  return cmd(s, STREAM_SCHEMA, err, errn);
+}
+
+static int pg_stream_claim(agg_store *st, unsigned partition, uint64_t token,
+                           const char *node, uint64_t *stored_seq, int *fenced,
+                           char *err, size_t errn) {
+  pg_store *s = (pg_store *)st;
+  if (pg_ready(s, err, errn)) return -1;
+  char p[16], t[24];
+  snprintf(p, sizeof p, "%u", partition);
+  snprintf(t, sizeof t, "%" PRIu64, token);
+  const char *v[3] = {p, t, node};
+  PGresult *r = PQexecParams(
+      s->conn,
+      "INSERT INTO stream_offsets (partition, stream_seq, lease_rev, node)"
+      " VALUES ($1, 0, $2, $3) ON CONFLICT (partition) DO UPDATE"
+      " SET lease_rev = EXCLUDED.lease_rev, node = EXCLUDED.node"
+      " WHERE stream_offsets.lease_rev < EXCLUDED.lease_rev"
+      " RETURNING stream_seq",
+      3, NULL, v, NULL, NULL, 0);
+  int rc = -1;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    *fenced = PQntuples(r) == 0;
+    if (!*fenced) *stored_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    rc = 0;
+  } else {
+    pg_fail(s, "claim", err, errn);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int pg_stream_insert(agg_store *st, const agg_row *rows, size_t n,
+                            unsigned partition, uint64_t token,
+                            const char *node, uint64_t first_seq,
+                            uint64_t last_seq, size_t *inserted, int *fenced,
+                            char *err, size_t errn) {
+  pg_store *s = (pg_store *)st;
+  if (pg_ready(s, err, errn)) return -1;
+  if (cmd(s, "BEGIN", err, errn)) return -1;
+  char p[16], t[24], f[24], l[24], k[24];
+  snprintf(p, sizeof p, "%u", partition);
+  snprintf(t, sizeof t, "%" PRIu64, token);
+  snprintf(f, sizeof f, "%" PRIu64, first_seq);
+  snprintf(l, sizeof l, "%" PRIu64, last_seq);
+  snprintf(k, sizeof k, "%zu", n);
+  const char *v1[1] = {p};
+  PGresult *r = PQexecParams(s->conn,
+                             "SELECT lease_rev FROM stream_offsets"
+                             " WHERE partition = $1 FOR UPDATE",
+                             1, NULL, v1, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    pg_fail(s, "offset", err, errn);
+    goto rollback;
+  }
+  /* No row: never claimed (claim always runs first): refuse as fenced. */
+  *fenced =
+      PQntuples(r) == 0 || strtoull(PQgetvalue(r, 0, 0), NULL, 10) > token;
+  PQclear(r);
+  if (*fenced) {
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return 0;
+  }
+  size_t added = 0;
+  for (size_t i = 0; i < n; i += CHUNK) {
+    size_t c = n - i < CHUNK ? n - i : CHUNK;
+    if (insert_chunk(s, rows + i, c, &added, err, errn)) goto rollback;
+  }
+  const char *v2[4] = {p, l, t, node};
+  r = PQexecParams(
+      s->conn,
+      "UPDATE stream_offsets SET stream_seq = GREATEST(stream_seq,"
+      " $2::BIGINT), lease_rev = $3, node = $4 WHERE partition = $1",
+      4, NULL, v2, NULL, NULL, 0);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) {
+    pg_fail(s, "offset update", err, errn);
+    goto rollback;
+  }
+  const char *v3[6] = {p, t, node, f, l, k};
+  r = PQexecParams(s->conn,
+                   "INSERT INTO stream_commits (partition, lease_rev, node,"
+                   " first_seq, last_seq, n) VALUES ($1, $2, $3, $4, $5, $6)",
+                   6, NULL, v3, NULL, NULL, 0);
+  ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) {
+    pg_fail(s, "commit log", err, errn);
+    goto rollback;
+  }
+  if (cmd(s, "COMMIT", err, errn)) goto rollback;
+  *inserted = added;
+  return 0;
+rollback:
+  PQclear(PQexec(s->conn, "ROLLBACK"));
+  return -1;
+}
+
+static const agg_store_ops PG_OPS = {
+    pg_insert,      pg_scan,         pg_reset,        pg_close,
+    pg_stream_init, pg_stream_claim, pg_stream_insert};
 
 int agg__pg_open(const char *conninfo, int create, agg_store **out, char *err,
                  size_t errn) {

@@ -1,0 +1,1030 @@
+/*
+ * weir_stream.c: the JetStream module (see include/weir_stream.h).
+ *
+ * Three kinds of weir processes, all blocking (they wait on the network):
+ *
+ *   stream_publishers  a partition supervisor, routed by key; each worker
+ *                      publishes the events of its keys one at a time, in
+ *                      mailbox order, retrying in place (same message id)
+ *                      until the stream acknowledges or publish_timeout_ms
+ *                      passes: one unacked publish per key, so a retry can
+ *                      never overtake a later event of its key.
+ *   stream_keeper      one per consumer node: every lease_ttl/3 it writes
+ *                      the node's heartbeat, counts the live nodes, renews
+ *                      its leases (compare-and-set on the revision), lets
+ *                      go of partitions above its fair share and takes free
+ *                      ones up to it.
+ *   stream_part        one per owned partition: fetch a batch, hand it to
+ *                      the caller's store, acknowledge (AckAll on the last)
+ *                      only after store said durable; again.
+ *
+ * Shared state per partition (struct part) is atomics: the keeper writes the
+ * lease, the partition process reads it before every commit and refuses to
+ * commit on a lease it has not renewed within lease_ttl - 2 s (a process
+ * that was stopped, SIGSTOP or a long pause, wakes up past its lease and
+ * must not commit: its successor may already own the partition). The
+ * database's token check (the store's job) is the second fence.
+ */
+#include "weir_stream.h"
+
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TAG_PUB   1u
+#define TAG_TICK  2u
+#define MAX_PARTS 1024
+#define ID_MAX    128
+
+typedef struct part {
+  _Atomic int owned;
+  _Atomic uint64_t token;
+  _Atomic uint64_t renewed_ns; /* monotonic time of the last create/renew */
+  _Atomic uint64_t stored_seq, stream_last, lag, stored;
+  _Atomic int stop;    /* the keeper asks the partition process to end */
+  _Atomic int running; /* the partition process is alive */
+} part;
+
+struct weir_stream {
+  weir_stream_opts o;
+  char name[64], prefix[96], bucket[96];
+  natsConnection *nc;
+  jsCtx *js;
+  kvStore *kv;
+  /* publisher */
+  weir_rt *pub_rt;
+  weir_pid pubsup;
+  weir_stream_pub_opts po;
+  /* consumer */
+  weir_rt *con_rt;
+  weir_stream_consumer_opts co;
+  char node[40];
+  weir_pid keeper;
+  _Atomic int keeper_running, stopping;
+  part *parts;
+};
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int nats_err(char *err, size_t errn, const char *what, natsStatus st,
+                    jsErrCode jerr) {
+  if (err && errn)
+    snprintf(err, errn, "%s: %s%s%.0d", what, natsStatus_GetText(st),
+             jerr ? " (JetStream error " : "", (int)jerr);
+  if (err && errn && jerr) {
+    size_t l = strlen(err);
+    snprintf(err + l, errn - l, ")");
+  }
+  return st == NATS_NO_MEMORY ? WEIR_ENOMEM : WEIR_ESYS;
+}
+
+void weir_stream_opts_init(weir_stream_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->name = "WEIR_EVENTS";
+  o->partitions = 8;
+  o->replicas = 3;
+  o->lease_ttl_ms = 15000;
+  o->dup_window_ms = 120000;
+  o->create = 1;
+}
+
+void weir_stream_pub_opts_init(weir_stream_pub_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->workers = 8;
+  o->publish_timeout_ms = 10000;
+}
+
+void weir_stream_consumer_opts_init(weir_stream_consumer_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->batch = 256;
+}
+
+unsigned weir_stream_partitions(const weir_stream *s) {
+  return s->o.partitions;
+}
+
+unsigned weir_stream_partition_of(const weir_stream *s, const void *key,
+                                  size_t len) {
+  uint32_t h = 2166136261u;
+  const unsigned char *p = key;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h % s->o.partitions;
+}
+
+static int name_ok(const char *n, size_t max) {
+  size_t l = n ? strlen(n) : 0;
+  if (l == 0 || l > max) return 0;
+  for (size_t i = 0; i < l; i++) {
+    char c = n[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* ---- open: connection, stream, bucket ------------------------------------ */
+
+static int ensure_stream(weir_stream *s, char *err, size_t errn) {
+  jsStreamInfo *si = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = js_GetStreamInfo(&si, s->js, s->name, NULL, &jerr);
+  char subj[128];
+  snprintf(subj, sizeof subj, "%s.*", s->prefix);
+  if (st == NATS_OK) {
+    /* An existing stream must be ours: same subjects and replicas. The
+       partition count is not in the stream; it is checked through the
+       marker key "partitions" in the bucket (ensure_bucket). */
+    int ok = si->Config->SubjectsLen == 1 &&
+             !strcmp(si->Config->Subjects[0], subj) &&
+             si->Config->Replicas == (int64_t)s->o.replicas;
+    if (!ok)
+      snprintf(err, errn,
+               "stream %s exists with other settings (subjects %s, %" PRId64
+               " replicas; want %s, %u replicas)",
+               s->name,
+               si->Config->SubjectsLen ? si->Config->Subjects[0] : "none",
+               si->Config->Replicas, subj, s->o.replicas);
+    jsStreamInfo_Destroy(si);
+    return ok ? WEIR_OK : WEIR_EINVAL;
+  }
+  if (st != NATS_NOT_FOUND) return nats_err(err, errn, "stream info", st, jerr);
+  if (!s->o.create) {
+    snprintf(err, errn, "stream %s does not exist", s->name);
+    return WEIR_ENOTFOUND;
+  }
+  jsStreamConfig sc;
+  jsStreamConfig_Init(&sc);
+  const char *subjects[1] = {subj};
+  sc.Name = s->name;
+  sc.Subjects = subjects;
+  sc.SubjectsLen = 1;
+  sc.Storage = js_FileStorage;
+  sc.Replicas = s->o.replicas;
+  sc.Duplicates = (int64_t)s->o.dup_window_ms * 1000000;
+  st = js_AddStream(&si, s->js, &sc, NULL, &jerr);
+  if (st != NATS_OK) return nats_err(err, errn, "create stream", st, jerr);
+  jsStreamInfo_Destroy(si);
+  return WEIR_OK;
+}
+
+static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
+  natsStatus st = js_KeyValue(&s->kv, s->js, s->bucket);
+  if (st == NATS_NOT_FOUND && s->o.create) {
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = s->bucket;
+    kc.History = 1;
+    kc.TTL = (int64_t)s->o.lease_ttl_ms * 1000000;
+    kc.Replicas = (int)s->o.replicas;
+    kc.StorageType = js_FileStorage;
+    st = js_CreateKeyValue(&s->kv, s->js, &kc);
+  }
+  if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
+  /* The partition count, for every node to agree on. The bucket's TTL
+     would expire it: it is rewritten by every keeper tick. */
+  char want[16];
+  snprintf(want, sizeof want, "%u", s->o.partitions);
+  kvEntry *e = NULL;
+  st = kvStore_Get(&e, s->kv, "partitions");
+  if (st == NATS_OK) {
+    int same = kvEntry_ValueLen(e) == (int)strlen(want) &&
+               !memcmp(kvEntry_Value(e), want, strlen(want));
+    if (!same)
+      snprintf(err, errn,
+               "stream %s is in use with %.*s partitions, not %u (every "
+               "node must use the same --stream-partitions)",
+               s->name, kvEntry_ValueLen(e), (const char *)kvEntry_Value(e),
+               s->o.partitions);
+    kvEntry_Destroy(e);
+    return same ? WEIR_OK : WEIR_EINVAL;
+  }
+  uint64_t rev;
+  st = kvStore_Put(&rev, s->kv, "partitions", want, (int)strlen(want));
+  if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
+  return WEIR_OK;
+}
+
+int weir_stream_open(const weir_stream_opts *o, unsigned connect_ms,
+                     weir_stream **out, char *err, size_t errn) {
+  if (!o || !out || !o->urls || !*o->urls || !name_ok(o->name, 48) ||
+      o->partitions == 0 || o->partitions > MAX_PARTS || o->replicas == 0 ||
+      o->replicas > 5 || o->lease_ttl_ms < 1000) {
+    snprintf(err, errn, "invalid stream options");
+    return WEIR_EINVAL;
+  }
+  weir_stream *s = calloc(1, sizeof *s);
+  if (!s) return WEIR_ENOMEM;
+  s->o = *o;
+  snprintf(s->name, sizeof s->name, "%s", o->name);
+  snprintf(s->prefix, sizeof s->prefix, "weir.%s", o->name);
+  for (char *p = s->prefix; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+  snprintf(s->bucket, sizeof s->bucket, "%s_leases", o->name);
+  s->o.name = s->name;
+  s->parts = calloc(o->partitions, sizeof *s->parts);
+  natsOptions *no = NULL;
+  natsStatus st = s->parts ? natsOptions_Create(&no) : NATS_NO_MEMORY;
+  /* natsOptions_SetURL does not take this list form in nats.c 3.4.1:
+     split it for natsOptions_SetServers. */
+  char urls[1024];
+  const char *list[16];
+  int nurls = 0;
+  snprintf(urls, sizeof urls, "%s", o->urls);
+  for (char *save = NULL, *t = strtok_r(urls, ", ", &save); t && nurls < 16;
+       t = strtok_r(NULL, ", ", &save))
+    list[nurls++] = t;
+  if (st == NATS_OK)
+    st = nurls ? natsOptions_SetServers(no, list, nurls) : NATS_INVALID_ARG;
+  if (st == NATS_OK) st = natsOptions_SetMaxReconnect(no, -1);
+  if (st == NATS_OK) st = natsOptions_SetReconnectWait(no, 250);
+  if (st == NATS_OK) st = natsOptions_SetTimeout(no, 2000);
+  if (st == NATS_OK) st = natsOptions_SetName(no, "weir");
+  if (st != NATS_OK) {
+    int rc = nats_err(err, errn, "options", st, 0);
+    if (st == NATS_ERR || st == NATS_INVALID_ARG) {
+      snprintf(err, errn, "bad stream URL list '%.100s'", o->urls);
+      rc = WEIR_EINVAL;
+    }
+    natsOptions_Destroy(no);
+    free(s->parts);
+    free(s);
+    return rc;
+  }
+  uint64_t until = mono_ns() + (uint64_t)connect_ms * 1000000ull;
+  for (;;) {
+    st = natsConnection_Connect(&s->nc, no);
+    if (st == NATS_OK || mono_ns() >= until) break;
+    sleep_ms(250);
+  }
+  natsOptions_Destroy(no);
+  int rc;
+  if (st != NATS_OK) {
+    snprintf(err, errn, "no NATS server reachable at %.200s: %s", o->urls,
+             natsStatus_GetText(st));
+    rc = WEIR_ESYS;
+    goto fail;
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 10000;
+  st = natsConnection_JetStream(&s->js, s->nc, &jo);
+  if (st != NATS_OK) {
+    rc = nats_err(err, errn, "JetStream", st, 0);
+    goto fail;
+  }
+  /* Right after the servers start, JetStream may still elect its meta
+     leader: retry the management calls for the same connect_ms. */
+  for (;;) {
+    rc = ensure_stream(s, err, errn);
+    if (rc == WEIR_OK) rc = ensure_bucket(s, err, errn);
+    if (rc != WEIR_ESYS || mono_ns() >= until) break;
+    sleep_ms(500);
+  }
+  if (rc != WEIR_OK) goto fail;
+  *out = s;
+  return WEIR_OK;
+fail:
+  weir_stream_close(s);
+  return rc;
+}
+
+void weir_stream_close(weir_stream *s) {
+  if (!s) return;
+  if (s->kv) kvStore_Destroy(s->kv);
+  if (s->js) jsCtx_Destroy(s->js);
+  if (s->nc) natsConnection_Destroy(s->nc);
+  free(s->parts);
+  free(s);
+}
+
+/* ---- publisher ------------------------------------------------------------
+ */
+
+/* A publish message: token, id length, key length, id, key, data. */
+typedef struct pub_hdr {
+  uint64_t token;
+  uint64_t t0_ns; /* when it was queued: the timeout counts from here */
+  uint16_t idlen, keylen;
+  uint32_t part;
+} pub_hdr;
+
+/* A publisher process: the window of events in flight (one per key). */
+#define WINDOW 256
+typedef struct pub_entry {
+  uint64_t token, t0_ns;
+  uint32_t keyhash;
+  int state; /* 0 in flight, 1 acked, 2 failed */
+  char id[ID_MAX + 1];
+  char subj[112];
+  char *data;
+  int len;
+} pub_entry;
+
+typedef struct pub {
+  weir_stream *s;
+  jsCtx *js; /* its own: the ack handler and the pending set are per window */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pub_entry e[WINDOW];
+  int n, answered, cursor;
+  uint32_t keys[2 * WINDOW]; /* key hashes in the window (0 = empty) */
+} pub;
+
+static uint32_t key_hash(const void *key, size_t len) {
+  uint32_t h = 2166136261u;
+  const unsigned char *p = key;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h ? h : 1;
+}
+
+/* 1 if a key with this hash is in the window (a collision only flushes
+   early), else records it. */
+static int key_seen(pub *w, uint32_t h) {
+  for (uint32_t k = h % (2 * WINDOW);; k = (k + 1) % (2 * WINDOW)) {
+    if (w->keys[k] == h) return 1;
+    if (w->keys[k] == 0) {
+      w->keys[k] = h;
+      return 0;
+    }
+  }
+}
+
+/* The ack handler (a nats.c thread): find the entry by its message id,
+   starting where the previous ack was (acks come back in order). */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                   void *closure) {
+  (void)js;
+  (void)pa;
+  pub *w = closure;
+  const char *id = NULL;
+  if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id) return;
+  pthread_mutex_lock(&w->mu);
+  for (int k = 0; k < w->n; k++) {
+    int i = (w->cursor + k) % w->n;
+    if (w->e[i].state == 0 && !strcmp(w->e[i].id, id)) {
+      w->e[i].state = pae ? 2 : 1;
+      w->cursor = i + 1;
+      if (++w->answered == w->n) pthread_cond_signal(&w->cv);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+static int pub_init(weir_ctx *cx, void *arg, void **state) {
+  (void)cx;
+  weir_stream *s = arg;
+  pub *w = calloc(1, sizeof *w);
+  if (!w) return WEIR_ENOMEM;
+  w->s = s;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.PublishAsync.AckHandler = on_ack;
+  jo.PublishAsync.AckHandlerClosure = w;
+  jo.PublishAsync.MaxPending = WINDOW;
+  if (natsConnection_JetStream(&w->js, s->nc, &jo) != NATS_OK) {
+    free(w);
+    return WEIR_ENOMEM;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  *state = w;
+  return WEIR_OK;
+}
+
+/* Publishes one entry synchronously, again and again (same id: the server
+   drops a duplicate) until acknowledged or its time is up. */
+static int publish_sync(pub *w, pub_entry *e) {
+  weir_stream *s = w->s;
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = e->id;
+  po.MaxWait = 2000;
+  uint64_t until = e->t0_ns + (uint64_t)s->po.publish_timeout_ms * 1000000ull;
+  unsigned backoff = 50;
+  for (;;) {
+    jsErrCode jerr = 0;
+    if (js_Publish(NULL, s->js, e->subj, e->data, e->len, &po, &jerr) ==
+        NATS_OK)
+      return WEIR_OK;
+    if (mono_ns() + (uint64_t)backoff * 1000000ull >= until)
+      return WEIR_ETIMEDOUT;
+    sleep_ms(backoff); /* a leader election: ~7 s of "no responders" */
+    backoff = backoff < 800 ? backoff * 2 : 1000;
+  }
+}
+
+/* Publishes the window: all at once, asynchronously; then, in window order,
+   whatever failed or got no ack in time, one by one (its key has nothing
+   else in flight, so order holds); then tells the caller about each. */
+static void flush_window(pub *w) {
+  weir_stream *s = w->s;
+  pthread_mutex_lock(&w->mu);
+  w->answered = 0;
+  w->cursor = 0;
+  pthread_mutex_unlock(&w->mu);
+  int sent = 0;
+  for (int i = 0; i < w->n; i++) {
+    pub_entry *e = &w->e[i];
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = e->id;
+    jsErrCode jerr = 0;
+    if (js_PublishAsync(w->js, e->subj, e->data, e->len, &po) == NATS_OK) {
+      sent++;
+    } else {
+      pthread_mutex_lock(&w->mu);
+      e->state = 2;
+      w->answered++;
+      pthread_mutex_unlock(&w->mu);
+    }
+    (void)jerr;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += 3;
+  pthread_mutex_lock(&w->mu);
+  while (w->answered < w->n &&
+         pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0) {
+  }
+  int all = w->answered == w->n;
+  pthread_mutex_unlock(&w->mu);
+  if (!all) {
+    /* Reclaim what is still pending, so that no late ack touches the next
+       window; those entries are retried below. */
+    natsMsgList pl = {0};
+    if (js_PublishAsyncGetPendingList(&pl, w->js) == NATS_OK)
+      natsMsgList_Destroy(&pl);
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < w->n; i++)
+      if (w->e[i].state == 0) w->e[i].state = 2;
+    pthread_mutex_unlock(&w->mu);
+  }
+  (void)sent;
+  for (int i = 0; i < w->n; i++) {
+    pub_entry *e = &w->e[i];
+    int status = e->state == 1 ? WEIR_OK : publish_sync(w, e);
+    s->po.done(s->po.ud, e->token, status);
+    free(e->data);
+    e->data = NULL;
+    e->state = 0;
+  }
+  w->n = 0;
+  memset(w->keys, 0, sizeof w->keys);
+}
+
+static int pub_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  pub *w = state;
+  weir_stream *s = w->s;
+  pub_hdr h;
+  if (m->tag != TAG_PUB || m->len < sizeof h) return WEIR_OK;
+  memcpy(&h, m->data, sizeof h);
+  if (sizeof h + (size_t)h.idlen + h.keylen > m->len) return WEIR_OK;
+  const char *id = (const char *)m->data + sizeof h;
+  const char *key = id + h.idlen;
+  const char *data = key + h.keylen;
+  size_t dlen = m->len - sizeof h - h.idlen - h.keylen;
+  uint32_t kh = key_hash(key, h.keylen);
+  if (w->n == WINDOW || key_seen(w, kh)) {
+    flush_window(w);
+    key_seen(w, kh);
+  }
+  pub_entry *e = &w->e[w->n];
+  e->data = malloc(dlen ? dlen : 1);
+  if (!e->data) {
+    s->po.done(s->po.ud, h.token, WEIR_ENOMEM);
+    return WEIR_OK;
+  }
+  memcpy(e->data, data, dlen);
+  e->len = (int)dlen;
+  e->token = h.token;
+  e->t0_ns = h.t0_ns;
+  e->keyhash = kh;
+  e->state = 0;
+  memcpy(e->id, id, h.idlen);
+  e->id[h.idlen] = 0;
+  snprintf(e->subj, sizeof e->subj, "%s.%u", s->prefix, h.part);
+  w->n++;
+  if (weir_queue_len(cx) == 0) flush_window(w);
+  return WEIR_OK;
+}
+
+static void pub_terminate(weir_ctx *cx, void *state, int reason,
+                          const weir_msg *in_hand) {
+  (void)cx;
+  (void)reason;
+  (void)in_hand;
+  pub *w = state;
+  if (!w) return;
+  if (w->n) flush_window(w);
+  jsCtx_Destroy(w->js);
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
+static const weir_server pub_server = {.name = "stream_publisher",
+                                       .init = pub_init,
+                                       .handle_cast = pub_cast,
+                                       .terminate = pub_terminate};
+
+int weir_stream_publisher_start(weir_rt *rt, weir_stream *s,
+                                const weir_stream_pub_opts *o) {
+  if (!rt || !s || !o || !o->done || o->workers == 0 || s->pub_rt)
+    return WEIR_EINVAL;
+  s->po = *o;
+  weir_partsup_opts ps;
+  weir_partsup_opts_init(&ps);
+  ps.name = "stream_publishers";
+  weir_child_spec_init(&ps.child, "stream_publisher", &pub_server, s);
+  ps.child.opts.blocking = 1;
+  ps.partitions = o->workers;
+  int rc = weir_partsup_start(rt, &ps, &s->pubsup);
+  if (rc == WEIR_OK) s->pub_rt = rt;
+  return rc;
+}
+
+int weir_stream_publish(weir_stream *s, const void *key, size_t keylen,
+                        const char *id, const void *data, size_t len,
+                        uint64_t token) {
+  size_t idlen = id ? strlen(id) : 0;
+  if (!s || !s->pub_rt || !key || keylen == 0 || keylen > 65535 || idlen == 0 ||
+      idlen > ID_MAX || (!data && len))
+    return WEIR_EINVAL;
+  size_t need = sizeof(pub_hdr) + idlen + keylen + len;
+  if (need > UINT32_MAX) return WEIR_EINVAL;
+  char stack[4096];
+  char *buf = need <= sizeof stack ? stack : malloc(need);
+  if (!buf) return WEIR_ENOMEM;
+  pub_hdr h = {.token = token,
+               .t0_ns = mono_ns(),
+               .idlen = (uint16_t)idlen,
+               .keylen = (uint16_t)keylen,
+               .part = weir_stream_partition_of(s, key, keylen)};
+  memcpy(buf, &h, sizeof h);
+  memcpy(buf + sizeof h, id, idlen);
+  memcpy(buf + sizeof h + idlen, key, keylen);
+  if (len) memcpy(buf + sizeof h + idlen + keylen, data, len);
+  int rc = weir_partition_cast_bytes(s->pub_rt, s->pubsup, key, keylen, TAG_PUB,
+                                     buf, (uint32_t)need);
+  if (buf != stack) free(buf);
+  return rc;
+}
+
+/* ---- consumer: one process per owned partition ----------------------------
+ */
+
+typedef struct pstate {
+  weir_stream *s;
+  unsigned i;
+  uint64_t token0; /* the lease revision it started with (consumer name) */
+  char durable[96];
+  natsSubscription *sub;
+  /* a batch whose store failed, kept to offer again */
+  natsMsgList held;
+  weir_stream_msg *msgs;
+  size_t cap;
+} pstate;
+
+static void consumer_name(char *out, size_t n, unsigned i, const char *node,
+                          uint64_t token) {
+  snprintf(out, n, "c%u_%s_%" PRIu64, i, node, token);
+}
+
+/* Deletes the consumers of partition i other than keep (earlier owners'). */
+static void delete_old_consumers(weir_stream *s, unsigned i, const char *keep) {
+  jsConsumerNamesList *l = NULL;
+  jsErrCode jerr = 0;
+  if (js_ConsumerNames(&l, s->js, s->name, NULL, &jerr) != NATS_OK) return;
+  char pre[16];
+  int pl = snprintf(pre, sizeof pre, "c%u_", i);
+  for (int k = 0; k < l->Count; k++)
+    if (!strncmp(l->List[k], pre, (size_t)pl) && strcmp(l->List[k], keep))
+      js_DeleteConsumer(s->js, s->name, l->List[k], NULL, &jerr);
+  jsConsumerNamesList_Destroy(l);
+}
+
+static int part_subscribe(pstate *ps, uint64_t from_seq, char *err,
+                          size_t errn) {
+  weir_stream *s = ps->s;
+  char subj[128];
+  snprintf(subj, sizeof subj, "%s.%u", s->prefix, ps->i);
+  consumer_name(ps->durable, sizeof ps->durable, ps->i, s->node, ps->token0);
+  delete_old_consumers(s, ps->i, ps->durable);
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = ps->durable;
+  cc.FilterSubject = subj;
+  cc.AckPolicy = js_AckAll;
+  cc.AckWait = 30000000000ll;
+  cc.MaxAckPending = 65536;
+  if (from_seq > 1) {
+    cc.DeliverPolicy = js_DeliverByStartSequence;
+    cc.OptStartSeq = from_seq;
+  } else {
+    cc.DeliverPolicy = js_DeliverAll;
+  }
+  jsConsumerInfo *ci = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st = js_AddConsumer(&ci, s->js, s->name, &cc, NULL, &jerr);
+  if (st != NATS_OK) return nats_err(err, errn, "add consumer", st, jerr);
+  jsConsumerInfo_Destroy(ci);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = s->name;
+  so.Consumer = ps->durable;
+  st = js_PullSubscribe(&ps->sub, s->js, subj, ps->durable, NULL, &so, &jerr);
+  if (st != NATS_OK) return nats_err(err, errn, "subscribe", st, jerr);
+  return WEIR_OK;
+}
+
+typedef struct part_arg {
+  weir_stream *s;
+  unsigned i;
+  uint64_t token, stored_seq;
+} part_arg;
+
+static int part_init(weir_ctx *cx, void *arg, void **state) {
+  part_arg *a = arg;
+  pstate *ps = calloc(1, sizeof *ps);
+  if (!ps) {
+    free(a);
+    return WEIR_ENOMEM;
+  }
+  ps->s = a->s;
+  ps->i = a->i;
+  ps->token0 = a->token;
+  uint64_t from = a->stored_seq + 1;
+  free(a);
+  *state = ps;
+  char err[256];
+  int rc;
+  while ((rc = part_subscribe(ps, from, err, sizeof err)) != WEIR_OK) {
+    fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
+    if (atomic_load(&ps->s->parts[ps->i].stop)) break;
+    sleep_ms(500);
+  }
+  return weir_cast(weir_ctx_rt(cx), weir_self(cx), TAG_TICK, NULL, 0);
+}
+
+static void drop_held(pstate *ps) {
+  if (ps->held.Count) natsMsgList_Destroy(&ps->held);
+  memset(&ps->held, 0, sizeof ps->held);
+}
+
+/* One fetch (or the held batch), stored and acknowledged. */
+static void part_step(pstate *ps) {
+  weir_stream *s = ps->s;
+  part *p = &s->parts[ps->i];
+  jsErrCode jerr = 0;
+  if (!ps->held.Count) {
+    if (!ps->sub) {
+      sleep_ms(200);
+      return;
+    }
+    natsStatus st = natsSubscription_Fetch(&ps->held, ps->sub, (int)s->co.batch,
+                                           500, &jerr);
+    if (st != NATS_OK || ps->held.Count == 0) {
+      drop_held(ps);
+      if (st == NATS_TIMEOUT) atomic_store(&p->lag, 0);
+      if (st != NATS_TIMEOUT) sleep_ms(100);
+      return;
+    }
+  }
+  size_t n = 0;
+  if ((size_t)ps->held.Count > ps->cap) {
+    weir_stream_msg *m = realloc(ps->msgs, (size_t)ps->held.Count * sizeof *m);
+    if (!m) return; /* keep it held; again next tick */
+    ps->msgs = m;
+    ps->cap = (size_t)ps->held.Count;
+  }
+  uint64_t stored = atomic_load(&p->stored_seq), pending = 0;
+  for (int k = 0; k < ps->held.Count; k++) {
+    jsMsgMetaData *md = NULL;
+    if (natsMsg_GetMetaData(&md, ps->held.Msgs[k]) != NATS_OK) continue;
+    uint64_t seq = md->Sequence.Stream;
+    pending = md->NumPending;
+    jsMsgMetaData_Destroy(md);
+    if (seq <= stored) continue; /* stored before (a redelivery) */
+    ps->msgs[n++] =
+        (weir_stream_msg){seq, natsMsg_GetData(ps->held.Msgs[k]),
+                          (size_t)natsMsg_GetDataLength(ps->held.Msgs[k])};
+  }
+  /* The lease first: a process that slept past it must not commit. */
+  uint64_t ttl = (uint64_t)s->o.lease_ttl_ms * 1000000ull;
+  if (!atomic_load(&p->owned) ||
+      mono_ns() - atomic_load(&p->renewed_ns) > ttl - 2000000000ull) {
+    sleep_ms(100);
+    return; /* held; the keeper renews or lets go */
+  }
+  int rc = WEIR_OK;
+  if (n) {
+    weir_stream_batch b = {.partition = ps->i,
+                           .token = atomic_load(&p->token),
+                           .msgs = ps->msgs,
+                           .n = n};
+    rc = s->co.ops.store(s->co.ops.ud, &b);
+  }
+  if (rc == WEIR_EEXIST) { /* fenced: a newer owner committed */
+    atomic_store(&p->stop, 1);
+    atomic_store(&p->owned, 0);
+    drop_held(ps);
+    return;
+  }
+  if (rc != WEIR_OK) {
+    sleep_ms(200); /* offered again */
+    return;
+  }
+  /* Durable: acknowledge everything up to the last (AckAll). */
+  natsMsg_Ack(ps->held.Msgs[ps->held.Count - 1], NULL);
+  if (n) {
+    atomic_store(&p->stored_seq, ps->msgs[n - 1].seq);
+    atomic_fetch_add(&p->stored, n);
+  }
+  atomic_store(&p->lag, pending);
+  atomic_store(&p->stream_last, atomic_load(&p->stored_seq) + pending);
+  drop_held(ps);
+}
+
+static int part_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  pstate *ps = state;
+  if (m->tag != TAG_TICK) return WEIR_OK;
+  if (atomic_load(&ps->s->parts[ps->i].stop)) return WEIR_STOP;
+  part_step(ps);
+  if (atomic_load(&ps->s->parts[ps->i].stop)) return WEIR_STOP;
+  return weir_cast(weir_ctx_rt(cx), weir_self(cx), TAG_TICK, NULL, 0) == WEIR_OK
+             ? WEIR_OK
+             : WEIR_STOP;
+}
+
+static void part_terminate(weir_ctx *cx, void *state, int reason,
+                           const weir_msg *in_hand) {
+  (void)cx;
+  (void)reason;
+  (void)in_hand;
+  pstate *ps = state;
+  if (!ps) return;
+  drop_held(ps);
+  if (ps->sub) {
+    natsSubscription_Unsubscribe(ps->sub);
+    natsSubscription_Destroy(ps->sub);
+  }
+  jsErrCode jerr = 0;
+  if (ps->durable[0])
+    js_DeleteConsumer(ps->s->js, ps->s->name, ps->durable, NULL, &jerr);
+  atomic_store(&ps->s->parts[ps->i].running, 0);
+  free(ps->msgs);
+  free(ps);
+}
+
+static const weir_server part_server = {.name = "stream_part",
+                                        .init = part_init,
+                                        .handle_cast = part_cast,
+                                        .terminate = part_terminate};
+
+/* ---- consumer: the lease keeper ------------------------------------------ */
+
+static void part_key(char *out, size_t n, unsigned i) {
+  snprintf(out, n, "p.%u", i);
+}
+
+static void tell(weir_stream *s, unsigned i, int owned, uint64_t token,
+                 const char *why) {
+  if (s->co.ops.owner) s->co.ops.owner(s->co.ops.ud, i, owned, token, why);
+}
+
+/* Stops partition i's process and waits for it (its current batch ends). */
+static void part_stop(weir_stream *s, unsigned i) {
+  part *p = &s->parts[i];
+  atomic_store(&p->stop, 1);
+  for (int k = 0; k < 6000 && atomic_load(&p->running); k++)
+    sleep_ms(10);
+  atomic_store(&p->owned, 0);
+}
+
+static void let_go(weir_stream *s, unsigned i, int delete_key,
+                   const char *why) {
+  part *p = &s->parts[i];
+  uint64_t token = atomic_load(&p->token);
+  part_stop(s, i);
+  if (delete_key) {
+    char key[24];
+    part_key(key, sizeof key, i);
+    kvStore_Delete(s->kv, key);
+  }
+  tell(s, i, 0, token, why);
+}
+
+static void take(weir_stream *s, weir_ctx *cx, unsigned i) {
+  part *p = &s->parts[i];
+  char key[24];
+  part_key(key, sizeof key, i);
+  uint64_t rev = 0;
+  if (kvStore_Create(&rev, s->kv, key, s->node, (int)strlen(s->node)) !=
+      NATS_OK)
+    return; /* owned by another node (or the bucket unreachable) */
+  uint64_t stored = 0;
+  int rc = s->co.ops.claim(s->co.ops.ud, i, rev, &stored);
+  if (rc != WEIR_OK) {
+    /* A newer token recorded (EEXIST) or the database unreachable: give
+       the lease back for another node or a later tick. */
+    kvStore_Delete(s->kv, key);
+    return;
+  }
+  atomic_store(&p->token, rev);
+  atomic_store(&p->renewed_ns, mono_ns());
+  atomic_store(&p->stored_seq, stored);
+  atomic_store(&p->stop, 0);
+  atomic_store(&p->owned, 1);
+  atomic_store(&p->running, 1);
+  part_arg *a = malloc(sizeof *a);
+  weir_spawn_opts so;
+  weir_spawn_opts_init(&so);
+  so.blocking = 1;
+  weir_pid pid;
+  if (!a) {
+    atomic_store(&p->running, 0);
+    let_go(s, i, 1, "out of memory");
+    return;
+  }
+  *a = (part_arg){s, i, rev, stored};
+  if (weir_spawn(weir_ctx_rt(cx), &part_server, a, &so, &pid) != WEIR_OK) {
+    atomic_store(&p->running, 0);
+    let_go(s, i, 1, "cannot spawn");
+    return;
+  }
+  tell(s, i, 1, rev, "taken");
+}
+
+static unsigned live_nodes(weir_stream *s) {
+  kvKeysList l = {0};
+  unsigned n = 0;
+  if (kvStore_Keys(&l, s->kv, NULL) != NATS_OK) return 0;
+  for (int k = 0; k < l.Count; k++)
+    if (!strncmp(l.Keys[k], "n.", 2)) n++;
+  kvKeysList_Destroy(&l);
+  return n;
+}
+
+static void keeper_tick(weir_stream *s, weir_ctx *cx) {
+  unsigned P = s->o.partitions;
+  uint64_t ttl = (uint64_t)s->o.lease_ttl_ms * 1000000ull;
+  char key[64];
+  uint64_t rev;
+  snprintf(key, sizeof key, "n.%s", s->node);
+  kvStore_Put(&rev, s->kv, key, "1", 1);
+  char pc[16];
+  snprintf(pc, sizeof pc, "%u", P);
+  kvStore_Put(&rev, s->kv, "partitions", pc, (int)strlen(pc));
+  /* Renew what is held; a lease whose renewal failed for longer than it
+     lives is lost (another node may hold it now). */
+  unsigned owned = 0;
+  for (unsigned i = 0; i < P; i++) {
+    part *p = &s->parts[i];
+    if (!atomic_load(&p->owned)) {
+      if (atomic_load(&p->running)) let_go(s, i, 0, "fenced");
+      continue;
+    }
+    part_key(key, sizeof key, i);
+    uint64_t nrev = 0;
+    natsStatus st =
+        kvStore_Update(&nrev, s->kv, key, s->node, (int)strlen(s->node),
+                       atomic_load(&p->token));
+    if (st == NATS_OK) {
+      atomic_store(&p->token, nrev);
+      atomic_store(&p->renewed_ns, mono_ns());
+      owned++;
+    } else if (st != NATS_TIMEOUT ||
+               mono_ns() - atomic_load(&p->renewed_ns) > ttl) {
+      let_go(s, i, 0, "lease lost");
+    } else {
+      owned++;
+    }
+  }
+  if (atomic_load(&s->stopping)) return;
+  unsigned live = live_nodes(s);
+  if (live == 0) live = 1;
+  unsigned share = (P + live - 1) / live;
+  for (unsigned i = P; i-- > 0 && owned > share;)
+    if (atomic_load(&s->parts[i].owned)) {
+      let_go(s, i, 1, "rebalance");
+      owned--;
+    }
+  for (unsigned i = 0; i < P && owned < share; i++)
+    if (!atomic_load(&s->parts[i].owned) &&
+        !atomic_load(&s->parts[i].running)) {
+      take(s, cx, i);
+      if (atomic_load(&s->parts[i].owned)) owned++;
+    }
+}
+
+static int keeper_init(weir_ctx *cx, void *arg, void **state) {
+  *state = arg;
+  return weir_cast(weir_ctx_rt(cx), weir_self(cx), TAG_TICK, NULL, 0);
+}
+
+static int keeper_on_tick(weir_ctx *cx, void *state, const weir_msg *m) {
+  weir_stream *s = state;
+  if (m->tag != TAG_TICK) return WEIR_OK;
+  if (atomic_load(&s->stopping)) {
+    for (unsigned i = 0; i < s->o.partitions; i++)
+      if (atomic_load(&s->parts[i].owned) || atomic_load(&s->parts[i].running))
+        let_go(s, i, 1, "stop");
+    char key[64];
+    snprintf(key, sizeof key, "n.%s", s->node);
+    kvStore_Delete(s->kv, key);
+    return WEIR_STOP;
+  }
+  keeper_tick(s, cx);
+  weir_send_after(weir_ctx_rt(cx), weir_self(cx), TAG_TICK, NULL, 0,
+                  s->o.lease_ttl_ms / 3, NULL);
+  return WEIR_OK;
+}
+
+static void keeper_terminate(weir_ctx *cx, void *state, int reason,
+                             const weir_msg *in_hand) {
+  (void)cx;
+  (void)reason;
+  (void)in_hand;
+  weir_stream *s = state;
+  atomic_store(&s->keeper_running, 0);
+}
+
+static const weir_server keeper_server = {.name = "stream_keeper",
+                                          .init = keeper_init,
+                                          .handle_cast = keeper_on_tick,
+                                          .handle_info = keeper_on_tick,
+                                          .terminate = keeper_terminate};
+
+int weir_stream_consumer_start(weir_rt *rt, weir_stream *s,
+                               const weir_stream_consumer_opts *o, char *err,
+                               size_t errn) {
+  if (!rt || !s || !o || !o->ops.claim || !o->ops.store || o->batch == 0 ||
+      !name_ok(o->node, 32) || s->con_rt) {
+    snprintf(err, errn,
+             "invalid consumer options (node: 1-32 of [A-Za-z0-9_-])");
+    return WEIR_EINVAL;
+  }
+  s->co = *o;
+  snprintf(s->node, sizeof s->node, "%s", o->node);
+  s->co.node = s->node;
+  s->con_rt = rt;
+  weir_spawn_opts so;
+  weir_spawn_opts_init(&so);
+  so.blocking = 1;
+  so.name = "stream_keeper";
+  atomic_store(&s->keeper_running, 1);
+  int rc = weir_spawn(rt, &keeper_server, s, &so, &s->keeper);
+  if (rc != WEIR_OK) {
+    atomic_store(&s->keeper_running, 0);
+    s->con_rt = NULL;
+    snprintf(err, errn, "cannot start the lease keeper: %s", weir_strerror(rc));
+  }
+  return rc;
+}
+
+void weir_stream_consumer_stop(weir_stream *s) {
+  if (!s || !s->con_rt) return;
+  atomic_store(&s->stopping, 1);
+  weir_cast(s->con_rt, s->keeper, TAG_TICK, NULL, 0);
+  for (int k = 0; k < 6000 && atomic_load(&s->keeper_running); k++)
+    sleep_ms(10);
+}
+
+int weir_stream_part_info_get(weir_stream *s, unsigned i,
+                              weir_stream_part_info *out) {
+  if (!s || !out || i >= s->o.partitions) return WEIR_EINVAL;
+  part *p = &s->parts[i];
+  out->owned = atomic_load(&p->owned);
+  out->token = atomic_load(&p->token);
+  out->stored_seq = atomic_load(&p->stored_seq);
+  out->stream_last = atomic_load(&p->stream_last);
+  out->lag = atomic_load(&p->lag);
+  out->stored = atomic_load(&p->stored);
+  return WEIR_OK;
+}
