@@ -74,7 +74,8 @@ typedef struct weir_stream_opts {
 WEIR_API void weir_stream_opts_init(weir_stream_opts *o);
 
 /* Connects to the servers (retrying for up to connect_ms while none
-   answers) and creates or checks the stream and the lease bucket.
+   answers) and creates or checks the stream (its description records the
+   partition count, so nodes that disagree on it are refused).
    Errors: EINVAL (bad options, or an existing stream or bucket that does
    not match: err says how), ESYS (no server reachable, or JetStream not
    answering within connect_ms), ENOTFOUND (create 0 and no stream),
@@ -154,7 +155,10 @@ typedef struct weir_stream_consumer_opts {
 } weir_stream_consumer_opts;
 
 WEIR_API void weir_stream_consumer_opts_init(weir_stream_consumer_opts *o);
-/* Starts the lease keeper and the partition processes in rt. */
+/* Creates or checks the lease bucket (its TTL is lease_ttl_ms: a bucket
+   made with another is refused, EINVAL with both figures in err), then
+   starts the lease keeper, which takes partitions and starts their
+   processes in rt. */
 WEIR_API int weir_stream_consumer_start(weir_rt *rt, weir_stream *s,
                                         const weir_stream_consumer_opts *o,
                                         char *err, size_t errn);

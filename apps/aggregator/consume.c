@@ -295,8 +295,10 @@ int agg_consume_main(const agg_serve_opts *o) {
       "%u partitions, lease %u ms, db %s)\n",
       n->node, o->host, di ? di->port : o->port, o->stream_name,
       weir_stream_partitions(n->s), o->lease_ttl_ms, o->db);
-  if (weir_stream_consumer_start(rt, n->s, &co, err, sizeof err) != WEIR_OK) {
+  src = weir_stream_consumer_start(rt, n->s, &co, err, sizeof err);
+  if (src != WEIR_OK) {
     fprintf(stderr, "weir-aggregator: consume: %s\n", err);
+    rc = src == WEIR_EINVAL ? 2 : 1;
     goto out;
   }
   int sig = 0;

@@ -142,26 +142,32 @@ static int name_ok(const char *n, size_t max) {
 
 /* ---- open: connection, stream, bucket ------------------------------------ */
 
+/* The stream's description records its partition count, which the stream
+   itself does not know: every node must agree on it. */
+static void describe(char *out, size_t n, unsigned partitions) {
+  snprintf(out, n, "weir stream, partitions=%u", partitions);
+}
+
 static int ensure_stream(weir_stream *s, char *err, size_t errn) {
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
   natsStatus st = js_GetStreamInfo(&si, s->js, s->name, NULL, &jerr);
-  char subj[128];
+  char subj[128], desc[64];
   snprintf(subj, sizeof subj, "%s.*", s->prefix);
+  describe(desc, sizeof desc, s->o.partitions);
   if (st == NATS_OK) {
-    /* An existing stream must be ours: same subjects and replicas. The
-       partition count is not in the stream; it is checked through the
-       marker key "partitions" in the bucket (ensure_bucket). */
-    int ok = si->Config->SubjectsLen == 1 &&
-             !strcmp(si->Config->Subjects[0], subj) &&
-             si->Config->Replicas == (int64_t)s->o.replicas;
+    const jsStreamConfig *c = si->Config;
+    int ok = c->SubjectsLen == 1 && !strcmp(c->Subjects[0], subj) &&
+             c->Replicas == (int64_t)s->o.replicas && c->Description &&
+             !strcmp(c->Description, desc);
     if (!ok)
       snprintf(err, errn,
-               "stream %s exists with other settings (subjects %s, %" PRId64
-               " replicas; want %s, %u replicas)",
-               s->name,
-               si->Config->SubjectsLen ? si->Config->Subjects[0] : "none",
-               si->Config->Replicas, subj, s->o.replicas);
+               "stream %s exists with other settings: subjects %s, %" PRId64
+               " replicas, \"%s\" (want %s, %u replicas, %u partitions; "
+               "every node must use the same --stream-* options)",
+               s->name, c->SubjectsLen ? c->Subjects[0] : "none", c->Replicas,
+               c->Description ? c->Description : "no description", subj,
+               s->o.replicas, s->o.partitions);
     jsStreamInfo_Destroy(si);
     return ok ? WEIR_OK : WEIR_EINVAL;
   }
@@ -174,6 +180,7 @@ static int ensure_stream(weir_stream *s, char *err, size_t errn) {
   jsStreamConfig_Init(&sc);
   const char *subjects[1] = {subj};
   sc.Name = s->name;
+  sc.Description = desc;
   sc.Subjects = subjects;
   sc.SubjectsLen = 1;
   sc.Storage = js_FileStorage;
@@ -185,6 +192,9 @@ static int ensure_stream(weir_stream *s, char *err, size_t errn) {
   return WEIR_OK;
 }
 
+/* The lease bucket, for a consumer node: its TTL is the lease time, so
+   every consumer node must use the same (a bucket made with another TTL is
+   refused, with both figures). */
 static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
   natsStatus st = js_KeyValue(&s->kv, s->js, s->bucket);
   if (st == NATS_NOT_FOUND && s->o.create) {
@@ -198,27 +208,17 @@ static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
     st = js_CreateKeyValue(&s->kv, s->js, &kc);
   }
   if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
-  /* The partition count, for every node to agree on. The bucket's TTL
-     would expire it: it is rewritten by every keeper tick. */
-  char want[16];
-  snprintf(want, sizeof want, "%u", s->o.partitions);
-  kvEntry *e = NULL;
-  st = kvStore_Get(&e, s->kv, "partitions");
-  if (st == NATS_OK) {
-    int same = kvEntry_ValueLen(e) == (int)strlen(want) &&
-               !memcmp(kvEntry_Value(e), want, strlen(want));
-    if (!same)
-      snprintf(err, errn,
-               "stream %s is in use with %.*s partitions, not %u (every "
-               "node must use the same --stream-partitions)",
-               s->name, kvEntry_ValueLen(e), (const char *)kvEntry_Value(e),
-               s->o.partitions);
-    kvEntry_Destroy(e);
-    return same ? WEIR_OK : WEIR_EINVAL;
+  kvStatus *ks = NULL;
+  if (kvStore_Status(&ks, s->kv) != NATS_OK) return WEIR_ESYS;
+  int64_t ttl_ms = kvStatus_TTL(ks) / 1000000;
+  kvStatus_Destroy(ks);
+  if (ttl_ms != (int64_t)s->o.lease_ttl_ms) {
+    snprintf(err, errn,
+             "lease bucket %s has a %" PRId64 " ms lease time, not %u (every "
+             "consumer node must use the same --lease-ttl-ms)",
+             s->bucket, ttl_ms, s->o.lease_ttl_ms);
+    return WEIR_EINVAL;
   }
-  uint64_t rev;
-  st = kvStore_Put(&rev, s->kv, "partitions", want, (int)strlen(want));
-  if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
   return WEIR_OK;
 }
 
@@ -294,7 +294,6 @@ int weir_stream_open(const weir_stream_opts *o, unsigned connect_ms,
      leader: retry the management calls for the same connect_ms. */
   for (;;) {
     rc = ensure_stream(s, err, errn);
-    if (rc == WEIR_OK) rc = ensure_bucket(s, err, errn);
     if (rc != WEIR_ESYS || mono_ns() >= until) break;
     sleep_ms(500);
   }
@@ -891,16 +890,27 @@ static unsigned live_nodes(weir_stream *s) {
   return n;
 }
 
+/* After a failed renewal: 1 if the key is no longer ours (expired,
+   deleted, or rewritten by another node), 0 if it still is or if that
+   cannot be told now (the bucket unreachable). */
+static int lease_gone(weir_stream *s, const char *key, uint64_t token) {
+  kvEntry *e = NULL;
+  natsStatus st = kvStore_Get(&e, s->kv, key);
+  if (st == NATS_NOT_FOUND) return 1;
+  if (st != NATS_OK) return 0;
+  int gone = kvEntry_Revision(e) != token;
+  kvEntry_Destroy(e);
+  return gone;
+}
+
 static void keeper_tick(weir_stream *s, weir_ctx *cx) {
+  uint64_t t0 = mono_ns();
   unsigned P = s->o.partitions;
   uint64_t ttl = (uint64_t)s->o.lease_ttl_ms * 1000000ull;
   char key[64];
   uint64_t rev;
   snprintf(key, sizeof key, "n.%s", s->node);
   kvStore_Put(&rev, s->kv, key, "1", 1);
-  char pc[16];
-  snprintf(pc, sizeof pc, "%u", P);
-  kvStore_Put(&rev, s->kv, "partitions", pc, (int)strlen(pc));
   /* Renew what is held; a lease whose renewal failed for longer than it
      lives is lost (another node may hold it now). */
   unsigned owned = 0;
@@ -919,11 +929,11 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
       atomic_store(&p->token, nrev);
       atomic_store(&p->renewed_ns, mono_ns());
       owned++;
-    } else if (st != NATS_TIMEOUT ||
+    } else if (lease_gone(s, key, atomic_load(&p->token)) ||
                mono_ns() - atomic_load(&p->renewed_ns) > ttl) {
       let_go(s, i, 0, "lease lost");
     } else {
-      owned++;
+      owned++; /* a transient failure (an election): again next tick */
     }
   }
   if (atomic_load(&s->stopping)) return;
@@ -935,7 +945,10 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
       let_go(s, i, 1, "rebalance");
       owned--;
     }
-  for (unsigned i = 0; i < P && owned < share; i++)
+  /* Taking is bounded to a third of the lease per tick, so that a slow
+     bucket (an election) cannot delay the renewals of what is held. */
+  uint64_t until = t0 + ttl / 3;
+  for (unsigned i = 0; i < P && owned < share && mono_ns() < until; i++)
     if (!atomic_load(&s->parts[i].owned) &&
         !atomic_load(&s->parts[i].running)) {
       take(s, cx, i);
@@ -990,6 +1003,8 @@ int weir_stream_consumer_start(weir_rt *rt, weir_stream *s,
              "invalid consumer options (node: 1-32 of [A-Za-z0-9_-])");
     return WEIR_EINVAL;
   }
+  int brc = ensure_bucket(s, err, errn);
+  if (brc != WEIR_OK) return brc;
   s->co = *o;
   snprintf(s->node, sizeof s->node, "%s", o->node);
   s->co.node = s->node;
