@@ -253,7 +253,7 @@ int agg_consume_main(const agg_serve_opts *o) {
   so.partitions = o->stream_partitions;
   so.replicas = o->stream_replicas;
   so.lease_ttl_ms = o->lease_ttl_ms;
-  int src = weir_stream_open(&so, 10000, &n->s, err, sizeof err);
+  int src = weir_stream_open(&so, 30000, &n->s, err, sizeof err);
   if (src != WEIR_OK) {
     fprintf(stderr, "weir-aggregator: consume: stream: %s\n", err);
     rc = src == WEIR_EINVAL ? 2 : 1;

@@ -151,7 +151,7 @@ static int start_stream(agg_service *svc, char *err, size_t errn) {
   so.replicas = o->stream_replicas;
   so.lease_ttl_ms = o->lease_ttl_ms;
   char e[400];
-  int rc = weir_stream_open(&so, 10000, &svc->stream, e, sizeof e);
+  int rc = weir_stream_open(&so, 30000, &svc->stream, e, sizeof e);
   if (rc != WEIR_OK) {
     snprintf(err, errn, "stream: %s", e);
     return -1;

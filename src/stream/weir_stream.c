@@ -195,7 +195,11 @@ static int ensure_stream(weir_stream *s, char *err, size_t errn) {
 /* The lease bucket, for a consumer node: its TTL is the lease time, so
    every consumer node must use the same (a bucket made with another TTL is
    refused, with both figures). */
-static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
+static int ensure_bucket_once(weir_stream *s, char *err, size_t errn) {
+  if (s->kv) {
+    kvStore_Destroy(s->kv);
+    s->kv = NULL;
+  }
   natsStatus st = js_KeyValue(&s->kv, s->js, s->bucket);
   if (st == NATS_NOT_FOUND && s->o.create) {
     kvConfig kc;
@@ -206,10 +210,13 @@ static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
     kc.Replicas = (int)s->o.replicas;
     kc.StorageType = js_FileStorage;
     st = js_CreateKeyValue(&s->kv, s->js, &kc);
+    /* Another node created it first: bind to theirs. */
+    if (st != NATS_OK) st = js_KeyValue(&s->kv, s->js, s->bucket);
   }
   if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
   kvStatus *ks = NULL;
-  if (kvStore_Status(&ks, s->kv) != NATS_OK) return WEIR_ESYS;
+  st = kvStore_Status(&ks, s->kv);
+  if (st != NATS_OK) return nats_err(err, errn, "lease bucket status", st, 0);
   int64_t ttl_ms = kvStatus_TTL(ks) / 1000000;
   kvStatus_Destroy(ks);
   if (ttl_ms != (int64_t)s->o.lease_ttl_ms) {
@@ -220,6 +227,18 @@ static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
     return WEIR_EINVAL;
   }
   return WEIR_OK;
+}
+
+/* The lease bucket, for a consumer node: its TTL is the lease time, so
+   every consumer node must use the same (a bucket made with another TTL is
+   refused, with both figures). Transient failures are retried for 30 s. */
+static int ensure_bucket(weir_stream *s, char *err, size_t errn) {
+  uint64_t until = mono_ns() + 30000000000ull;
+  for (;;) {
+    int rc = ensure_bucket_once(s, err, errn);
+    if (rc != WEIR_ESYS || mono_ns() >= until) return rc;
+    sleep_ms(500);
+  }
 }
 
 int weir_stream_open(const weir_stream_opts *o, unsigned connect_ms,
@@ -284,7 +303,7 @@ int weir_stream_open(const weir_stream_opts *o, unsigned connect_ms,
   }
   jsOptions jo;
   jsOptions_Init(&jo);
-  jo.Wait = 10000;
+  jo.Wait = 5000;
   st = natsConnection_JetStream(&s->js, s->nc, &jo);
   if (st != NATS_OK) {
     rc = nats_err(err, errn, "JetStream", st, 0);
@@ -892,15 +911,22 @@ static unsigned live_nodes(weir_stream *s) {
 
 /* After a failed renewal: 1 if the key is no longer ours (expired,
    deleted, or rewritten by another node), 0 if it still is or if that
-   cannot be told now (the bucket unreachable). */
-static int lease_gone(weir_stream *s, const char *key, uint64_t token) {
+   cannot be told now (the bucket unreachable). A renewal whose reply was
+   lost (an election) may still have happened: the key then holds our name
+   at a newer revision, which becomes the token (only this node writes its
+   name there: another can only create the key after it expired). */
+static int lease_gone(weir_stream *s, const char *key, part *p) {
   kvEntry *e = NULL;
   natsStatus st = kvStore_Get(&e, s->kv, key);
   if (st == NATS_NOT_FOUND) return 1;
   if (st != NATS_OK) return 0;
-  int gone = kvEntry_Revision(e) != token;
+  uint64_t rev = kvEntry_Revision(e);
+  int ours = kvEntry_ValueLen(e) == (int)strlen(s->node) &&
+             !memcmp(kvEntry_Value(e), s->node, strlen(s->node));
   kvEntry_Destroy(e);
-  return gone;
+  if (!ours) return 1;
+  if (rev > atomic_load(&p->token)) atomic_store(&p->token, rev);
+  return 0;
 }
 
 static void keeper_tick(weir_stream *s, weir_ctx *cx) {
@@ -929,7 +955,7 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
       atomic_store(&p->token, nrev);
       atomic_store(&p->renewed_ns, mono_ns());
       owned++;
-    } else if (lease_gone(s, key, atomic_load(&p->token)) ||
+    } else if (lease_gone(s, key, p) ||
                mono_ns() - atomic_load(&p->renewed_ns) > ttl) {
       let_go(s, i, 0, "lease lost");
     } else {
