@@ -330,7 +330,10 @@ int agg__pg_open(const char *conninfo, int create, agg_store **out, char *err,
     goto fail;
   }
   PQsetNoticeProcessor(s->conn, quiet, NULL);
-  if (create && cmd(s, SCHEMA, err, errn)) goto fail;
+  /* Nodes starting together race on CREATE TABLE IF NOT EXISTS (a unique
+     violation in the catalog): another try finds the table there. */
+  if (create && cmd(s, SCHEMA, err, errn) && cmd(s, SCHEMA, err, errn))
+    goto fail;
   if (!(s->sql_full = build_sql(CHUNK))) {
     snprintf(err, errn, "postgresql: out of memory");
     goto fail;
