@@ -92,7 +92,8 @@ static int store(void *ud, const weir_stream_batch *b) {
   }
   size_t k = 0;
   for (size_t j = 0; j < b->n; j++) {
-    if (agg_event_unpack(b->msgs[j].data, b->msgs[j].len, &n->rows[i][k])) {
+    if (agg_event_unpack(b->msgs[j].data, b->msgs[j].len, &n->rows[i][k]) ||
+        !agg_row_valid(&n->rows[i][k])) {
       atomic_fetch_add(&n->foreign, 1);
       fprintf(stderr,
               "weir-aggregator: consume: partition %u: stream message %llu "

@@ -263,3 +263,18 @@ int agg_event_unpack(const void *buf, size_t len, agg_row *row) {
   row->data_len = h.data_len;
   return 0;
 }
+
+static int clean(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return 0;
+  return 1;
+}
+
+int agg_row_valid(const agg_row *r) {
+  return r->user_len >= 1 && r->user_len <= AGG_USER_MAX &&
+         clean(r->user, r->user_len) && r->event_len >= 1 &&
+         r->event_len <= AGG_EVENT_MAX && clean(r->event, r->event_len) &&
+         r->seq >= 0 && r->data_len <= AGG_DATA_MAX &&
+         (r->data || r->data_len == 0) &&
+         (!r->data || memchr(r->data, 0, r->data_len) == NULL);
+}

@@ -72,5 +72,9 @@ size_t agg_event_pack(const agg_event *ev, int64_t received_us, uint64_t ack,
                       void *buf, size_t cap);
 /* Views a packed message; returns 0, or -1 if it is not a valid one. */
 int agg_event_unpack(const void *buf, size_t len, agg_row *row);
+/* 1 if an unpacked row keeps agg_event_parse's rules (user_id and event
+   1..64 bytes without control bytes, seq >= 0, data within AGG_DATA_MAX):
+   for rows read from the stream, which anyone may have published. */
+int agg_row_valid(const agg_row *row);
 
 #endif

@@ -6,6 +6,7 @@
 #   agg_event  one JSON event (POST /track, each batch line)
 #   agg_batch  an NDJSON batch body: the line splitter and every line's parse
 #   agg_args   the command line
+#   agg_unpack a message read from the stream (consume)
 # New inputs go to apps/aggregator/fuzz/corpus-tmp/NAME (not committed); a
 # crash leaves crash-* files in build-fuzz-agg/ and makes the script exit 1.
 # For CI: `apps/aggregator/fuzz/run.sh 60` from anywhere in the repository.
@@ -14,7 +15,7 @@ secs=${1:-60}
 cd "$(dirname "$0")/../../.."
 cmake -S . -B build-fuzz-agg -DCMAKE_C_COMPILER=clang -DWEIR_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets="agg_event agg_batch agg_args"
+targets="agg_event agg_batch agg_args agg_unpack"
 for t in $targets; do
   cmake --build build-fuzz-agg -j2 --target "fuzz_$t" >/dev/null
 done
