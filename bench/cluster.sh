@@ -73,8 +73,8 @@ start() { # out-file args... -> pid in $last, first line in the file
   for _ in $(seq 300); do [ -s "$out" ] && grep -q "listening on\|consuming as" "$out" && return 0; sleep 0.1; done
   echo "cluster.sh: did not start: $*" >&2; cat "$out" >&2; exit 1
 }
-cpu() { # pid -> user+system seconds
-  awk '{print ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0
+cpu() { # pid -> user+system seconds (with its reaped children's)
+  awk '{print ($14 + $15 + $16 + $17) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 run() { # setup -> "setup rate p50 p99 drain_s cpu_per_M"
@@ -96,7 +96,7 @@ run() { # setup -> "setup rate p50 p99 drain_s cpu_per_M"
       sleep 3 ;;
   esac
   port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/s.out")
-  pgpids=$(pgrep -u postgres -f "postgres" | tr '\n' ' ')
+  pgpids=$(head -1 "$dir/pg/postmaster.pid") # its backends, reaped, count in
   c0=0; for p in $procs $pgpids; do c0=$(echo "$c0 + $(cpu "$p")" | bc); done
   t0=$(date +%s.%N)
   "$bin" load --url "http://127.0.0.1:$port" --rate 0 --secs "$secs" --users 100000 \
