@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build test demo bench clean format format-check asan tsan install
+.PHONY: all build test demo demo-cluster bench clean format format-check asan tsan install
 
 all: build
 
@@ -23,6 +23,13 @@ demo:
 	$(MAKE) build
 	scripts/demo.sh $(BUILD)
 
+# The cluster: 3 NATS servers, 2 ingest and 2 consumer nodes, PostgreSQL,
+# a consumer and the stream leader killed under load (docs/AGGREGATOR.md).
+demo-cluster:
+	scripts/deps.sh demo
+	$(MAKE) build
+	scripts/demo-cluster.sh $(BUILD)
+
 # Benchmarks build in their own directory, always Release.
 BENCH_BUILD ?= build-release
 
@@ -33,6 +40,7 @@ bench:
 	bench/chart.sh $(BENCH_BUILD)/bench-table.txt $(BENCH_BUILD)/bench-ratios.svg
 	@echo "chart: $(BENCH_BUILD)/bench-ratios.svg"
 	bench/aggregator.sh $(BENCH_BUILD) | tee $(BENCH_BUILD)/bench-aggregator.txt
+	bench/cluster.sh $(BENCH_BUILD) | tee $(BENCH_BUILD)/bench-cluster.txt
 
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"
