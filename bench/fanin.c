@@ -17,8 +17,13 @@
  * started together by a `go` message from the main thread. The server
  * raises a flag when it has handled P*M messages; the main thread reads the
  * clock when it sees the flag, as the BEAM script does on :done.
+ *
+ * `other_traced`: an idle process outside the fan-in is traced meanwhile
+ * (a console trace session, opened in process), to show what tracing one
+ * process costs the others: their run loop pays no new branch.
  */
 #include "bench.h"
+#include "internal.h" /* weir__trace_open: other_traced */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +100,8 @@ static const weir_server producer_server = {.name = "fanin_producer",
                                             .handle_info = producer_info};
 
 int bench_fanin(int argc, char **argv) {
-  (void)argc;
+  int other_traced = argc > 3 && strcmp(argv[3], "other_traced") == 0;
+  if (argc > 3 && !other_traced) bench_check(WEIR_EINVAL, "fanin: argument 3");
   uint64_t np = bench_arg(argv[1], "P", 1);
   uint64_t m = bench_arg(argv[2], "M", 1);
   uint64_t n = np * m;
@@ -115,15 +121,27 @@ int bench_fanin(int argc, char **argv) {
                 "fanin: spawn producer");
   }
 
+  sink_state idle = {.expect = UINT64_MAX};
+  weir__trace *tr = NULL;
+  if (other_traced) {
+    weir_pid idle_pid;
+    bench_check(weir_spawn(rt, &sink_server, &idle, NULL, &idle_pid),
+                "fanin: spawn the traced process");
+    bench_check(weir__trace_open(rt, idle_pid, 10000, NULL, 0, &tr),
+                "fanin: trace");
+  }
+
   double t0 = bench_now();
   for (uint64_t i = 0; i < np; i++)
     bench_check(weir_send(rt, pids[i], TAG_GO, NULL, 0), "fanin: send go");
   bench_flag_wait(&sink.done, "fanin: the sink to handle every message");
   double secs = bench_now() - t0;
 
-  printf("weir fanin producers=%llu msgs=%llu secs=%.6f msgs_per_s=%.0f\n",
-         (unsigned long long)np, (unsigned long long)n, secs, (double)n / secs);
+  printf("weir fanin producers=%llu msgs=%llu secs=%.6f msgs_per_s=%.0f%s\n",
+         (unsigned long long)np, (unsigned long long)n, secs, (double)n / secs,
+         other_traced ? " traced=other" : "");
   fflush(stdout);
+  if (tr) weir__trace_close(rt, tr);
   bench_rt_stop(rt);
   free(prod);
   free(pids);

@@ -1,7 +1,8 @@
 /*
  * main.c: weir-bench's entry point and the helpers every workload shares.
  *
- *   weir-bench fanin P M            P producer processes -> 1 server
+ *   weir-bench fanin P M [other_traced]  P producers -> 1 server (another
+ *                                   process traced meanwhile)
  *   weir-bench pingpong PAIRS N     Savina ping-pong between process pairs
  *   weir-bench spawn_call N CALLS   spawn N idle servers, then call one
  *   weir-bench backlog N MQD        bytes per queued event, drain vs stream
@@ -153,7 +154,7 @@ typedef struct bench_cmd {
 } bench_cmd;
 
 static const bench_cmd cmds[] = {
-    {"fanin", bench_fanin, "fanin P M"},
+    {"fanin", bench_fanin, "fanin P M [other_traced]"},
     {"pingpong", bench_pingpong, "pingpong PAIRS N"},
     {"spawn_call", bench_spawn_call, "spawn_call N CALLS"},
     {"backlog", bench_backlog, "backlog N MQD"},

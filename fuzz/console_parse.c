@@ -5,8 +5,9 @@
  *
  * Besides "no crash, no sanitizer report", it checks the parser's promises:
  * the error text is always a NUL-terminated, non-empty string on failure;
- * on success the command is known and N and MS are within their limits, and
- * a name fits the registry. The input is not NUL-terminated on purpose, so
+ * on success the command is known and N and MS are within their limits, a
+ * trace's N, SECS and tag count within the hard caps, and a name or a key
+ * fits its buffer. The input is not NUL-terminated on purpose, so
  * that a read past len is caught by ASan.
  */
 #include "internal.h"
@@ -24,7 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(err, 'x', sizeof err);
   int rc = weir__console_parse(line, size, &rq, err, sizeof err);
   if (rc == WEIR_OK) {
-    if (rq.cmd > WEIR__CMD_METRICS) abort();
+    if (rq.cmd > WEIR__CMD_TRACE_KEY) abort();
+    if ((rq.cmd == WEIR__CMD_TRACE || rq.cmd == WEIR__CMD_TRACE_KEY) &&
+        (rq.n < 1 || rq.n > WEIR__TRACE_MAX_N || rq.secs < 1 ||
+         rq.secs > WEIR__TRACE_MAX_S || rq.ntags > WEIR__TRACE_TAGS))
+      abort();
+    if (rq.cmd == WEIR__CMD_TRACE_KEY &&
+        (strnlen(rq.key_text, sizeof rq.key_text) >= sizeof rq.key_text ||
+         !rq.key_text[0]))
+      abort();
     if ((rq.cmd == WEIR__CMD_PROC_COUNT || rq.cmd == WEIR__CMD_PROC_WINDOW) &&
         (rq.n < 1 || rq.n > WEIR__CONSOLE_MAX_N ||
          (unsigned)rq.attr >= WEIR_ATTR__COUNT))

@@ -83,6 +83,8 @@ WEIR_API const char *weir_err_name(int err);
 typedef struct weir_rt weir_rt;   /* a running node */
 typedef struct weir_ctx weir_ctx; /* the process a callback runs in */
 
+struct weir_report; /* see "Reports" below */
+
 typedef struct weir_rt_opts {
   unsigned schedulers;    /* scheduler threads; 0 = online CPUs */
   unsigned io_threads;    /* max threads of the blocking pool; 0 = 64 */
@@ -99,6 +101,24 @@ typedef struct weir_rt_opts {
   int alarm_log;              /* 1 = log each alarm as one line on stderr
                                  (default 1) */
   uint64_t max_mailbox_bytes; /* node budget for all queued bytes; 0 = none */
+  /* Crash and supervisor reports (see "Reports" below). */
+  struct weir_log_hook {
+    /* Receives each report logged, on the node's reporter thread (never a
+       scheduler): one call at a time, in order. NULL = one logfmt line on
+       stderr. It may block (syslog, a file): reports that arrive meanwhile
+       wait in a bounded queue, and what does not fit is counted as
+       suppressed. It must not call weir_rt_stop. */
+    void (*fn)(void *ud, int level, const struct weir_report *r,
+               const char *line);
+    void *ud;
+    int level; /* log reports of this severity or worse (WEIR_LOG_*);
+                  0 = WEIR_LOG_INFO, WEIR_LOG_NONE = log nothing (the
+                  ring and the counters still keep them) */
+  } log;
+  uint32_t report_rate;      /* reports logged per second per node; 0 = 20 */
+  uint32_t report_rate_proc; /* ... per process (slot); 0 = 5 */
+  uint32_t report_ring;      /* reports the node keeps for weirctl crashes;
+                                0 = 64, at most 4096 */
 } weir_rt_opts;
 
 /* Fills *o with the defaults (all 0 but alarm_log = 1). o NULL: no-op. */
@@ -740,6 +760,88 @@ typedef struct weir_dead_letter { /* payload header of WEIR_TAG_DEAD_LETTER */
    WEIR_PID_NONE removes it. A send refused with an error is no dead letter.
    Errors: EINVAL (rt NULL), ENOPROC. */
 WEIR_API int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid);
+
+/* ------------------------------------------------------------------------ */
+/* Reports: crashes and supervisors                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Every abnormal exit (a reason other than NORMAL and SHUTDOWN) makes one
+   crash report; a supervised child's report waits (up to 5 s) for what its
+   supervisor did, so it is one report, not two. A supervisor that gives up
+   makes a report of its own. Each is logged (stderr or the log hook, rate
+   limited: weir_rt_opts.report_rate, report_rate_proc; what is held back is
+   counted and logged as one WEIR_REPORT_SUPPRESSED line per second) and
+   kept in a bounded ring (weir_crash_reports, `weirctl crashes`). Making a
+   report allocates nothing and never waits for the log. */
+
+/* Severities (syslog's numbers). */
+#define WEIR_LOG_NONE    (-1)
+#define WEIR_LOG_ERROR   3 /* crash and supervisor reports */
+#define WEIR_LOG_WARNING 4 /* suppressed-reports lines */
+#define WEIR_LOG_INFO    6
+
+typedef enum {
+  WEIR_REPORT_CRASH = 0,  /* a process ended abnormally */
+  WEIR_REPORT_SUPERVISOR, /* a supervisor gave up (restart intensity) */
+  WEIR_REPORT_SUPPRESSED  /* `suppressed` reports were not logged */
+} weir_report_kind;
+
+typedef enum {
+  WEIR_SUP_ACTION_NONE = 0,      /* no supervisor */
+  WEIR_SUP_ACTION_RESTARTED,     /* as restarted_as */
+  WEIR_SUP_ACTION_NOT_RESTARTED, /* temporary, or the node is stopping */
+  WEIR_SUP_ACTION_GAVE_UP,       /* restart intensity exceeded */
+  WEIR_SUP_ACTION_STOPPED,       /* it died while its supervisor stopped it */
+  WEIR_SUP_ACTION_UNKNOWN        /* the supervisor did not say within 5 s */
+} weir_sup_action;
+
+#define WEIR_REPORT_HEAD 16 /* bytes of the message in hand kept */
+
+typedef struct weir_report {
+  weir_report_kind kind;
+  uint64_t seq;              /* node-wide report number, from 1 */
+  double time;               /* wall clock, seconds since the epoch */
+  char node[64];             /* node name */
+  weir_pid pid;              /* the process (SUPERVISOR: the supervisor) */
+  char registered_name[64];  /* "" if none */
+  char behaviour[64];        /* weir_server.name ("anonymous" if NULL) */
+  char callback[32];         /* "handle_cast", "handle_call", "handle_info",
+                                "exit_signal" (killed by a signal), or "" */
+  weir_pid signal_from;      /* exit_signal: the sender (NONE: unknown) */
+  int reason;                /* exit reason (weir_reason_name) */
+  int has_msg;               /* 1: the msg_* fields hold the message in hand */
+  uint32_t msg_tag, msg_len; /* its tag and user payload length */
+  weir_pid msg_from;
+  uint32_t msg_head_len; /* bytes in msg_head (<= WEIR_REPORT_HEAD) */
+  uint8_t msg_head[WEIR_REPORT_HEAD];
+  uint64_t queue_len;       /* messages queued at the exit */
+  weir_pid supervisor;      /* NONE if unsupervised */
+  char supervisor_name[64]; /* its registered name, or "" */
+  char child_id[64];        /* the child spec id, or "" */
+  weir_sup_action action;
+  weir_pid restarted_as; /* RESTARTED: the new incarnation */
+  int restarts;          /* restarts within max_seconds, this one included */
+  int max_restarts, max_seconds; /* the supervisor's intensity */
+  weir_pid child;                /* SUPERVISOR: the child whose exit it was */
+  uint64_t suppressed;           /* SUPPRESSED: reports not logged */
+} weir_report;
+
+/* The newest reports kept by the node, newest first: up to n into out;
+   *count (may be NULL) = how many were written. *total (may be NULL) = all
+   reports made since the start (the ring keeps the last report_ring).
+   Errors: EINVAL (rt NULL, out NULL with n > 0). */
+WEIR_API int weir_crash_reports(weir_rt *rt, weir_report *out, size_t n,
+                                size_t *count, uint64_t *total);
+/* The report as one logfmt line (no newline) into buf of n bytes, truncated
+   to fit; returns the full length, or EINVAL (r or buf NULL, n 0). */
+WEIR_API int weir_report_format(const weir_report *r, char *buf, size_t n);
+/* An exit reason as text: "normal", "shutdown", "kill", "killed", "noproc",
+   an error's name for a negative code ("WEIR_EINVAL"; "error" if not in the
+   list), "exit" for any other positive reason; static, never NULL. */
+WEIR_API const char *weir_reason_name(int reason);
+/* "restarted", "not_restarted", "gave_up", "stopped", "unknown", "none";
+   static, never NULL. */
+WEIR_API const char *weir_sup_action_name(weir_sup_action a);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define MAX_CLIENTS      16
 #define WRITE_TIMEOUT_MS 10000u
@@ -134,6 +135,13 @@ static const struct {
     {"alarms", WEIR__CMD_ALARMS, 0, "", "active overload alarms"},
     {"metrics", WEIR__CMD_METRICS, 0, "",
      "Prometheus text format, ends with a line # EOF"},
+    {"crashes", WEIR__CMD_CRASHES, 0, "",
+     "the last crash and supervisor reports, newest first"},
+    {"trace", WEIR__CMD_TRACE, 4, "PID|NAME N SECS TAGS",
+     "stream the messages a process takes, until N or SECS (TAGS: * or "
+     "a,b,...); one JSON line each, then a summary"},
+    {"trace_key", WEIR__CMD_TRACE_KEY, 5, "NAME KEY N SECS TAGS",
+     "trace the worker of partition supervisor NAME that KEY routes to"},
     {"help", WEIR__CMD_HELP, 0, "", "this list"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -145,6 +153,48 @@ static int parse_name(tok t, weir__console_req *req, char *err, size_t errn) {
   }
   memcpy(req->name, t.p, t.len);
   req->name[t.len] = 0;
+  return WEIR_OK;
+}
+
+/* TAGS: "*" (every tag) or 1 to WEIR__TRACE_TAGS decimal tags, a,b,c. */
+static int parse_tags(tok t, weir__console_req *req, char *err, size_t errn) {
+  if (tok_is(t, "*")) return WEIR_OK;
+  size_t s = 0;
+  for (size_t i = 0; i <= t.len; i++) {
+    if (i < t.len && t.p[i] != ',') continue;
+    if (req->ntags == WEIR__TRACE_TAGS ||
+        parse_num(t.p + s, i - s, 0, UINT32_MAX, &req->tags[req->ntags])) {
+      set_err(err, errn,
+              "TAGS must be * or 1 to %d numbers separated by commas",
+              WEIR__TRACE_TAGS);
+      return WEIR_EINVAL;
+    }
+    req->ntags++;
+    s = i + 1;
+  }
+  return WEIR_OK;
+}
+
+/* KEY: digits only is an integer key (up to 2^64-1); anything else is a
+   byte key, routed by its XXH3-64 (weir_partition_cast_bytes). */
+static int parse_key(tok t, weir__console_req *req, char *err, size_t errn) {
+  if (t.len >= sizeof req->key_text) {
+    set_err(err, errn, "KEY longer than %zu bytes", sizeof req->key_text - 1);
+    return WEIR_EINVAL;
+  }
+  memcpy(req->key_text, t.p, t.len);
+  req->key_text[t.len] = 0;
+  bool digits = t.len <= 20;
+  uint64_t v = 0;
+  for (size_t i = 0; i < t.len && digits; i++) {
+    unsigned d = (unsigned)(t.p[i] - '0');
+    if (t.p[i] < '0' || t.p[i] > '9' || v > (UINT64_MAX - d) / 10)
+      digits = false;
+    else
+      v = v * 10 + d;
+  }
+  req->key_is_int = digits;
+  req->key = digits ? v : XXH3_64bits(t.p, t.len);
   return WEIR_OK;
 }
 
@@ -181,7 +231,7 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
     i += k;
   }
   /* Tokens separated by spaces or tabs. */
-  tok t[5];
+  tok t[6];
   size_t nt = 0;
   for (size_t i = 0; i < len;) {
     while (i < len && (line[i] == ' ' || line[i] == '\t'))
@@ -190,7 +240,7 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
     size_t s = i;
     while (i < len && line[i] != ' ' && line[i] != '\t')
       i++;
-    if (nt == 5) {
+    if (nt == 6) {
       set_err(err, errn, "too many arguments");
       return WEIR_EINVAL;
     }
@@ -257,6 +307,27 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
   case WEIR__CMD_PARTITIONS:
     if (parse_name(t[1], req, err, errn) != WEIR_OK) return WEIR_EINVAL;
     break;
+  case WEIR__CMD_TRACE:
+  case WEIR__CMD_TRACE_KEY: {
+    if (parse_name(t[1], req, err, errn) != WEIR_OK) return WEIR_EINVAL;
+    size_t a = 2;
+    if (req->cmd == WEIR__CMD_TRACE) {
+      if (weir_pid_parse(req->name, &req->pid) == WEIR_OK) req->has_pid = 1;
+    } else if (parse_key(t[a++], req, err, errn) != WEIR_OK) {
+      return WEIR_EINVAL;
+    }
+    if (parse_num(t[a].p, t[a].len, 1, WEIR__TRACE_MAX_N, &req->n)) {
+      set_err(err, errn, "N must be a number from 1 to %d", WEIR__TRACE_MAX_N);
+      return WEIR_EINVAL;
+    }
+    if (parse_num(t[a + 1].p, t[a + 1].len, 1, WEIR__TRACE_MAX_S, &req->secs)) {
+      set_err(err, errn, "SECS must be a number from 1 to %d",
+              WEIR__TRACE_MAX_S);
+      return WEIR_EINVAL;
+    }
+    if (parse_tags(t[a + 2], req, err, errn) != WEIR_OK) return WEIR_EINVAL;
+    break;
+  }
   default:
     break;
   }
@@ -606,6 +677,81 @@ static void cmd_alarms(weir_rt *rt, sb *b) {
   weir__free(al);
 }
 
+static void sb_pid_or_null(sb *b, weir_pid pid) {
+  if (weir_pid_is_none(pid))
+    sb_puts(b, "null");
+  else
+    sb_pid(b, pid);
+}
+
+static void report_json(sb *b, const weir_report *r) {
+  static const char *const kinds[] = {"crash", "supervisor", "suppressed"};
+  sb_printf(b, "{\"seq\":%llu,\"kind\":\"%s\",\"time\":%.3f,\"pid\":",
+            (unsigned long long)r->seq, kinds[r->kind % 3], r->time);
+  sb_pid_or_null(b, r->pid);
+  sb_puts(b, ",\"registered_name\":");
+  sb_json_str_or_null(b, r->registered_name);
+  sb_puts(b, ",\"behaviour\":");
+  sb_json_str(b, r->behaviour);
+  sb_puts(b, ",\"callback\":");
+  sb_json_str_or_null(b, r->callback);
+  sb_puts(b, ",\"signal_from\":");
+  sb_pid_or_null(b, r->signal_from);
+  sb_printf(b, ",\"reason\":\"%s\",\"code\":%d,\"message\":",
+            weir_reason_name(r->reason), r->reason);
+  if (r->has_msg) {
+    sb_printf(b, "{\"tag\":%u,\"len\":%u,\"from\":", r->msg_tag, r->msg_len);
+    sb_pid_or_null(b, r->msg_from);
+    sb_puts(b, ",\"head\":\"");
+    for (uint32_t i = 0; i < r->msg_head_len && i < WEIR_REPORT_HEAD; i++)
+      sb_printf(b, "%02x", r->msg_head[i]);
+    sb_puts(b, "\"}");
+  } else {
+    sb_puts(b, "null");
+  }
+  sb_printf(b, ",\"queue_len\":%llu,\"supervisor\":",
+            (unsigned long long)r->queue_len);
+  sb_pid_or_null(b, r->supervisor);
+  sb_puts(b, ",\"supervisor_name\":");
+  sb_json_str_or_null(b, r->supervisor_name);
+  sb_puts(b, ",\"child_id\":");
+  sb_json_str_or_null(b, r->child_id);
+  sb_printf(b, ",\"action\":\"%s\",\"restarted_as\":",
+            weir_sup_action_name(r->action));
+  sb_pid_or_null(b, r->restarted_as);
+  sb_printf(b,
+            ",\"restarts\":%d,\"max_restarts\":%d,\"max_seconds\":%d,"
+            "\"child\":",
+            r->restarts, r->max_restarts, r->max_seconds);
+  sb_pid_or_null(b, r->child);
+  sb_puts(b, "}");
+}
+
+static void cmd_crashes(weir_rt *rt, sb *b) {
+  size_t cap = rt->opts.report_ring ? rt->opts.report_ring : 64, n = 0;
+  uint64_t total = 0, other, suppressed;
+  weir_report *r = weir__calloc(cap, sizeof *r);
+  if (!r || weir_crash_reports(rt, r, cap, &n, &total) != WEIR_OK) {
+    sb_error(b, r ? "crashes failed" : "out of memory");
+    weir__free(r);
+    return;
+  }
+  weir__report_count none;
+  weir__report_counts(rt, &none, 0, &other, &suppressed);
+  sb_puts(b, "{\"node\":");
+  sb_json_str(b, weir_rt_node_name(rt));
+  sb_printf(b,
+            ",\"total\":%llu,\"suppressed\":%llu,\"kept\":%zu,"
+            "\"reports\":[",
+            (unsigned long long)total, (unsigned long long)suppressed, n);
+  for (size_t i = 0; i < n; i++) {
+    if (i) sb_puts(b, ",");
+    report_json(b, &r[i]);
+  }
+  sb_puts(b, "]}");
+  weir__free(r);
+}
+
 static void cmd_help(sb *b) {
   sb_puts(b, "{\"commands\":[");
   for (size_t i = 0; i < NCOMMANDS; i++) {
@@ -681,6 +827,24 @@ static void cmd_metrics(weir_rt *rt, sb *b) {
              "# TYPE weir_uptime_seconds gauge\nweir_uptime_seconds ");
   sb_double(b, s.uptime_s);
   sb_puts(b, "\n");
+  enum { MAX_BEH = 64 };
+  weir__report_count rc[MAX_BEH];
+  uint64_t other = 0, suppressed = 0;
+  size_t nb = weir__report_counts(rt, rc, MAX_BEH, &other, &suppressed);
+  sb_puts(b, "# HELP weir_crashes_total Crash reports by behaviour.\n"
+             "# TYPE weir_crashes_total counter\n");
+  for (size_t i = 0; i < nb; i++) {
+    sb_puts(b, "weir_crashes_total{behaviour=\"");
+    sb_prom_label(b, rc[i].behaviour);
+    sb_printf(b, "\"} %llu\n", (unsigned long long)rc[i].n);
+  }
+  if (other)
+    sb_printf(b, "weir_crashes_total{behaviour=\"(other)\"} %llu\n",
+              (unsigned long long)other);
+  prom_metric(b, "weir_reports_suppressed_total", "counter",
+              "Crash and supervisor reports the rate limits kept out of the "
+              "log.",
+              suppressed);
   prom_top(rt, b, WEIR_ATTR_MESSAGE_QUEUE_LEN, "weir_process_message_queue_len",
            "Mailbox length of the processes with the longest queues.");
   prom_top(rt, b, WEIR_ATTR_MAILBOX_BYTES, "weir_process_mailbox_bytes",
@@ -694,7 +858,10 @@ static void cmd_metrics(weir_rt *rt, sb *b) {
 /* The server                                                                */
 /* ======================================================================== */
 
-enum { C_FREE = 0, C_READ, C_JOB, C_WRITE, C_DRAIN };
+enum { C_FREE = 0, C_READ, C_JOB, C_WRITE, C_DRAIN, C_TRACE };
+
+#define TRACE_OUT_MAX 65536u /* reply bytes unsent before a trace waits */
+#define TRACE_TICK_MS 20
 
 typedef struct console console;
 
@@ -713,6 +880,13 @@ typedef struct client {
   weir__console_req req;
   sb job;
   _Atomic int job_done;
+  /* a trace streaming to this client (C_TRACE) */
+  weir__trace *trace;
+  weir_pid trace_pid;
+  uint32_t trace_count;
+  uint64_t trace_end_ns;
+  uint64_t trace_lines;   /* event lines queued for the client */
+  uint64_t trace_dropped; /* events the console had no memory for */
 } client;
 
 struct console {
@@ -850,6 +1024,10 @@ static void *job_main(void *arg) {
 }
 
 static void client_free(client *cl) {
+  if (cl->trace) {
+    weir__trace_close(cl->con->rt, cl->trace);
+    cl->trace = NULL;
+  }
   if (cl->fd >= 0) close(cl->fd);
   weir__free(cl->out.p);
   weir__free(cl->job.p);
@@ -885,6 +1063,8 @@ static void client_error(client *cl, const char *msg, int close_after) {
   cl->close_after = close_after;
   client_reply(cl, &b);
 }
+
+static void trace_begin(client *cl, const weir__console_req *rq);
 
 static void client_request(client *cl, const char *line, size_t len) {
   char err[160];
@@ -925,11 +1105,218 @@ static void client_request(client *cl, const char *line, size_t len) {
   case WEIR__CMD_METRICS:
     cmd_metrics(rt, &b);
     break;
+  case WEIR__CMD_CRASHES:
+    cmd_crashes(rt, &b);
+    break;
+  case WEIR__CMD_TRACE:
+  case WEIR__CMD_TRACE_KEY:
+    trace_begin(cl, &rq);
+    return;
   case WEIR__CMD_HELP:
     cmd_help(&b);
     break;
   }
   client_reply(cl, &b);
+}
+
+/* ---- trace: a reply of many lines ------------------------------------- */
+
+static void client_writable(client *cl);
+
+/* Sends what it can of cl->out without blocking; false if the client was
+   dropped. */
+static bool trace_flush(client *cl) {
+  while (cl->outpos < cl->out.len) {
+    ssize_t k = send(cl->fd, cl->out.p + cl->outpos, cl->out.len - cl->outpos,
+                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (k < 0) {
+      if (errno == EAGAIN || errno == EINTR) return true;
+      client_free(cl);
+      return false;
+    }
+    cl->outpos += (size_t)k;
+  }
+  cl->out.len = cl->outpos = 0; /* all sent: reuse the buffer */
+  if (cl->out.p) cl->out.p[0] = 0;
+  return true;
+}
+
+static const char *kind_text(uint8_t kind) {
+  switch (kind) {
+  case WEIR__K_CAST:
+    return "cast";
+  case WEIR__K_CALL:
+    return "call";
+  case WEIR__K_REPLY:
+    return "reply";
+  case WEIR__K_EXIT:
+    return "exit";
+  case WEIR__K_DOWN:
+    return "down";
+  case WEIR__K_TIMEOUT:
+    return "timeout";
+  default:
+    return "info";
+  }
+}
+
+static void trace_line(client *cl, const weir__trace_ev *e) {
+  sb *b = &cl->out;
+  sb_printf(b,
+            "{\"t\":%llu.%06llu,\"kind\":\"%s\",\"tag\":%u,\"len\":%u,"
+            "\"from\":",
+            (unsigned long long)(e->t_ns / 1000000000ull),
+            (unsigned long long)(e->t_ns % 1000000000ull / 1000ull),
+            kind_text(e->kind), e->tag, e->len);
+  sb_pid_or_null(b, (weir_pid){e->from});
+  sb_puts(b, ",\"head\":\"");
+  for (unsigned i = 0; i < e->head_len && i < sizeof e->head; i++)
+    sb_printf(b, "%02x", e->head[i]);
+  sb_puts(b, "\"}\n");
+}
+
+/* The summary line; the client then reads it and goes back to requests. */
+static void trace_end(client *cl, const char *why) {
+  uint64_t seen, lost;
+  bool drained;
+  weir__trace_counts(cl->trace, &seen, &lost, &drained);
+  weir__trace_close(cl->con->rt, cl->trace);
+  cl->trace = NULL;
+  sb_printf(&cl->out,
+            "{\"trace\":\"end\",\"reason\":\"%s\",\"messages\":%llu,"
+            "\"lost\":%llu}\n",
+            why, (unsigned long long)cl->trace_lines,
+            (unsigned long long)(lost + cl->trace_dropped));
+  if (cl->out.oom) { /* not even the summary: drop the client */
+    client_free(cl);
+    return;
+  }
+  cl->state = C_WRITE;
+  cl->deadline_ns = weir__now_ns() + ms_ns(WRITE_TIMEOUT_MS);
+  client_writable(cl);
+}
+
+/* Moves events to the client while it keeps up, and ends the trace after
+   N messages, SECS seconds, or the process's exit. */
+static void trace_pump(client *cl) {
+  weir_rt *rt = cl->con->rt;
+  if (!trace_flush(cl)) return;
+  /* acquire on life: an exit seen here comes after the process's last
+     event, so the read below gets them all */
+  weir__proc *p = weir__proc_slot(rt, weir__pid_slot(cl->trace_pid));
+  bool dead =
+      !p ||
+      atomic_load_explicit(&p->life, memory_order_acquire) != WEIR__P_LIVE ||
+      atomic_load_explicit(&p->gen, memory_order_acquire) !=
+          weir__pid_gen(cl->trace_pid);
+  weir__trace_ev ev[64];
+  while (cl->out.len - cl->outpos < TRACE_OUT_MAX) {
+    size_t k = weir__trace_read(cl->trace, ev, 64);
+    for (size_t i = 0; i < k; i++) {
+      size_t before = cl->out.len;
+      trace_line(cl, &ev[i]);
+      if (cl->out.oom) { /* the line is lost; the buffer is kept */
+        cl->out.oom = 0;
+        cl->out.len = before;
+        if (cl->out.p) cl->out.p[before] = 0;
+        cl->trace_dropped++;
+      } else {
+        cl->trace_lines++;
+      }
+    }
+    if (k < 64) break;
+  }
+  uint64_t seen, lost;
+  bool drained;
+  weir__trace_counts(cl->trace, &seen, &lost, &drained);
+  const char *why = NULL;
+  if (seen >= cl->trace_count && drained)
+    why = "count";
+  else if (weir__now_ns() >= cl->trace_end_ns)
+    why = "time";
+  else if (dead && drained)
+    why = "exited";
+  if (why)
+    trace_end(cl, why);
+  else
+    trace_flush(cl);
+}
+
+static void trace_begin(client *cl, const weir__console_req *rq) {
+  weir_rt *rt = cl->con->rt;
+  weir_pid pid = rq->pid;
+  char msg[200];
+  if (rq->cmd == WEIR__CMD_TRACE_KEY) {
+    weir_pid ps;
+    if (weir_whereis(rt, rq->name, &ps) != WEIR_OK) {
+      snprintf(msg, sizeof msg, "no process registered as '%s'", rq->name);
+      client_error(cl, msg, 0);
+      return;
+    }
+    int np = weir_partitions(rt, ps);
+    if (np < 0) {
+      snprintf(msg, sizeof msg, "'%s' is not a partition supervisor (%s)",
+               rq->name, weir_strerror(np));
+      client_error(cl, msg, 0);
+      return;
+    }
+    if (weir_partition_whereis(rt, ps, rq->key, &pid) != WEIR_OK) {
+      snprintf(msg, sizeof msg,
+               "the worker of partition %llu (key %s) is not running",
+               (unsigned long long)(rq->key % (unsigned)np), rq->key_text);
+      client_error(cl, msg, 0);
+      return;
+    }
+  } else if (!rq->has_pid && weir_whereis(rt, rq->name, &pid) != WEIR_OK) {
+    snprintf(msg, sizeof msg, "no process registered as '%s'", rq->name);
+    client_error(cl, msg, 0);
+    return;
+  }
+  weir__trace *t = NULL;
+  int rc = weir__trace_open(rt, pid, rq->n, rq->tags, rq->ntags, &t);
+  if (rc != WEIR_OK) {
+    if (rc == WEIR_ELIMIT)
+      snprintf(msg, sizeof msg, "too many traces running (at most %d)",
+               WEIR__TRACE_SESSIONS);
+    else if (rc == WEIR_ENOPROC)
+      snprintf(msg, sizeof msg, "no such process");
+    else
+      snprintf(msg, sizeof msg, "cannot trace: %s", weir_strerror(rc));
+    client_error(cl, msg, 0);
+    return;
+  }
+  sb b = {0};
+  sb_puts(&b, "{\"trace\":\"started\",\"pid\":");
+  sb_pid(&b, pid);
+  sb_printf(&b, ",\"count\":%u,\"secs\":%u,\"tags\":", rq->n, rq->secs);
+  if (!rq->ntags) {
+    sb_puts(&b, "null");
+  } else {
+    for (unsigned i = 0; i < rq->ntags; i++)
+      sb_printf(&b, "%s%u", i ? "," : "[", rq->tags[i]);
+    sb_puts(&b, "]");
+  }
+  if (rq->cmd == WEIR__CMD_TRACE_KEY) {
+    sb_puts(&b, ",\"key\":");
+    sb_json_str(&b, rq->key_text);
+  }
+  sb_puts(&b, "}\n");
+  if (b.oom) {
+    weir__free(b.p);
+    weir__trace_close(rt, t);
+    client_error(cl, "out of memory", 0);
+    return;
+  }
+  weir__free(cl->out.p);
+  cl->out = b;
+  cl->outpos = 0;
+  cl->trace = t;
+  cl->trace_pid = pid;
+  cl->trace_count = rq->n;
+  cl->trace_end_ns = weir__now_ns() + (uint64_t)rq->secs * 1000000000ull;
+  cl->trace_lines = cl->trace_dropped = 0;
+  cl->state = C_TRACE;
+  trace_pump(cl);
 }
 
 /* An over-long line: an error, then the connection closes (what follows
@@ -1073,9 +1460,19 @@ static void *console_main(void *arg) {
     pf[n] = (struct pollfd){c->wake[0], POLLIN, 0};
     who[n++] = NULL;
     uint64_t now = weir__now_ns(), next = UINT64_MAX;
+    bool tracing = false;
     for (int i = 0; i < MAX_CLIENTS; i++) {
       client *cl = &c->cl[i];
       if (cl->state == C_FREE || cl->state == C_JOB) continue;
+      if (cl->state == C_TRACE) {
+        /* POLLRDHUP: the client went away, the trace ends with it */
+        tracing = true;
+        short ev = POLLRDHUP;
+        if (cl->outpos < cl->out.len) ev |= POLLOUT;
+        pf[n] = (struct pollfd){cl->fd, ev, 0};
+        who[n++] = cl;
+        continue;
+      }
       if (cl->deadline_ns <= now) {
         if (cl->state == C_READ && cl->inlen == 0) {
           client_error(cl, "idle timeout", 1);
@@ -1093,6 +1490,8 @@ static void *console_main(void *arg) {
     int timeout = -1;
     if (next != UINT64_MAX)
       timeout = next <= now ? 0 : (int)((next - now) / 1000000ull) + 1;
+    if (tracing && (timeout < 0 || timeout > TRACE_TICK_MS))
+      timeout = TRACE_TICK_MS;
     int k = poll(pf, n, timeout);
     if (k < 0) {
       if (errno == EINTR) continue;
@@ -1112,6 +1511,13 @@ static void *console_main(void *arg) {
     }
     for (nfds_t i = 2; i < n; i++) {
       client *cl = who[i];
+      if (cl->state == C_TRACE) {
+        if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+          client_free(cl); /* closes the trace */
+        else
+          trace_pump(cl);
+        continue;
+      }
       if (!pf[i].revents || cl->state == C_FREE) continue;
       if (pf[i].revents & POLLOUT)
         client_writable(cl);

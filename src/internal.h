@@ -261,8 +261,12 @@ struct weir__proc {
   _Atomic uint8_t status; /* weir_status for diagnostics */
   uint8_t trap_exit;      /* owner-only */
   uint8_t served_calls;   /* owner-only: took a call from a thread */
-  uint8_t wake_blocked;   /* bounded and overflow == BLOCK */
+  /* WEIR__RX_*, tested once per message taken: WAKE (set at each
+     incarnation: bounded and overflow == BLOCK) and TRACED (trace.c) */
+  _Atomic uint8_t rx_flags;
 };
+#define WEIR__RX_WAKE   1u
+#define WEIR__RX_TRACED 2u
 
 struct weir_ctx {
   weir__proc *p;
@@ -271,6 +275,10 @@ struct weir_ctx {
   int requeued;
   int exit_reason; /* set by weir_exit(self) */
   int exiting;
+  /* for the crash report (report.c), set just before an abnormal exit */
+  const char *crash_cb; /* the callback that failed, or "exit_signal" */
+  weir__msg *crash_msg; /* the message in hand, or NULL */
+  uint64_t exit_from;   /* exit signal: its sender's pid id, or 0 */
 };
 
 static inline uint32_t weir__pid_slot(weir_pid p) {
@@ -405,9 +413,77 @@ void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate, double *out_rate);
 uint64_t weir__alarms_active(weir_rt *rt);
 int weir__alarm_start(weir_rt *rt);
 void weir__alarm_stop(weir_rt *rt);
+/* report.c: crash and supervisor reports */
+int weir__report_start(weir_rt *rt);
+void weir__report_stop(weir_rt *rt);
+/* An abnormal exit of cx's process (its thread, before links hear of it):
+   cx->crash_cb, crash_msg and exit_from say how it died. */
+void weir__report_exit(weir_ctx *cx, int reason);
+typedef struct weir__sup_note { /* what a supervisor did about a child */
+  weir_sup_action action;
+  weir_pid restarted_as;
+  int restarts, max_restarts, max_seconds;
+  const char *sup_name, *child_id;
+} weir__sup_note;
+/* Completes child's pending crash report (none pending: nothing). */
+void weir__report_sup(weir_rt *rt, weir_pid child, const weir__sup_note *n);
+/* A supervisor gave up: its own report. */
+void weir__report_gave_up(weir_rt *rt, weir_pid sup, weir_pid child,
+                          const weir__sup_note *n);
+typedef struct weir__report_count {
+  char behaviour[64];
+  uint64_t n;
+} weir__report_count;
+/* Crashes by behaviour (up to n into out; returns how many); *other: of
+   behaviours past the table; *suppressed: reports not logged. */
+size_t weir__report_counts(weir_rt *rt, weir__report_count *out, size_t n,
+                           uint64_t *other, uint64_t *suppressed);
 /* server.c */
 int weir__calls_init(weir_rt *rt);
 void weir__calls_server_gone(weir_rt *rt, weir_pid server);
+/* trace.c: message tracing */
+#define WEIR__TRACE_SESSIONS 16    /* open traces per node */
+#define WEIR__TRACE_RING     256   /* events a session buffers */
+#define WEIR__TRACE_TAGS     8     /* tags in one filter */
+#define WEIR__TRACE_MAX_N    10000 /* hard caps of a console trace */
+#define WEIR__TRACE_MAX_S    300
+typedef struct weir__trace_ev {
+  uint64_t t_ns; /* CLOCK_REALTIME */
+  uint64_t from; /* sender pid id, 0 = a thread */
+  uint32_t tag;  /* as the callback sees it */
+  uint32_t len;  /* user payload bytes */
+  uint8_t kind;  /* WEIR__K_* */
+  uint8_t head_len;
+  uint8_t head[16];
+} weir__trace_ev;
+typedef struct weir__trace {
+  _Atomic uint64_t pid;     /* traced incarnation; 0 = closed */
+  _Atomic uint32_t writers; /* the process inside record() */
+  int open;                 /* under the state's mutex */
+  uint32_t slot;
+  uint32_t count; /* record at most this many */
+  unsigned ntags; /* 0 = every tag */
+  uint32_t tags[WEIR__TRACE_TAGS];
+  _Atomic uint64_t seen;               /* matched: recorded + lost */
+  _Atomic uint64_t lost;               /* matched while the ring was full */
+  _Atomic uint64_t head WEIR__ALIGNED; /* the writer's */
+  _Atomic uint64_t tail WEIR__ALIGNED; /* the reader's */
+  weir__trace_ev ring[WEIR__TRACE_RING];
+} weir__trace;
+int weir__trace_start(weir_rt *rt);
+void weir__trace_stop(weir_rt *rt);
+/* The traced process took m (self: its pid id). */
+void weir__trace_msg(weir_rt *rt, uint64_t self, const weir__msg *m);
+/* Opens a session on pid for count messages with one of tags (ntags 0:
+   any). Errors: EINVAL, ENOPROC, ELIMIT (WEIR__TRACE_SESSIONS open),
+   ENOMEM. */
+int weir__trace_open(weir_rt *rt, weir_pid pid, uint32_t count,
+                     const uint32_t *tags, unsigned ntags, weir__trace **t);
+/* The reader's side: up to n events, oldest first. */
+size_t weir__trace_read(weir__trace *t, weir__trace_ev *out, size_t n);
+void weir__trace_counts(weir__trace *t, uint64_t *seen, uint64_t *lost,
+                        bool *drained);
+void weir__trace_close(weir_rt *rt, weir__trace *t);
 /* console.c */
 int weir__console_start(weir_rt *rt, const char *path);
 void weir__console_stop(weir_rt *rt);
@@ -534,6 +610,8 @@ struct weir_rt {
   /* hooks for later modules (supervisors, console, alarms) */
   void *console;
   void *alarm;
+  void *report; /* report.c */
+  void *trace;  /* trace.c */
 };
 
 extern _Atomic uint64_t weir__rt_ids;
@@ -552,7 +630,10 @@ typedef enum {
   WEIR__CMD_NODE_STATS,
   WEIR__CMD_SCHEDULER_USAGE,
   WEIR__CMD_ALARMS,
-  WEIR__CMD_METRICS
+  WEIR__CMD_METRICS,
+  WEIR__CMD_CRASHES,
+  WEIR__CMD_TRACE,    /* trace PID|NAME N SECS TAGS */
+  WEIR__CMD_TRACE_KEY /* trace_key NAME KEY N SECS TAGS */
 } weir__console_cmd;
 typedef struct weir__console_req {
   weir__console_cmd cmd;
@@ -561,7 +642,15 @@ typedef struct weir__console_req {
   uint32_t ms;    /* proc_window, scheduler_usage: 1..WEIR__CONSOLE_MAX_MS */
   int has_pid;    /* info: arg parsed as a pid */
   weir_pid pid;
-  char name[64]; /* info NAME, partitions NAME */
+  char name[64]; /* info NAME, partitions NAME, trace PID|NAME */
+  /* trace, trace_key: n = messages (1..WEIR__TRACE_MAX_N), secs
+     (1..WEIR__TRACE_MAX_S), tags (ntags 0 = every tag) */
+  uint32_t secs;
+  unsigned ntags;
+  uint32_t tags[WEIR__TRACE_TAGS];
+  int key_is_int; /* trace_key: KEY all digits (an integer key) */
+  uint64_t key;   /* ... its value, or XXH3-64 of its bytes */
+  char key_text[64];
 } weir__console_req;
 /* Parses one request line of len bytes (no newline; a trailing CR is
    ignored). Pure: no I/O, no allocation. Returns WEIR_OK, or WEIR_EINVAL

@@ -223,7 +223,13 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   WEIR__ST(p->overflow, (uint8_t)so->overflow);
   bool bounded = so->max_queue_len || so->max_queue_bytes;
   weir__bound_mode(p, bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST);
-  p->wake_blocked = bounded && so->overflow == WEIR_OVERFLOW_BLOCK;
+  /* relaxed: read by this slot's own runs, which the token orders; a
+     TRACED bit of a session on an earlier incarnation goes with it */
+  atomic_store_explicit(&p->rx_flags,
+                        (uint8_t)(bounded && so->overflow == WEIR_OVERFLOW_BLOCK
+                                      ? WEIR__RX_WAKE
+                                      : 0),
+                        memory_order_relaxed);
   weir__slotx *sx = p->x; /* allocated by the caller when needed */
   if (sx) {
     WEIR__ST(sx->push_timeout_ms, so->push_timeout_ms);
@@ -765,8 +771,12 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   /* Not counted from here: whoever gets our DOWN or EXIT sees us gone. */
   atomic_fetch_sub_explicit(&rt->nprocs, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&rt->exited, 1, memory_order_relaxed);
-  if (reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN)
+  if (reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN) {
     atomic_fetch_add_explicit(&rt->crashed, 1, memory_order_relaxed);
+    /* Before terminate (the queue as it was) and before the supervisor
+       hears of it (the report waits for what it does). */
+    weir__report_exit(cx, reason);
+  }
 
   if (p->srv && p->srv->terminate) {
     weir_msg view, *vp = NULL;
@@ -945,6 +955,18 @@ static int call_cb(weir_ctx *cx, weir__proc *p, const char *what,
   return rc;
 }
 
+/* The callback a message of this kind runs, for a crash report. */
+static const char *kind_callback(uint32_t kind) {
+  switch (kind) {
+  case WEIR__K_CAST:
+    return "handle_cast";
+  case WEIR__K_CALL:
+    return "handle_call";
+  default:
+    return "handle_info";
+  }
+}
+
 /* Handles one accepted message; returns the callback's result (or a reason
    to exit). */
 static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
@@ -1019,6 +1041,8 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     if (reason == WEIR_REASON_KILL && explicit_sig) {
       cx->exiting = 1;
       cx->exit_reason = WEIR_REASON_KILLED;
+      cx->exit_from = m->from;
+      cx->crash_cb = "exit_signal";
       return WEIR_OK;
     }
     if (p->trap_exit) {
@@ -1030,6 +1054,8 @@ static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
     if (reason == WEIR_REASON_NORMAL) return WEIR_OK;
     cx->exiting = 1;
     cx->exit_reason = reason;
+    cx->exit_from = m->from;
+    cx->crash_cb = "exit_signal";
     return WEIR_OK;
   }
   case WEIR__K_LINK: {
@@ -1124,6 +1150,15 @@ static void note_state_size(weir__proc *p) {
   }
 }
 
+/* The rarely taken half of a pop: wake BLOCKed senders, trace. */
+static void rx_slow(weir_ctx *cx, weir__proc *p, weir__msg *m, uint8_t rx) {
+  if (rx & WEIR__RX_WAKE) weir__bound_popped(p);
+  if ((rx & WEIR__RX_TRACED) &&
+      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE &&
+      msg_accepted(p, m))
+    weir__trace_msg(p->rt, cx->self, m);
+}
+
 void weir__proc_run(weir__proc *p, unsigned budget) {
   weir_rt *rt = p->rt;
   weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
@@ -1135,6 +1170,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
   if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire) ==
                      atomic_load_explicit(&p->gen, memory_order_relaxed)) &&
       atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE) {
+    cx.crash_cb = "exit_signal";
     if (weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL)) goto out;
   }
   while (n < budget) {
@@ -1154,7 +1190,9 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
       weir__set_current_ctx(&cx);
       continue; /* a push is in flight; its link appears shortly */
     }
-    if (WEIR__UNLIKELY(p->wake_blocked)) weir__bound_popped(p);
+    /* relaxed: see incarnate and trace.c */
+    uint8_t rx = atomic_load_explicit(&p->rx_flags, memory_order_relaxed);
+    if (WEIR__UNLIKELY(rx)) rx_slow(&cx, p, m, rx);
     uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
     if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
       weir__dead_letter(rt, p, m, WEIR_ENOPROC);
@@ -1173,11 +1211,18 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
                    : rc == WEIR_STOP ? WEIR_REASON_NORMAL
                                      : cx.exit_reason;
       if (rc > 0 && rc != WEIR_STOP) reason = WEIR_EINVAL;
+      if (!cx.crash_cb) { /* else the message was an exit signal */
+        cx.crash_cb = kind_callback(m->kind);
+        cx.crash_msg = m;
+      }
       bool front = (m->flags & WEIR__MF_FRONT) != 0;
       bool held = weir__proc_exit_now(&cx, reason, rc < 0 ? m : NULL);
       if (front) weir__msg_free(m);
       if (held) goto out;
       cx.exiting = 0;
+      cx.exit_from = 0;
+      cx.crash_cb = NULL;
+      cx.crash_msg = NULL;
       continue;
     }
     if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);

@@ -232,6 +232,12 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   if (!rt->slots || !rt->free_slots) goto fail;
   if ((rc = weir__calls_init(rt)) != WEIR_OK) goto fail;
   if ((rc = weir__registry_init(rt)) != WEIR_OK) goto fail;
+  if (rt->opts.report_ring > 4096) {
+    rc = WEIR_EINVAL;
+    goto fail;
+  }
+  if ((rc = weir__report_start(rt)) != WEIR_OK) goto fail;
+  if ((rc = weir__trace_start(rt)) != WEIR_OK) goto fail;
   if ((rc = weir__timer_start(rt)) != WEIR_OK) goto fail;
   if ((rc = weir__io_start(rt)) != WEIR_OK) goto fail_timer;
   if ((rc = weir__sched_start(rt)) != WEIR_OK) goto fail_io;
@@ -252,6 +258,8 @@ fail_io:
 fail_timer:
   weir__timer_stop(rt);
 fail:
+  weir__trace_stop(rt);
+  weir__report_stop(rt);
   rt_free(rt);
   return rc;
 }
@@ -356,6 +364,9 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
   weir__timer_stop(rt);
   weir__io_stop(rt);
   weir__sched_stop(rt);
+  /* No process can run now: log what the exits above reported. */
+  weir__report_stop(rt);
+  weir__trace_stop(rt);
   rt_free(rt);
   return rc;
 }

@@ -51,6 +51,8 @@ typedef struct weir__sup {
 } weir__sup;
 
 static const weir_server sup_server;
+static void note_action(weir__sup *s, sup_child *ch, weir_pid pid,
+                        weir_sup_action action);
 
 static void sleep_ms(unsigned ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -246,11 +248,41 @@ static void stop_child(weir__sup *s, sup_child *ch, bool keep) {
     } else {
       ch->slot = NULL;
     }
+    /* killed after its shutdown time, or crashed meanwhile: its report */
+    note_action(s, ch, pid, WEIR_SUP_ACTION_STOPPED);
   }
   if (!keep) release_held(s, ch);
 }
 
 /* ---- intensity -------------------------------------------------------- */
+
+/* Restarts inside the last max_seconds, for reports. */
+static int restarts_in_window(const weir__sup *s) {
+  uint64_t now = weir__now_ns();
+  uint64_t w = (uint64_t)s->o.max_seconds * 1000000000ull;
+  int k = 0;
+  for (int i = 0; i < s->ntimes; i++)
+    if (s->times[i] && now - s->times[i] <= w) k++;
+  return k;
+}
+
+/* Tells the reporter what became of child `pid` (its crash report, if it
+   crashed, is waiting for this); GAVE_UP adds the supervisor's own. */
+static void note_action(weir__sup *s, sup_child *ch, weir_pid pid,
+                        weir_sup_action action) {
+  weir__sup_note n = {.action = action,
+                      .restarted_as = action == WEIR_SUP_ACTION_RESTARTED
+                                          ? ch->pid
+                                          : WEIR_PID_NONE,
+                      .restarts = restarts_in_window(s),
+                      .max_restarts = s->o.max_restarts,
+                      .max_seconds = s->o.max_seconds,
+                      .sup_name = s->name,
+                      .child_id = ch->id};
+  weir__report_sup(s->rt, pid, &n);
+  if (action == WEIR_SUP_ACTION_GAVE_UP)
+    weir__report_gave_up(s->rt, s->self, pid, &n);
+}
 
 static bool intensity_ok(weir__sup *s) {
   uint64_t now = weir__now_ns();
@@ -338,6 +370,7 @@ static bool restart_range(weir__sup *s, size_t from, size_t to) {
 static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
                             int reason) {
   weir_rt *rt = s->rt;
+  weir_pid was = ch->pid;
   ch->pid = WEIR_PID_NONE;
   if (ch->spec.keep_mailbox && ch->slot) ch->held = 1;
   bool abnormal =
@@ -348,9 +381,11 @@ static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
   if (!restart) {
     release_held(s, ch);
     if (ch->spec.restart == WEIR_TEMPORARY) ch->removed = 1;
+    note_action(s, ch, was, WEIR_SUP_ACTION_NOT_RESTARTED);
     return WEIR_OK;
   }
   if (!intensity_ok(s)) {
+    note_action(s, ch, was, WEIR_SUP_ACTION_GAVE_UP);
     weir_exit(rt, s->self, WEIR_REASON_SHUTDOWN);
     (void)cx;
     return WEIR_OK;
@@ -367,8 +402,11 @@ static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
   for (size_t j = to; j-- > from;)
     if (j != i) stop_child(s, &s->c[j], true);
   if (!restart_range(s, from, to)) {
+    note_action(s, ch, was, WEIR_SUP_ACTION_GAVE_UP);
     weir_exit(rt, s->self, WEIR_REASON_SHUTDOWN);
+    return WEIR_OK;
   }
+  note_action(s, ch, was, WEIR_SUP_ACTION_RESTARTED);
   return WEIR_OK;
 }
 

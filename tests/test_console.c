@@ -298,7 +298,7 @@ static void test_parser(void) {
       {"info \xff\xfe", 7, "UTF-8"},
       {"info \xc0\xaf", 7, "UTF-8"},     /* overlong */
       {"info \xed\xa0\x80", 8, "UTF-8"}, /* surrogate */
-      {"a b c d e f", 11, "too many"},
+      {"a b c d e f g", 13, "too many"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK_RC(weir__console_parse(bad[i].in, bad[i].len, &rq, err, sizeof err),

@@ -107,6 +107,34 @@ until "$WEIRCTL" alarms 2>/dev/null | grep -q '^long_message_queue  *<0\.[0-9]*\
 done
 [ $i -le 100 ] && ok "alarms lists drowning"
 
+# crashes: the test node's crasher, in both forms.
+"$WEIRCTL" crashes >"$TMP/o" 2>"$TMP/e" || fail "crashes: $(cat "$TMP/e")"
+cat "$TMP/o"
+grep -q '^#1 .* crash <0\.[0-9]*\.[0-9]*> crasher *(crasher) handle_cast WEIR_EINVAL (-1)' "$TMP/o" \
+  || fail "crashes lacks the crasher"
+grep -q 'message: tag 9, 4 bytes from a thread, head 626f6f6d' "$TMP/o" \
+  || fail "crashes lacks the message in hand"
+"$WEIRCTL" --json crashes | grep -q '"behaviour":"crasher","callback":"handle_cast"' \
+  && ok "crashes" || fail "crashes --json"
+
+# trace: the partition worker of key 42 (the node casts to it ten times a
+# second), by key and as JSON; a count, a time limit, a tag filter.
+"$WEIRCTL" trace events --key 42 --count 3 --tag 5 >"$TMP/o" 2>"$TMP/e" \
+  || fail "trace: $(cat "$TMP/e")"
+cat "$TMP/o"
+head -n 1 "$TMP/o" | grep -q '^tracing <0\.[0-9]*\.[0-9]*>: up to 3 messages or 10 s' \
+  || fail "trace header"
+[ "$(grep -c ' cast    tag=5 len=8 from=thread head=' "$TMP/o")" -eq 3 ] || fail "trace lines"
+tail -n 1 "$TMP/o" | grep -qx '3 messages, 0 lost (count)' || fail "trace summary"
+"$WEIRCTL" --json trace drowning --secs 1 >"$TMP/o" 2>"$TMP/e" || fail "trace --json"
+tail -n 1 "$TMP/o" | grep -q '"reason":"time","messages":0' && ok "trace" \
+  || fail "trace --json: $(cat "$TMP/o")"
+"$WEIRCTL" trace drowning --count 10001 >"$TMP/o" 2>"$TMP/e"
+[ $? -eq 1 ] && grep -q -- "--count needs a number from 1 to 10000" "$TMP/e" \
+  || fail "trace cap"
+"$WEIRCTL" trace '<0.999.1>' >"$TMP/o" 2>"$TMP/e"
+[ $? -eq 1 ] && grep -q "no such process" "$TMP/e" || fail "trace dead pid"
+
 # top --once: one frame that fits 80 columns.
 "$WEIRCTL" top --once --sort message_queue_len >"$TMP/top" || fail "top exit"
 cat "$TMP/top"

@@ -4,6 +4,9 @@
  *   POST /track        one JSON event  -> 202 | 400 | 413 | 503 + Retry-After
  *   POST /track/batch  NDJSON events   -> 202 with per-line results
  *   GET  /metrics      Prometheus text;  GET /healthz -> 200 "ok"
+ *   GET  /readyz       200 "ready", or 503 + Retry-After with the reason
+ *                      (a long_message_queue alarm, the database failing,
+ *                      the node stopping): see ready() below
  *
  * MHD runs a small pool of epoll threads; a handler parses the body and
  * casts into the workers' mailboxes, which costs microseconds, so the HTTP
@@ -41,9 +44,14 @@ struct agg_http {
   struct MHD_Daemon *d;
   agg_service *svc;
   agg_linger *linger;
+  /* /readyz: the insert counters at the last probe, and whether the
+     database looked down then (relaxed: concurrent probes only share a
+     verdict, which the next probe corrects) */
+  _Atomic uint64_t ready_errors, ready_commits;
+  atomic_int db_down;
 };
 
-enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH };
+enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH, R_READY };
 
 typedef struct req {
   int route;
@@ -292,8 +300,60 @@ static int route_of(const char *url, const char *method, int *get) {
   *get = 1;
   if (!strcmp(url, "/metrics")) return R_METRICS;
   if (!strcmp(url, "/healthz")) return R_HEALTH;
+  if (!strcmp(url, "/readyz")) return R_READY;
   (void)method;
   return R_NONE;
+}
+
+/* Readiness (GET /readyz; /healthz stays liveness): 1, or 0 with the reason
+   in why. Not ready while the node is stopping, while a long_message_queue
+   alarm is raised (a partition drowns: send traffic elsewhere before the
+   503s of a full mailbox), or while the database is failing: inserts
+   failed since the previous probe and none committed (the workers retry a
+   failed batch with backoff, so an outage keeps failing; with no traffic
+   there is no evidence either way and the last verdict stands). */
+static int ready(agg_http *h, char *why, size_t n) {
+  agg_service *svc = h->svc;
+  if (atomic_load_explicit(&svc->closing, memory_order_relaxed) ||
+      atomic_load_explicit(&svc->stopping, memory_order_relaxed)) {
+    snprintf(why, n, "stopping");
+    return 0;
+  }
+  weir_alarm al[16];
+  size_t k = 0;
+  if (weir_alarms(svc->rt, al, 16, &k) == WEIR_OK)
+    for (size_t i = 0; i < k && i < 16; i++) {
+      if (al[i].kind != WEIR_ALARM_LONG_MESSAGE_QUEUE) continue;
+      weir_proc_info in;
+      int part = weir_process_info(svc->rt, al[i].pid, &in) == WEIR_OK
+                     ? in.partition
+                     : -1;
+      char pid[32];
+      weir_pid_format(al[i].pid, pid, sizeof pid);
+      snprintf(why, n,
+               "long_message_queue alarm: %s%s%s, partition %d, %llu queued",
+               pid, al[i].registered_name[0] ? " " : "", al[i].registered_name,
+               part, (unsigned long long)al[i].queue_len);
+      return 0;
+    }
+  uint64_t e = atomic_load_explicit(&svc->ctr.db_errors, memory_order_relaxed);
+  uint64_t c = atomic_load_explicit(&svc->ctr.commits, memory_order_relaxed);
+  uint64_t e0 =
+      atomic_exchange_explicit(&h->ready_errors, e, memory_order_relaxed);
+  uint64_t c0 =
+      atomic_exchange_explicit(&h->ready_commits, c, memory_order_relaxed);
+  if (c != c0)
+    atomic_store_explicit(&h->db_down, 0, memory_order_relaxed);
+  else if (e != e0)
+    atomic_store_explicit(&h->db_down, 1, memory_order_relaxed);
+  if (atomic_load_explicit(&h->db_down, memory_order_relaxed)) {
+    snprintf(why, n,
+             "database failing: inserts fail and none committed since the "
+             "last probe (%llu failed transactions so far)",
+             (unsigned long long)e);
+    return 0;
+  }
+  return 1;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
@@ -316,6 +376,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     if (route == R_HEALTH)
       return reply(c, MHD_HTTP_OK, "ok\n", 3, MHD_RESPMEM_PERSISTENT,
                    "text/plain", 0);
+    if (route == R_READY) {
+      char why[256];
+      if (ready(h, why, sizeof why))
+        return reply(c, MHD_HTTP_OK, "ready\n", 6, MHD_RESPMEM_PERSISTENT,
+                     "text/plain", 0);
+      return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, why, 1);
+    }
     if (route == R_METRICS) {
       char *m = agg_service_metrics(svc);
       if (!m) return MHD_NO;

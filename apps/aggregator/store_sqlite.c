@@ -112,10 +112,8 @@ static void sq_close(agg_store *st) {
   free(s);
 }
 
-static const agg_store_ops SQ_OPS = {.insert = sq_insert,
-                                     .scan = sq_scan,
-                                     .reset = sq_reset,
-                                     .close = sq_close};
+static const agg_store_ops SQ_OPS = {
+    .insert = sq_insert, .scan = sq_scan, .reset = sq_reset, .close = sq_close};
 
 int agg__sqlite_open(const char *path, int create, agg_store **out, char *err,
                      size_t errn) {

@@ -37,6 +37,17 @@ const char *weirctl_usage(void) {
          "1000)\n"
          "  alarms                     active overload alarms\n"
          "  metrics                    Prometheus text\n"
+         "  crashes                    the last crash and supervisor "
+         "reports\n"
+         "  trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K]\n"
+         "                             print the messages a process takes, "
+         "until N\n"
+         "                             (default 10, at most 10000) or S "
+         "seconds\n"
+         "                             (default 10, at most 300); --key K: "
+         "the worker\n"
+         "                             of partition supervisor NAME for key "
+         "K\n"
          "  top [--sort ATTR] [-n N] [--once]\n"
          "                             live view, refreshed every second\n"
          "  help                       the node's command list\n"
@@ -106,6 +117,9 @@ static const struct {
     {"alarms", WEIRCTL_ALARMS, 0, 0, "alarms"},
     {"metrics", WEIRCTL_METRICS, 0, 0, "metrics"},
     {"top", WEIRCTL_TOP, 0, 0, "top [--sort ATTR] [-n N] [--once]"},
+    {"crashes", WEIRCTL_CRASHES, 0, 0, "crashes"},
+    {"trace", WEIRCTL_TRACE, 1, 1,
+     "trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K]"},
     {"help", WEIRCTL_HELP, 0, 0, "help"},
 };
 
@@ -123,6 +137,82 @@ static const char *optval(int argc, char *const argv[], int *i,
 static int is_opt(const char *a, const char *opt) {
   size_t k = strlen(opt);
   return strncmp(a, opt, k) == 0 && (a[k] == 0 || a[k] == '=');
+}
+
+/* TAGS: decimal tags separated by commas, at most 8 (the node's limit). */
+static int tags(const char *s, char *err, size_t errn) {
+  unsigned n = 0, t;
+  char one[16];
+  while (*s) {
+    size_t k = strcspn(s, ",");
+    if (k == 0 || k > 10 || ++n > 8) goto bad; /* the node's limits */
+    memcpy(one, s, k);
+    one[k] = 0;
+    if (num(one, 0, 4294967295u, &t)) goto bad;
+    s += k;
+    if (*s == ',' && !*++s) goto bad;
+  }
+  if (n) return 0;
+bad:
+  return fail(err, errn,
+              "--tag needs 1 to 8 numbers separated by commas (e.g. 1,7)");
+}
+
+/* trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K] */
+static int parse_trace(weirctl_args *a, char *const *pos, int np, char *err,
+                       size_t errn) {
+  const char *target = NULL, *tag = "*", *key = NULL, *v;
+  a->count = 10;
+  a->secs = 10;
+  for (int k = 0; k < np; k++) {
+    const char *s = pos[k];
+    int j = k + 1;
+    char *const *sub = pos - 1;
+    if (is_opt(s, "--count")) {
+      if (!(v = optval(np + 1, sub, &j, "--count")) ||
+          num(v, 1, 10000, &a->count))
+        return fail(err, errn, "--count needs a number from 1 to 10000");
+    } else if (is_opt(s, "--secs")) {
+      if (!(v = optval(np + 1, sub, &j, "--secs")) || num(v, 1, 300, &a->secs))
+        return fail(err, errn, "--secs needs a number from 1 to 300");
+    } else if (is_opt(s, "--tag")) {
+      if (!(v = optval(np + 1, sub, &j, "--tag")) || tags(v, err, errn))
+        return fail(err, errn,
+                    "--tag needs 1 to 8 numbers separated by commas "
+                    "(e.g. 1,7)");
+      tag = v;
+    } else if (is_opt(s, "--key")) {
+      if (!(v = optval(np + 1, sub, &j, "--key")) ||
+          word(v, "a key", err, errn))
+        return fail(err, errn,
+                    "--key needs a key of 1 to 63 bytes without spaces");
+      key = v;
+    } else if (strcmp(s, "--json") == 0) {
+      a->json = 1;
+    } else if (s[0] == '-' && s[1]) {
+      return fail(err, errn, "unknown trace option '%.40s'", s);
+    } else if (!target) {
+      if (word(s, key ? "a name" : "a pid or name", err, errn)) return -1;
+      target = s;
+    } else {
+      return fail(err, errn,
+                  "usage: weirctl trace PID|NAME [--count N] [--secs S] "
+                  "[--tag T,...] [--key K]");
+    }
+    k = j - 1;
+  }
+  if (!target)
+    return fail(err, errn,
+                "usage: weirctl trace PID|NAME [--count N] [--secs S] "
+                "[--tag T,...] [--key K]");
+  a->target = target;
+  if (key)
+    snprintf(a->request, sizeof a->request, "trace_key %s %s %u %u %s", target,
+             key, a->count, a->secs, tag);
+  else
+    snprintf(a->request, sizeof a->request, "trace %s %u %u %s", target,
+             a->count, a->secs, tag);
+  return 0;
 }
 
 int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
@@ -204,6 +294,7 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
              weir_attr_name(a->attr), a->n ? a->n : 20);
     return 0;
   }
+  if (a->cmd == WEIRCTL_TRACE) return parse_trace(a, pos, np, err, errn);
   if (np < cmds[c].min || np > cmds[c].max)
     return fail(err, errn, "usage: weirctl %s", cmds[c].usage);
   switch (a->cmd) {

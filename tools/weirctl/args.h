@@ -27,6 +27,8 @@ typedef enum {
   WEIRCTL_ALARMS,
   WEIRCTL_METRICS,
   WEIRCTL_TOP,
+  WEIRCTL_CRASHES,
+  WEIRCTL_TRACE,
   WEIRCTL_HELP /* the node's own command list */
 } weirctl_cmd;
 
@@ -42,7 +44,9 @@ typedef struct weirctl_args {
   unsigned ms;        /* proc_window, scheduler_usage */
   const char *target; /* info PID|NAME, partitions NAME */
   int once;           /* top --once */
-  char request[160];  /* the console request line, no newline ("" = none) */
+  unsigned count;     /* trace --count (default 10, at most 10000) */
+  unsigned secs;      /* trace --secs (default 10, at most 300) */
+  char request[256];  /* the console request line, no newline ("" = none) */
 } weirctl_args;
 
 /* Parses argv[1..argc-1]. Returns 0, or -1 with a one-line message in err

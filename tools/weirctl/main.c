@@ -190,7 +190,7 @@ static int connect_node(const weirctl_args *a, const char *path) {
    the reason. */
 static char *request(int fd, const char *req, int multiline, int timeout_ms) {
   size_t rl = strlen(req);
-  char line[200];
+  char line[300];
   snprintf(line, sizeof line, "%s\n", req);
   for (size_t off = 0; off < rl + 1;) {
     ssize_t k = send(fd, line + off, rl + 1 - off, MSG_NOSIGNAL);
@@ -439,6 +439,57 @@ static void print_alarms(json_t *o) {
   }
 }
 
+static void print_crashes(json_t *o) {
+  json_t *arr = json_object_get(o, "reports");
+  printf("%llu reports since the start (%llu kept from the log by the rate "
+         "limits)\n",
+         num_of(o, "total"), num_of(o, "suppressed"));
+  size_t i;
+  json_t *r;
+  json_array_foreach(arr, i, r) {
+    char nb[32];
+    double t = real_of(r, "time");
+    time_t s = (time_t)t;
+    struct tm tm;
+    char ts[32];
+    localtime_r(&s, &tm);
+    strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+    printf("#%llu %s %s %s %s (%s)", num_of(r, "seq"), ts,
+           str_or(r, "kind", "?"), str_or(r, "pid", "-"),
+           fit(str_or(r, "registered_name", "-"), 15, nb, sizeof nb),
+           str_or(r, "behaviour", "?"));
+    if (strcmp(str_or(r, "kind", ""), "supervisor") == 0) {
+      printf(" gave up: more than %llu restarts in %llu s (child %s %s)\n",
+             num_of(r, "max_restarts"), num_of(r, "max_seconds"),
+             str_or(r, "child", "-"), str_or(r, "child_id", "-"));
+      continue;
+    }
+    printf(" %s %s (%lld)", str_or(r, "callback", "-"),
+           str_or(r, "reason", "?"),
+           (long long)json_integer_value(json_object_get(r, "code")));
+    if (strcmp(str_or(r, "callback", ""), "exit_signal") == 0)
+      printf(" from %s", str_or(r, "signal_from", "a thread"));
+    putchar('\n');
+    json_t *m = json_object_get(r, "message");
+    if (json_is_object(m))
+      printf("    message: tag %llu, %llu bytes from %s, head %s\n",
+             num_of(m, "tag"), num_of(m, "len"), str_or(m, "from", "a thread"),
+             str_or(m, "head", ""));
+    const char *act = str_or(r, "action", "none");
+    printf("    queue %llu; ", num_of(r, "queue_len"));
+    if (strcmp(act, "none") == 0)
+      printf("no supervisor\n");
+    else if (strcmp(act, "restarted") == 0)
+      printf("supervisor %s restarted it as %s (restart %llu of %llu in "
+             "%llu s)\n",
+             str_or(r, "supervisor", "?"), str_or(r, "restarted_as", "?"),
+             num_of(r, "restarts"), num_of(r, "max_restarts"),
+             num_of(r, "max_seconds"));
+    else
+      printf("supervisor %s: %s\n", str_or(r, "supervisor", "?"), act);
+  }
+}
+
 static void print_help(json_t *o) {
   size_t i;
   json_t *c;
@@ -573,6 +624,96 @@ static int cmd_top(int fd, const weirctl_args *a) {
 /* ---- main -----------------------------------------------------------------
  */
 
+/* ---- trace: a reply of many lines ------------------------------------- */
+
+/* Reads one line from fd into *buf (grown as needed); 0, or -1 after
+   printing why. */
+static int read_line(int fd, char **buf, size_t *cap, int timeout_ms) {
+  size_t len = 0;
+  for (;;) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    int pr = poll(&pf, 1, timeout_ms);
+    if (pr < 0 && errno == EINTR) {
+      if (quit_flag) return -1;
+      continue;
+    }
+    if (pr <= 0) return die("the node did not answer within %d ms", timeout_ms);
+    if (len + 2 > *cap) {
+      char *nb = realloc(*buf, *cap = *cap ? *cap * 2 : 4096);
+      if (!nb) return die("out of memory");
+      *buf = nb;
+    }
+    char c;
+    ssize_t k = recv(fd, &c, 1, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return die("the node closed the connection");
+    if (c == '\n') break;
+    (*buf)[len++] = c;
+  }
+  (*buf)[len] = 0;
+  return 0;
+}
+
+static void print_event(json_t *e) {
+  double t = real_of(e, "t");
+  time_t s = (time_t)t;
+  struct tm tm;
+  char ts[32];
+  localtime_r(&s, &tm);
+  strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+  printf("%s.%06ld %-7s tag=%llu len=%llu from=%s head=%s\n", ts,
+         (long)((t - (double)s) * 1e6), str_or(e, "kind", "?"),
+         num_of(e, "tag"), num_of(e, "len"), str_or(e, "from", "thread"),
+         str_or(e, "head", ""));
+}
+
+static int cmd_trace(int fd, const weirctl_args *a) {
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  char line[300];
+  snprintf(line, sizeof line, "%s\n", a->request);
+  if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line))
+    return die("cannot send to the node: %s", strerror(errno));
+  char *b = NULL;
+  size_t cap = 0;
+  int rc = 1;
+  /* the node ends the trace by SECS; a margin for a busy node */
+  int timeout = (int)a->secs * 1000 + REPLY_TIMEOUT_MS;
+  if (read_line(fd, &b, &cap, REPLY_TIMEOUT_MS) != 0) goto out;
+  json_t *j = parse_reply(b);
+  if (!j) goto out;
+  if (a->json)
+    printf("%s\n", b);
+  else
+    printf("tracing %s: up to %u messages or %u s (Ctrl-C stops)\n",
+           str_or(j, "pid", "?"), a->count, a->secs);
+  fflush(stdout);
+  json_decref(j);
+  while (!quit_flag) {
+    if (read_line(fd, &b, &cap, timeout) != 0) goto out;
+    json_t *e = parse_reply(b);
+    if (!e) goto out;
+    int end = json_object_get(e, "trace") != NULL;
+    if (a->json)
+      printf("%s\n", b);
+    else if (end)
+      printf("%llu messages, %llu lost (%s)\n", num_of(e, "messages"),
+             num_of(e, "lost"), str_or(e, "reason", "?"));
+    else
+      print_event(e);
+    fflush(stdout);
+    json_decref(e);
+    if (end) {
+      rc = 0;
+      break;
+    }
+  }
+  if (quit_flag) rc = 0; /* closing the socket ends the trace on the node */
+out:
+  free(b);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   weirctl_args a;
   char err[256];
@@ -594,6 +735,11 @@ int main(int argc, char **argv) {
   if (fd < 0) return 1;
   if (a.cmd == WEIRCTL_TOP) {
     int rc = cmd_top(fd, &a);
+    close(fd);
+    return rc;
+  }
+  if (a.cmd == WEIRCTL_TRACE) {
+    int rc = cmd_trace(fd, &a);
     close(fd);
     return rc;
   }
@@ -633,6 +779,9 @@ int main(int argc, char **argv) {
     break;
   case WEIRCTL_HELP:
     print_help(j);
+    break;
+  case WEIRCTL_CRASHES:
+    print_crashes(j);
     break;
   default:
     print_object(j);

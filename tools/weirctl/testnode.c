@@ -51,6 +51,14 @@ static int work_cast(weir_ctx *cx, void *st, const weir_msg *m) {
   return WEIR_OK;
 }
 
+static int crash_cast(weir_ctx *cx, void *st, const weir_msg *m) {
+  (void)cx;
+  (void)st;
+  return m->tag == 9 ? WEIR_EINVAL : WEIR_OK; /* a crash report */
+}
+static const weir_server crash_srv = {.name = "crasher",
+                                      .handle_cast = crash_cast};
+
 static const weir_server drown_srv = {.name = "aggregator",
                                       .handle_cast = drown_cast};
 static const weir_server work_srv = {.name = "event_worker",
@@ -97,6 +105,13 @@ int main(int argc, char **argv) {
       goto fail;
   }
 
+  /* One crash, for weirctl crashes. */
+  so.name = "crasher";
+  so.blocking = 0;
+  weir_pid c;
+  if ((rc = weir_spawn(rt, &crash_srv, NULL, &so, &c)) != WEIR_OK) goto fail;
+  if ((rc = weir_cast(rt, c, 9, "boom", 4)) != WEIR_OK) goto fail;
+
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   printf("ready %s\n", weir_rt_console_path(rt));
@@ -107,6 +122,9 @@ int main(int argc, char **argv) {
       char buf[64];
       if (read(STDIN_FILENO, buf, sizeof buf) <= 0) break;
     }
+    /* a trickle for weirctl trace: key 42, tag 5, ten a second */
+    uint64_t n = (uint64_t)t;
+    weir_partition_cast(rt, ps, 42, 5, &n, sizeof n);
   }
   atomic_store(&release_gate, 1);
   weir_rt_stop(rt, 10000);
