@@ -88,6 +88,8 @@ WEIR_API void weir_stream_close(weir_stream *s);
 WEIR_API unsigned weir_stream_partition_of(const weir_stream *s,
                                            const void *key, size_t len);
 WEIR_API unsigned weir_stream_partitions(const weir_stream *s);
+/* 1 while connected to a server (0 while the client reconnects). */
+WEIR_API int weir_stream_connected(weir_stream *s);
 
 /* ---- publisher ----------------------------------------------------------- */
 

@@ -29,6 +29,7 @@
 #include "ack.h"
 #include "agg_internal.h"
 #include "linger.h"
+#include "weir_stream.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -311,7 +312,8 @@ static int route_of(const char *url, const char *method, int *get) {
    503s of a full mailbox), or while the database is failing: inserts
    failed since the previous probe and none committed (the workers retry a
    failed batch with backoff, so an outage keeps failing; with no traffic
-   there is no evidence either way and the last verdict stands). */
+   there is no evidence either way and the last verdict stands), or, for an
+   ingest node (--stream), while no NATS server is connected. */
 static int ready(agg_http *h, char *why, size_t n) {
   agg_service *svc = h->svc;
   if (atomic_load_explicit(&svc->closing, memory_order_relaxed) ||
@@ -336,6 +338,10 @@ static int ready(agg_http *h, char *why, size_t n) {
                part, (unsigned long long)al[i].queue_len);
       return 0;
     }
+  if (svc->stream && !weir_stream_connected(svc->stream)) {
+    snprintf(why, n, "stream unreachable: no NATS server connected");
+    return 0;
+  }
   uint64_t e = atomic_load_explicit(&svc->ctr.db_errors, memory_order_relaxed);
   uint64_t c = atomic_load_explicit(&svc->ctr.commits, memory_order_relaxed);
   uint64_t e0 =

@@ -113,6 +113,10 @@ void weir_stream_consumer_opts_init(weir_stream_consumer_opts *o) {
   o->batch = 256;
 }
 
+int weir_stream_connected(weir_stream *s) {
+  return s && natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
 unsigned weir_stream_partitions(const weir_stream *s) {
   return s->o.partitions;
 }
