@@ -29,7 +29,8 @@
 typedef struct {
   agg_store base;
   PGconn *conn;
-  char *sql_full; /* the statement for CHUNK rows */
+  char *sql_full;     /* the statement for CHUNK rows */
+  int stream_session; /* the consumer's session settings are made */
 } pg_store;
 
 static const char *SCHEMA = "CREATE TABLE IF NOT EXISTS events ("
@@ -196,10 +197,26 @@ static const char *STREAM_SCHEMA =
 
 static int pg_ready(pg_store *s, char *err, size_t errn) {
   if (PQstatus(s->conn) != CONNECTION_OK) {
+    s->stream_session = 0; /* a new session: its settings again */
     PQreset(s->conn);
     if (PQstatus(s->conn) != CONNECTION_OK)
       return pg_fail(s, "reconnect", err, errn);
   }
+  return 0;
+}
+
+/* A consumer session must never hold a partition's row lock for long: a
+   node paused in the middle of its transaction (SIGSTOP) would block its
+   successor's claim. The server ends a transaction idle for 5 s, and a
+   claim waits at most 2 s for a lock (then it is retried next tick). */
+static int pg_stream_session(pg_store *s, char *err, size_t errn) {
+  if (s->stream_session) return 0;
+  if (cmd(s,
+          "SET idle_in_transaction_session_timeout = '5s';"
+          " SET lock_timeout = '2s'",
+          err, errn))
+    return -1;
+  s->stream_session = 1;
   return 0;
 }
 
@@ -216,7 +233,7 @@ static int pg_stream_claim(agg_store *st, unsigned partition, uint64_t token,
                            const char *node, uint64_t *stored_seq, int *fenced,
                            char *err, size_t errn) {
   pg_store *s = (pg_store *)st;
-  if (pg_ready(s, err, errn)) return -1;
+  if (pg_ready(s, err, errn) || pg_stream_session(s, err, errn)) return -1;
   char p[16], t[24];
   snprintf(p, sizeof p, "%u", partition);
   snprintf(t, sizeof t, "%" PRIu64, token);
@@ -247,7 +264,7 @@ static int pg_stream_insert(agg_store *st, const agg_row *rows, size_t n,
                             uint64_t last_seq, size_t *inserted, int *fenced,
                             char *err, size_t errn) {
   pg_store *s = (pg_store *)st;
-  if (pg_ready(s, err, errn)) return -1;
+  if (pg_ready(s, err, errn) || pg_stream_session(s, err, errn)) return -1;
   if (cmd(s, "BEGIN", err, errn)) return -1;
   char p[16], t[24], f[24], l[24], k[24];
   snprintf(p, sizeof p, "%u", partition);

@@ -54,7 +54,7 @@ struct weir_stream {
   weir_stream_opts o;
   char name[64], prefix[96], bucket[96];
   natsConnection *nc;
-  jsCtx *js;
+  jsCtx *js, *js_fast; /* js_fast: the lease keeper's (1 s waits) */
   kvStore *kv;
   /* publisher */
   weir_rt *pub_rt;
@@ -204,7 +204,7 @@ static int ensure_bucket_once(weir_stream *s, char *err, size_t errn) {
     kvStore_Destroy(s->kv);
     s->kv = NULL;
   }
-  natsStatus st = js_KeyValue(&s->kv, s->js, s->bucket);
+  natsStatus st = js_KeyValue(&s->kv, s->js_fast, s->bucket);
   if (st == NATS_NOT_FOUND && s->o.create) {
     kvConfig kc;
     kvConfig_Init(&kc);
@@ -215,7 +215,7 @@ static int ensure_bucket_once(weir_stream *s, char *err, size_t errn) {
     kc.StorageType = js_FileStorage;
     st = js_CreateKeyValue(&s->kv, s->js, &kc);
     /* Another node created it first: bind to theirs. */
-    if (st != NATS_OK) st = js_KeyValue(&s->kv, s->js, s->bucket);
+    if (st != NATS_OK) st = js_KeyValue(&s->kv, s->js_fast, s->bucket);
   }
   if (st != NATS_OK) return nats_err(err, errn, "lease bucket", st, 0);
   kvStatus *ks = NULL;
@@ -332,6 +332,7 @@ void weir_stream_close(weir_stream *s) {
   if (!s) return;
   if (s->kv) kvStore_Destroy(s->kv);
   if (s->js) jsCtx_Destroy(s->js);
+  if (s->js_fast) jsCtx_Destroy(s->js_fast);
   if (s->nc) natsConnection_Destroy(s->nc);
   free(s->parts);
   free(s);
@@ -621,6 +622,9 @@ int weir_stream_publish(weir_stream *s, const void *key, size_t keylen,
 /* ---- consumer: one process per owned partition ----------------------------
  */
 
+static void tell(weir_stream *s, unsigned i, int owned, uint64_t token,
+                 const char *why);
+
 typedef struct pstate {
   weir_stream *s;
   unsigned i;
@@ -776,6 +780,7 @@ static void part_step(pstate *ps) {
     atomic_store(&p->stop, 1);
     atomic_store(&p->owned, 0);
     drop_held(ps);
+    tell(s, ps->i, 0, atomic_load(&p->token), "fenced");
     return;
   }
   if (rc != WEIR_OK) {
@@ -944,10 +949,18 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
   /* Renew what is held; a lease whose renewal failed for longer than it
      lives is lost (another node may hold it now). */
   unsigned owned = 0;
+  int unreachable = 0;
   for (unsigned i = 0; i < P; i++) {
     part *p = &s->parts[i];
     if (!atomic_load(&p->owned)) {
-      if (atomic_load(&p->running)) let_go(s, i, 0, "fenced");
+      if (atomic_load(&p->running)) part_stop(s, i); /* fenced: told */
+      continue;
+    }
+    if (unreachable) { /* an election: try them all next tick */
+      if (mono_ns() - atomic_load(&p->renewed_ns) > ttl)
+        let_go(s, i, 0, "lease lost (not renewed in time)");
+      else
+        owned++;
       continue;
     }
     part_key(key, sizeof key, i);
@@ -959,14 +972,22 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
       atomic_store(&p->token, nrev);
       atomic_store(&p->renewed_ns, mono_ns());
       owned++;
+    } else if (st == NATS_TIMEOUT || st == NATS_NO_RESPONDERS) {
+      /* The bucket does not answer (a leader election): do not spend a
+         timeout on each lease; they are renewed together next tick. */
+      unreachable = 1;
+      if (mono_ns() - atomic_load(&p->renewed_ns) > ttl)
+        let_go(s, i, 0, "lease lost (not renewed in time)");
+      else
+        owned++;
     } else if (lease_gone(s, key, p) ||
                mono_ns() - atomic_load(&p->renewed_ns) > ttl) {
       let_go(s, i, 0, "lease lost");
     } else {
-      owned++; /* a transient failure (an election): again next tick */
+      owned++; /* a transient failure: again next tick */
     }
   }
-  if (atomic_load(&s->stopping)) return;
+  if (atomic_load(&s->stopping) || unreachable) return;
   unsigned live = live_nodes(s);
   if (live == 0) live = 1;
   unsigned share = (P + live - 1) / live;
@@ -1032,6 +1053,17 @@ int weir_stream_consumer_start(weir_rt *rt, weir_stream *s,
     snprintf(err, errn,
              "invalid consumer options (node: 1-32 of [A-Za-z0-9_-])");
     return WEIR_EINVAL;
+  }
+  /* The keeper's calls wait 1 s, not the 5 s of the management context:
+     during an election it must not spend the lease waiting. */
+  if (!s->js_fast) {
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 1000;
+    if (natsConnection_JetStream(&s->js_fast, s->nc, &jo) != NATS_OK) {
+      snprintf(err, errn, "JetStream context: out of memory");
+      return WEIR_ENOMEM;
+    }
   }
   int brc = ensure_bucket(s, err, errn);
   if (brc != WEIR_OK) return brc;
