@@ -394,14 +394,18 @@ static int key_seen(pub *w, uint32_t h) {
 }
 
 /* The ack handler (a nats.c thread): find the entry by its message id,
-   starting where the previous ack was (acks come back in order). */
+   starting where the previous ack was (acks come back in order). The
+   message is the handler's to destroy. */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                    void *closure) {
   (void)js;
   (void)pa;
   pub *w = closure;
   const char *id = NULL;
-  if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id) return;
+  if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id) {
+    natsMsg_Destroy(msg); /* the handler owns it (nats.h) */
+    return;
+  }
   pthread_mutex_lock(&w->mu);
   for (int k = 0; k < w->n; k++) {
     int i = (w->cursor + k) % w->n;
@@ -413,6 +417,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     }
   }
   pthread_mutex_unlock(&w->mu);
+  natsMsg_Destroy(msg); /* the handler owns it (nats.h) */
 }
 
 static int pub_init(weir_ctx *cx, void *arg, void **state) {

@@ -112,7 +112,9 @@ void agg_nats_setup(agg_nats *c) {
     s->port = ports[3 * i];
     s->route_port = ports[3 * i + 1];
     s->http_port = ports[3 * i + 2];
-    snprintf(s->conf, sizeof s->conf, "%s/%s.conf", c->dir, s->name);
+    char conf[sizeof s->conf]; /* GCC cannot tell c->dir from s->conf */
+    snprintf(conf, sizeof conf, "%s/%s.conf", c->dir, s->name);
+    memcpy(s->conf, conf, sizeof conf);
     len += (size_t)snprintf(c->urls + len, sizeof c->urls - len,
                             "%snats://127.0.0.1:%u", i ? "," : "", s->port);
   }
