@@ -519,10 +519,11 @@ static void flush_window(pub *w) {
     int status = e->state == 1 ? WEIR_OK : publish_sync(w, e);
     s->po.done(s->po.ud, e->token, status);
     free(e->data);
-    e->data = NULL;
-    e->state = 0;
+    e->data = NULL; /* state is reset under the lock when reused */
   }
+  pthread_mutex_lock(&w->mu);
   w->n = 0;
+  pthread_mutex_unlock(&w->mu);
   memset(w->keys, 0, sizeof w->keys);
 }
 
@@ -542,12 +543,16 @@ static int pub_cast(weir_ctx *cx, void *state, const weir_msg *m) {
     flush_window(w);
     key_seen(w, kh);
   }
-  pub_entry *e = &w->e[w->n];
-  e->data = malloc(dlen ? dlen : 1);
-  if (!e->data) {
+  char *copy = malloc(dlen ? dlen : 1);
+  if (!copy) {
     s->po.done(s->po.ud, h.token, WEIR_ENOMEM);
     return WEIR_OK;
   }
+  /* Under the lock: a late ack of an earlier window (one whose wait timed
+     out) may be reading the window in on_ack. */
+  pthread_mutex_lock(&w->mu);
+  pub_entry *e = &w->e[w->n];
+  e->data = copy;
   memcpy(e->data, data, dlen);
   e->len = (int)dlen;
   e->token = h.token;
@@ -558,6 +563,7 @@ static int pub_cast(weir_ctx *cx, void *state, const weir_msg *m) {
   e->id[h.idlen] = 0;
   snprintf(e->subj, sizeof e->subj, "%s.%u", s->prefix, h.part);
   w->n++;
+  pthread_mutex_unlock(&w->mu);
   if (weir_queue_len(cx) == 0) flush_window(w);
   return WEIR_OK;
 }
@@ -636,6 +642,7 @@ typedef struct pstate {
   uint64_t token0; /* the lease revision it started with (consumer name) */
   char durable[96];
   natsSubscription *sub;
+  unsigned idle; /* fetches in a row that brought nothing */
   /* a batch whose store failed, kept to offer again */
   natsMsgList held;
   weir_stream_msg *msgs;
@@ -647,16 +654,22 @@ static void consumer_name(char *out, size_t n, unsigned i, const char *node,
   snprintf(out, n, "c%u_%s_%" PRIu64, i, node, token);
 }
 
-/* Deletes the consumers of partition i other than keep (earlier owners'). */
-static void delete_old_consumers(weir_stream *s, unsigned i, const char *keep) {
+/* Deletes the consumers of partition i made for an older lease than token
+   (earlier owners'), never a newer owner's: a process that was slow to
+   subscribe (a timeout, a pause) must not break its successor's. */
+static void delete_old_consumers(weir_stream *s, unsigned i, uint64_t token) {
   jsConsumerNamesList *l = NULL;
   jsErrCode jerr = 0;
   if (js_ConsumerNames(&l, s->js, s->name, NULL, &jerr) != NATS_OK) return;
   char pre[16];
   int pl = snprintf(pre, sizeof pre, "c%u_", i);
-  for (int k = 0; k < l->Count; k++)
-    if (!strncmp(l->List[k], pre, (size_t)pl) && strcmp(l->List[k], keep))
-      js_DeleteConsumer(s->js, s->name, l->List[k], NULL, &jerr);
+  for (int k = 0; k < l->Count; k++) {
+    const char *name = l->List[k];
+    const char *us = strrchr(name, '_');
+    if (strncmp(name, pre, (size_t)pl) || !us) continue;
+    uint64_t t = strtoull(us + 1, NULL, 10);
+    if (t < token) js_DeleteConsumer(s->js, s->name, name, NULL, &jerr);
+  }
   jsConsumerNamesList_Destroy(l);
 }
 
@@ -666,7 +679,7 @@ static int part_subscribe(pstate *ps, uint64_t from_seq, char *err,
   char subj[128];
   snprintf(subj, sizeof subj, "%s.%u", s->prefix, ps->i);
   consumer_name(ps->durable, sizeof ps->durable, ps->i, s->node, ps->token0);
-  delete_old_consumers(s, ps->i, ps->durable);
+  delete_old_consumers(s, ps->i, ps->token0);
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
   cc.Durable = ps->durable;
@@ -723,6 +736,31 @@ static int part_init(weir_ctx *cx, void *arg, void **state) {
   return weir_cast(weir_ctx_rt(cx), weir_self(cx), TAG_TICK, NULL, 0);
 }
 
+static void check_consumer(pstate *ps) {
+  weir_stream *s = ps->s;
+  jsConsumerInfo *ci = NULL;
+  jsErrCode jerr = 0;
+  natsStatus st =
+      js_GetConsumerInfo(&ci, s->js, s->name, ps->durable, NULL, &jerr);
+  if (st == NATS_OK) {
+    jsConsumerInfo_Destroy(ci);
+    return;
+  }
+  if (st != NATS_NOT_FOUND) return; /* unreachable: nothing to tell */
+  fprintf(stderr,
+          "weir_stream: partition %u: consumer %s is gone: "
+          "subscribing again\n",
+          ps->i, ps->durable);
+  if (ps->sub) {
+    natsSubscription_Destroy(ps->sub);
+    ps->sub = NULL;
+  }
+  char err[256];
+  if (part_subscribe(ps, atomic_load(&s->parts[ps->i].stored_seq) + 1, err,
+                     sizeof err) != WEIR_OK)
+    fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
+}
+
 static void drop_held(pstate *ps) {
   if (ps->held.Count) natsMsgList_Destroy(&ps->held);
   memset(&ps->held, 0, sizeof ps->held);
@@ -744,8 +782,13 @@ static void part_step(pstate *ps) {
       drop_held(ps);
       if (st == NATS_TIMEOUT) atomic_store(&p->lag, 0);
       if (st != NATS_TIMEOUT) sleep_ms(100);
+      /* Every ~5 s without a message, check that the consumer still
+         exists (a server restored from an old state, an operator):
+         if not, subscribe again from what this node stored. */
+      if (++ps->idle % 10 == 0) check_consumer(ps);
       return;
     }
+    ps->idle = 0;
   }
   size_t n = 0;
   if ((size_t)ps->held.Count > ps->cap) {

@@ -447,11 +447,44 @@ static void release_senders(void) {
 
 /* ---- the checks --------------------------------------------------------- */
 
+/* On a shortfall: which users miss which acknowledged events, their
+   partition (FNV-1a of the user id mod 8, as weir_stream routes), and the
+   partitions' recorded offsets and owners. */
+static void report_missing(void) {
+  char sql[256], user[16];
+  for (int t = 0; t < THREADS; t++)
+    for (int i = 0; i < USERS_EACH; i++) {
+      user_text(t, i, user, sizeof user);
+      snprintf(sql, sizeof sql,
+               "SELECT count(*) FROM events WHERE user_id = '%s'", user);
+      long long got = q_ll(sql);
+      if (got >= snd[t].next[i]) continue;
+      uint32_t h = 2166136261u;
+      for (const char *c = user; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+      snprintf(sql, sizeof sql,
+               "SELECT min(s) FROM generate_series(0, %lld) s WHERE NOT EXISTS"
+               " (SELECT 1 FROM events WHERE user_id = '%s' AND seq = s)",
+               (long long)snd[t].next[i] - 1, user);
+      agg_test_log("missing: user %s (partition %u): %lld of %lld stored, "
+                   "first missing seq %lld",
+                   user, h % 8, got, (long long)snd[t].next[i], q_ll(sql));
+    }
+  PGresult *r = PQexec(db, "SELECT partition, stream_seq, lease_rev, node FROM"
+                           " stream_offsets ORDER BY partition");
+  for (int k = 0; PQresultStatus(r) == PGRES_TUPLES_OK && k < PQntuples(r); k++)
+    agg_test_log("offset: partition %s at %s, lease %s, %s",
+                 PQgetvalue(r, k, 0), PQgetvalue(r, k, 1), PQgetvalue(r, k, 2),
+                 PQgetvalue(r, k, 3));
+  PQclear(r);
+}
+
 /* Waits until the events table holds `acked` rows; the ms it took. */
 static double wait_stored(uint64_t acked, const char *when) {
   double t0 = agg_test_now_ms();
   long long rows = 0;
   while ((rows = q_ll("SELECT count(*) FROM events")) < (long long)acked) {
+    if (agg_test_now_ms() - t0 >= 60000) report_missing();
     CHECK_MSG(agg_test_now_ms() - t0 < 60000,
               "%s: %lld of %llu acknowledged events stored after 60 s", when,
               rows, (unsigned long long)acked);
