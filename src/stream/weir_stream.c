@@ -643,6 +643,7 @@ typedef struct pstate {
   char durable[96];
   natsSubscription *sub;
   unsigned idle; /* fetches in a row that brought nothing */
+  uint64_t cseq; /* the consumer sequence of the last delivery taken */
   /* a batch whose store failed, kept to offer again */
   natsMsgList held;
   weir_stream_msg *msgs;
@@ -704,6 +705,7 @@ static int part_subscribe(pstate *ps, uint64_t from_seq, char *err,
   so.Consumer = ps->durable;
   st = js_PullSubscribe(&ps->sub, s->js, subj, ps->durable, NULL, &so, &jerr);
   if (st != NATS_OK) return nats_err(err, errn, "subscribe", st, jerr);
+  ps->cseq = 0; /* a new consumer numbers its deliveries from 1 */
   return WEIR_OK;
 }
 
@@ -761,6 +763,32 @@ static void check_consumer(pstate *ps) {
     fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
 }
 
+static void drop_held(pstate *ps);
+
+/* Drops the batch in hand and the consumer, and subscribes again on a new
+   consumer from the last sequence this node stored. */
+static void resubscribe(pstate *ps, const char *why) {
+  weir_stream *s = ps->s;
+  fprintf(stderr,
+          "weir_stream: partition %u: %s: subscribing again from the stored "
+          "offset\n",
+          ps->i, why);
+  drop_held(ps);
+  if (ps->sub) {
+    natsSubscription_Unsubscribe(ps->sub);
+    natsSubscription_Destroy(ps->sub);
+    ps->sub = NULL;
+  }
+  jsErrCode jerr = 0;
+  js_DeleteConsumer(s->js, s->name, ps->durable, NULL, &jerr);
+  char err[256];
+  if (part_subscribe(ps, atomic_load(&s->parts[ps->i].stored_seq) + 1, err,
+                     sizeof err) != WEIR_OK) {
+    fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
+    sleep_ms(200);
+  }
+}
+
 static void drop_held(pstate *ps) {
   if (ps->held.Count) natsMsgList_Destroy(&ps->held);
   memset(&ps->held, 0, sizeof ps->held);
@@ -798,12 +826,29 @@ static void part_step(pstate *ps) {
     ps->cap = (size_t)ps->held.Count;
   }
   uint64_t stored = atomic_load(&p->stored_seq), pending = 0;
+  uint64_t cseq = ps->cseq;
   for (int k = 0; k < ps->held.Count; k++) {
     jsMsgMetaData *md = NULL;
-    if (natsMsg_GetMetaData(&md, ps->held.Msgs[k]) != NATS_OK) continue;
-    uint64_t seq = md->Sequence.Stream;
+    if (natsMsg_GetMetaData(&md, ps->held.Msgs[k]) != NATS_OK) {
+      md = NULL;
+      resubscribe(ps, "a message without JetStream metadata");
+      return;
+    }
+    uint64_t seq = md->Sequence.Stream, c = md->Sequence.Consumer;
     pending = md->NumPending;
     jsMsgMetaData_Destroy(md);
+    /* Deliveries come numbered: a jump means some were delivered and lost
+       on the way (a server died under a pull). Acknowledging past them
+       (AckAll) would drop them, and storing past them would break per-key
+       order: start again from what is stored, on a fresh consumer. */
+    if (c != cseq + 1) {
+      char why[96];
+      snprintf(why, sizeof why, "delivery %llu after %llu",
+               (unsigned long long)c, (unsigned long long)cseq);
+      resubscribe(ps, why);
+      return;
+    }
+    cseq = c;
     if (seq <= stored) continue; /* stored before (a redelivery) */
     ps->msgs[n++] =
         (weir_stream_msg){seq, natsMsg_GetData(ps->held.Msgs[k]),
@@ -837,6 +882,7 @@ static void part_step(pstate *ps) {
   }
   /* Durable: acknowledge everything up to the last (AckAll). */
   natsMsg_Ack(ps->held.Msgs[ps->held.Count - 1], NULL);
+  ps->cseq = cseq;
   if (n) {
     atomic_store(&p->stored_seq, ps->msgs[n - 1].seq);
     atomic_fetch_add(&p->stored, n);
