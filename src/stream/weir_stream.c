@@ -697,7 +697,13 @@ static int part_subscribe(pstate *ps, uint64_t from_seq, char *err,
   jsConsumerInfo *ci = NULL;
   jsErrCode jerr = 0;
   natsStatus st = js_AddConsumer(&ci, s->js, s->name, &cc, NULL, &jerr);
-  if (st != NATS_OK) return nats_err(err, errn, "add consumer", st, jerr);
+  if (st != NATS_OK) {
+    /* It may exist anyway (a reply lost in an election), maybe from an
+       earlier start: remove it so the next try starts clean. */
+    jsErrCode e2 = 0;
+    js_DeleteConsumer(s->js, s->name, ps->durable, NULL, &e2);
+    return nats_err(err, errn, "add consumer", st, jerr);
+  }
   jsConsumerInfo_Destroy(ci);
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -800,8 +806,15 @@ static void part_step(pstate *ps) {
   part *p = &s->parts[ps->i];
   jsErrCode jerr = 0;
   if (!ps->held.Count) {
-    if (!ps->sub) {
-      sleep_ms(200);
+    if (!ps->sub) { /* a subscribe failed (an election): again */
+      char err[256];
+      if (part_subscribe(ps, atomic_load(&p->stored_seq) + 1, err,
+                         sizeof err) != WEIR_OK) {
+        if (ps->idle++ % 10 == 0)
+          fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i,
+                  err);
+        sleep_ms(500);
+      }
       return;
     }
     natsStatus st = natsSubscription_Fetch(&ps->held, ps->sub, (int)s->co.batch,
