@@ -484,9 +484,11 @@ static double wait_stored(uint64_t acked, const char *when) {
   double t0 = agg_test_now_ms();
   long long rows = 0;
   while ((rows = q_ll("SELECT count(*) FROM events")) < (long long)acked) {
-    if (agg_test_now_ms() - t0 >= 60000) report_missing();
-    CHECK_MSG(agg_test_now_ms() - t0 < 60000,
-              "%s: %lld of %llu acknowledged events stored after 60 s", when,
+    /* 120 s: after a leader kill the partitions wait out the election
+       and resubscribe; under TSan that took up to ~60 s here. */
+    if (agg_test_now_ms() - t0 >= 120000) report_missing();
+    CHECK_MSG(agg_test_now_ms() - t0 < 120000,
+              "%s: %lld of %llu acknowledged events stored after 120 s", when,
               rows, (unsigned long long)acked);
     agg_test_sleep_ms(100);
   }
