@@ -11,7 +11,8 @@
 #   cluster 2     serve --stream + 2 consume nodes
 # and prints events stored per second end to end (first request to last
 # row), the 202 latency p50/p99 (for the cluster: stored on a majority of
-# the stream's servers), the time from the end of the load to the last row,
+# the stream's servers), each event's latency from acceptance to the commit
+# of its row (p50/p99), the time from the end of the load to the last row,
 # and CPU-seconds per million events of every process (user + system, from
 # /proc), so a reader can project more machines. Medians of ROUNDS rounds.
 # Usage: bench/cluster.sh BUILD_DIR [ROUNDS] [SECS]
@@ -40,7 +41,7 @@ mkdir -p "$dir/pg"; [ "$(id -u)" = 0 ] && chown postgres "$dir" "$dir/pg"
 pgport=$(freeport)
 asuser "$pgbin/initdb" -D "$dir/pg" -U postgres -A trust --no-sync >/dev/null
 asuser "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -o \
-  "-p $pgport -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  "-p $pgport -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c track_commit_timestamp=on" start >/dev/null
 db="postgresql://postgres@127.0.0.1:$pgport/postgres"
 psqlq() { psql -qtA "$db" -c "$1"; }
 
@@ -112,13 +113,20 @@ run() { # setup -> "setup rate p50 p99 drain_s cpu_per_M"
     sleep 0.1
   done
   t2=$(date +%s.%N)
+  # Accepted-to-stored latency per event: its commit time (the row's
+  # transaction, track_commit_timestamp) minus received_at (set when the
+  # HTTP front accepted it).
+  lat=$(psqlq "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d)::numeric, 1) || ' ' ||
+                      round(percentile_cont(0.99) WITHIN GROUP (ORDER BY d)::numeric, 1)
+               FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000
+                            - received_at / 1000.0 AS d FROM events) x")
   c1=0; for p in $procs $pgpids; do c1=$(echo "$c1 + $(cpu "$p")" | bc); done
   for p in $procs; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ "$1" = single ] || nats_stop
-  echo "$1 $acc $got $t0 $t1 $t2 $c0 $c1 $p50 $p99" | awk '{
+  echo "$1 $acc $got $t0 $t1 $t2 $c0 $c1 $p50 $p99 $lat" | awk '{
     rate = $3 / ($6 - $4); drain = $6 - $5; cpum = ($8 - $7) / ($3 / 1e6);
-    printf "%s %.0f %.2f %.2f %.2f %.1f\n", $1, rate, $9, $10, drain, cpum }'
+    printf "%s %.0f %.2f %.2f %.2f %.1f %s %s\n", $1, rate, $9, $10, drain, cpum, $11, $12 }'
 }
 
 : >"$dir/all"
@@ -128,11 +136,12 @@ for r in $(seq "$rounds"); do
   done
 done
 echo "weir-aggregator on one 2-core machine: batches of 256 on 4 connections, $secs s flat out, medians of $rounds"
-printf '%-34s %12s %9s %9s %9s %12s\n' setup "stored ev/s" "202 p50" "202 p99" "drain s" "CPU s / M ev"
+printf '%-34s %12s %9s %9s %11s %11s %9s %12s\n' setup "stored ev/s" "202 p50" "202 p99" "stored p50" "stored p99" "drain s" "CPU s / M ev"
 for s in single cluster1 cluster2; do
   med() { grep "^$s " "$dir/all" | awk -v c="$1" '{print $c}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   case $s in single) w="single node (PostgreSQL)";; cluster1) w="cluster: 3 NATS, 1 consumer";; *) w="cluster: 3 NATS, 2 consumers";; esac
-  printf '%-34s %12s %9s %9s %9s %12s\n' "$w" "$(med 2)" "$(med 3)" "$(med 4)" "$(med 5)" "$(med 6)"
+  printf '%-34s %12s %9s %9s %11s %11s %9s %12s\n' "$w" "$(med 2)" "$(med 3)" "$(med 4)" "$(med 7)" "$(med 8)" "$(med 5)" "$(med 6)"
 done
-echo "(202 latency in ms per 256-event request; drain = end of load to the last row stored;"
+echo "(202 latency in ms per 256-event request; stored = ms from an event's acceptance to its"
+echo " row's commit; drain = end of load to the last row stored;"
 echo " CPU = every process of the setup, PostgreSQL included, per million events stored)"
