@@ -119,6 +119,13 @@ typedef struct weir_rt_opts {
   uint32_t report_rate_proc; /* ... per process (slot); 0 = 5 */
   uint32_t report_ring;      /* reports the node keeps for weirctl crashes;
                                 0 = 64, at most 4096 */
+  /* An application's own metrics, added to the console's `metrics` (so
+     `weirctl metrics` shows them): called on the console's thread, never a
+     scheduler, once per request; returns Prometheus text in a malloc'd
+     string that weir frees, or NULL for none. The console waits for it:
+     keep it short. NULL = none. */
+  char *(*metrics_extra)(void *ud);
+  void *metrics_ud;
 } weir_rt_opts;
 
 /* Fills *o with the defaults (all 0 but alarm_log = 1). o NULL: no-op. */

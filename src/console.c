@@ -845,6 +845,14 @@ static void cmd_metrics(weir_rt *rt, sb *b) {
               "Crash and supervisor reports the rate limits kept out of the "
               "log.",
               suppressed);
+  if (rt->opts.metrics_extra) { /* the application's own (weir_rt_opts) */
+    char *extra = rt->opts.metrics_extra(rt->opts.metrics_ud);
+    if (extra) {
+      sb_puts(b, extra);
+      if (extra[0] && extra[strlen(extra) - 1] != '\n') sb_puts(b, "\n");
+      free(extra);
+    }
+  }
   prom_top(rt, b, WEIR_ATTR_MESSAGE_QUEUE_LEN, "weir_process_message_queue_len",
            "Mailbox length of the processes with the longest queues.");
   prom_top(rt, b, WEIR_ATTR_MAILBOX_BYTES, "weir_process_mailbox_bytes",

@@ -339,6 +339,10 @@ static void *ask_thread(void *arg) {
   return NULL;
 }
 
+static char *app_metrics(void *ud) {
+  return strdup((const char *)ud);
+}
+
 static void test_node(const char *tmp) {
   char run[256];
   snprintf(run, sizeof run, "%s/run", tmp);
@@ -350,6 +354,10 @@ static void test_node(const char *tmp) {
   o.console = "";
   o.alarm_enable = 1000; /* the drowning process raises one */
   o.alarm_log = 0;
+  o.metrics_extra = app_metrics;
+  o.metrics_ud = (void *)"# HELP app_partition_lag An application's own.\n"
+                         "# TYPE app_partition_lag gauge\n"
+                         "app_partition_lag{partition=\"3\"} 42\n";
   weir_rt *rt = test_rt_start_opts(&o);
   char path[300];
   snprintf(path, sizeof path, "%s/ctest.sock", run);
@@ -428,6 +436,7 @@ static void test_node(const char *tmp) {
   CHECK(strstr(r, "# TYPE weir_dropped_total counter"));
   CHECK(strstr(r, "weir_process_message_queue_len{pid=\""));
   CHECK(strstr(r, "name=\"drowning\""));
+  CHECK(strstr(r, "\napp_partition_lag{partition=\"3\"} 42\n")); /* hook */
   CHECK(strlen(r) >= 6 && strcmp(r + strlen(r) - 6, "# EOF\n") == 0);
   free(r);
   /* ... and the same connection serves the next request. */

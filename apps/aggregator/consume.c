@@ -185,6 +185,10 @@ static char *metrics(node *n) {
   return b;
 }
 
+static char *metrics_for_console(void *ud) {
+  return metrics(ud);
+}
+
 static enum MHD_Result http(void *cls, struct MHD_Connection *c,
                             const char *url, const char *method,
                             const char *version, const char *upload,
@@ -266,6 +270,10 @@ int agg_consume_main(const agg_serve_opts *o) {
   ro.node_name = n->node;
   ro.console = o->console ? "" : NULL;
   ro.io_threads = weir_stream_partitions(n->s) + 16;
+  /* weirctl --node NODE metrics: the same per-partition owner, offset and
+     lag as GET /metrics. */
+  ro.metrics_extra = metrics_for_console;
+  ro.metrics_ud = n;
   if (!n->conns || weir_rt_start(&ro, &rt) != WEIR_OK) {
     fprintf(stderr, "weir-aggregator: consume: cannot start the runtime%s\n",
             o->console ? " (console socket in use? try --node or "
