@@ -98,6 +98,11 @@ run() { # setup -> "setup rate p50 p99 drain_s cpu_per_M"
   esac
   port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/s.out")
   pgpids=$(head -1 "$dir/pg/postmaster.pid") # its backends, reaped, count in
+  ingest=${procs%% *}
+  natsp=""; consp=""
+  case $1 in cluster*) natsp="$npid1 $npid2 $npid3"; consp=$(echo "$procs" | cut -d' ' -f5-);; esac
+  sum() { t=0; for p in "$@"; do t=$(echo "$t + $(cpu "$p")" | bc); done; echo "$t"; }
+  cpu_a="$(sum $ingest) $(sum $natsp) $(sum $consp) $(sum $pgpids)"
   c0=0; for p in $procs $pgpids; do c0=$(echo "$c0 + $(cpu "$p")" | bc); done
   t0=$(date +%s.%N)
   "$bin" load --url "http://127.0.0.1:$port" --rate 0 --secs "$secs" --users 100000 \
@@ -121,12 +126,15 @@ run() { # setup -> "setup rate p50 p99 drain_s cpu_per_M"
                FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000
                             - received_at / 1000.0 AS d FROM events) x")
   c1=0; for p in $procs $pgpids; do c1=$(echo "$c1 + $(cpu "$p")" | bc); done
+  cpu_b="$(sum $ingest) $(sum $natsp) $(sum $consp) $(sum $pgpids)"
   for p in $procs; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ "$1" = single ] || nats_stop
-  echo "$1 $acc $got $t0 $t1 $t2 $c0 $c1 $p50 $p99 $lat" | awk '{
-    rate = $3 / ($6 - $4); drain = $6 - $5; cpum = ($8 - $7) / ($3 / 1e6);
-    printf "%s %.0f %.2f %.2f %.2f %.1f %s %s\n", $1, rate, $9, $10, drain, cpum, $11, $12 }'
+  echo "$1 $acc $got $t0 $t1 $t2 $c0 $c1 $p50 $p99 $lat $cpu_a $cpu_b" | awk '{
+    rate = $3 / ($6 - $4); drain = $6 - $5; m = $3 / 1e6; cpum = ($8 - $7) / m;
+    printf "%s %.0f %.2f %.2f %.2f %.1f %s %s %.1f %.1f %.1f %.1f\n", $1, rate,
+      $9, $10, drain, cpum, $11, $12, ($17 - $13) / m, ($18 - $14) / m,
+      ($19 - $15) / m, ($20 - $16) / m }'
 }
 
 : >"$dir/all"
@@ -141,6 +149,14 @@ for s in single cluster1 cluster2; do
   med() { grep "^$s " "$dir/all" | awk -v c="$1" '{print $c}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   case $s in single) w="single node (PostgreSQL)";; cluster1) w="cluster: 3 NATS, 1 consumer";; *) w="cluster: 3 NATS, 2 consumers";; esac
   printf '%-34s %12s %9s %9s %11s %11s %9s %12s\n' "$w" "$(med 2)" "$(med 3)" "$(med 4)" "$(med 7)" "$(med 8)" "$(med 5)" "$(med 6)"
+done
+echo
+echo "CPU-seconds per million events stored, by role (medians; the single node's"
+echo "ingest is the whole service, HTTP to database writes):"
+printf '%-34s %9s %13s %15s %11s\n' setup ingest "3 nats-server" "consumer nodes" PostgreSQL
+for s in single cluster1 cluster2; do
+  med() { grep "^$s " "$dir/all" | awk -v c="$1" '{print $c}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  printf '%-34s %9s %13s %15s %11s\n' "$s" "$(med 9)" "$(med 10)" "$(med 11)" "$(med 12)"
 done
 echo "(202 latency in ms per 256-event request; stored = ms from an event's acceptance to its"
 echo " row's commit; drain = end of load to the last row stored;"
