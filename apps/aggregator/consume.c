@@ -142,28 +142,23 @@ static char *metrics(node *n) {
   char *b = malloc(cap);
   if (!b) return NULL;
 #define P(...) len += (size_t)snprintf(b + len, cap - len, __VA_ARGS__)
-  P("# HELP weir_agg_stored_total Rows committed by this node\n"
-    "# TYPE weir_agg_stored_total counter\nweir_agg_stored_total %llu\n",
-    (unsigned long long)atomic_load(&n->stored));
-  P("# HELP weir_agg_duplicates_total Rows ignored as already stored\n"
-    "# TYPE weir_agg_duplicates_total counter\n"
-    "weir_agg_duplicates_total %llu\n",
-    (unsigned long long)atomic_load(&n->duplicates));
-  P("# HELP weir_agg_commits_total Transactions committed\n"
-    "# TYPE weir_agg_commits_total counter\nweir_agg_commits_total %llu\n",
-    (unsigned long long)atomic_load(&n->commits));
-  P("# HELP weir_agg_db_errors_total Failed transactions (retried)\n"
-    "# TYPE weir_agg_db_errors_total counter\n"
-    "weir_agg_db_errors_total %llu\n",
-    (unsigned long long)atomic_load(&n->db_errors));
-  P("# HELP weir_agg_stream_fenced_total Batches refused: a newer lease "
-    "owner had committed\n# TYPE weir_agg_stream_fenced_total counter\n"
-    "weir_agg_stream_fenced_total %llu\n",
-    (unsigned long long)atomic_load(&n->fenced));
-  P("# HELP weir_agg_stream_foreign_total Stream messages that were not "
-    "events (skipped)\n# TYPE weir_agg_stream_foreign_total counter\n"
-    "weir_agg_stream_foreign_total %llu\n",
-    (unsigned long long)atomic_load(&n->foreign));
+  const struct {
+    const char *name, *help;
+    _Atomic uint64_t *v;
+  } ctr[] = {
+      {"weir_agg_stored_total", "Rows committed by this node", &n->stored},
+      {"weir_agg_duplicates_total", "Rows ignored as already stored",
+       &n->duplicates},
+      {"weir_agg_commits_total", "Transactions committed", &n->commits},
+      {"weir_agg_db_errors_total", "Failed transactions (retried)",
+       &n->db_errors},
+      {"weir_agg_stream_fenced_total",
+       "Batches refused: a newer lease owner had committed", &n->fenced},
+      {"weir_agg_stream_foreign_total",
+       "Stream messages that were not events (skipped)", &n->foreign}};
+  for (size_t k = 0; k < sizeof ctr / sizeof *ctr; k++)
+    P("# HELP %s %s\n# TYPE %s counter\n%s %llu\n", ctr[k].name, ctr[k].help,
+      ctr[k].name, ctr[k].name, (unsigned long long)atomic_load(ctr[k].v));
   const char *names[3] = {"owned", "offset", "lag"};
   const char *help[3] = {"1 if this node holds the partition's lease",
                          "Last stream sequence stored through this node",

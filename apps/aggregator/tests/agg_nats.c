@@ -46,22 +46,6 @@ int agg_nats_find(agg_nats *c) {
   return -1;
 }
 
-static void pick_ports(uint16_t *out, int n) {
-  int fds[16];
-  for (int i = 0; i < n; i++) {
-    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fds[i] >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof sa;
-    CHECK(bind(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
-    CHECK(getsockname(fds[i], (struct sockaddr *)&sa, &l) == 0);
-    out[i] = ntohs(sa.sin_port);
-  }
-  for (int i = 0; i < n; i++)
-    close(fds[i]);
-}
-
 static void on_fail(void) {
   if (g_prev_hook) g_prev_hook();
   agg_proc_kill_all();
@@ -104,7 +88,7 @@ void agg_nats_setup(agg_nats *c) {
   CHECK_MSG(c->bin[0], "agg_nats_setup before agg_nats_find succeeded");
   agg_test_tmpdir(c->dir, sizeof c->dir);
   uint16_t ports[3 * AGG_NATS_SERVERS];
-  pick_ports(ports, 3 * AGG_NATS_SERVERS);
+  agg_test_free_ports(ports, 3 * AGG_NATS_SERVERS);
   size_t len = 0;
   for (int i = 0; i < AGG_NATS_SERVERS; i++) {
     agg_nats_server *s = &c->s[i];

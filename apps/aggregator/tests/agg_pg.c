@@ -35,17 +35,6 @@ int agg_pg_find(agg_pg *pg) {
   return access(p, X_OK);
 }
 
-static uint16_t free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof sa;
-  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&sa, &l) == 0);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 static int run(const agg_pg *pg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int run(const agg_pg *pg, const char *fmt, ...) {
@@ -88,7 +77,7 @@ void agg_pg_setup(agg_pg *pg) {
     CHECK_MSG(pw, "running as root but there is no postgres user");
     CHECK(chown(pg->dir, pw->pw_uid, pw->pw_gid) == 0);
   }
-  pg->port = free_port();
+  agg_test_free_ports(&pg->port, 1);
   CHECK_MSG(run(pg,
                 "%s/initdb -D %s/data -U postgres -A trust --no-sync -E UTF8 "
                 ">%s/initdb.log 2>&1",

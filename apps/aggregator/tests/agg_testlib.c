@@ -4,6 +4,9 @@
  * forget to look at, except where the comment in the header says -1.
  */
 #include "agg_testlib.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -189,4 +192,21 @@ void agg_test_sleep_ms(unsigned ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
+}
+
+void agg_test_free_ports(uint16_t *out, int n) {
+  int fds[16];
+  CHECK(n > 0 && n <= 16);
+  for (int i = 0; i < n; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fds[i] >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof sa;
+    CHECK(bind(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+    CHECK(getsockname(fds[i], (struct sockaddr *)&sa, &l) == 0);
+    out[i] = ntohs(sa.sin_port);
+  }
+  for (int i = 0; i < n; i++)
+    close(fds[i]);
 }

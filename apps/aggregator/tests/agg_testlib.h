@@ -84,6 +84,11 @@ typedef struct agg_load_job {
 } agg_load_job;
 void *agg_load_thread(void *arg);
 
+/* n (<= 16) distinct loopback ports that were free a moment ago (bound
+   together, then released): for servers a test starts, or as a port nobody
+   listens on. */
+void agg_test_free_ports(uint16_t *out, int n);
+
 double agg_test_now_ms(void);
 void agg_test_sleep_ms(unsigned ms);
 

@@ -859,14 +859,9 @@ static void consumer_join(int joiner, int live) {
 /* ---- bad input ---------------------------------------------------------- */
 
 static uint16_t closed_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof sa;
-  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&sa, &l) == 0);
-  close(fd);
-  return ntohs(sa.sin_port);
+  uint16_t p;
+  agg_test_free_ports(&p, 1);
+  return p;
 }
 
 /* Runs argv to its exit (bounded by ms); checks the exit status is one of
