@@ -4,11 +4,12 @@
  * Three kinds of weir processes, all blocking (they wait on the network):
  *
  *   stream_publishers  a partition supervisor, routed by key; each worker
- *                      publishes the events of its keys one at a time, in
- *                      mailbox order, retrying in place (same message id)
- *                      until the stream acknowledges or publish_timeout_ms
- *                      passes: one unacked publish per key, so a retry can
- *                      never overtake a later event of its key.
+ *                      publishes a window of queued events asynchronously,
+ *                      at most one per key, then retries what failed in
+ *                      place (same message id) until the stream
+ *                      acknowledges or publish_timeout_ms passes: one
+ *                      unacked publish per key, so a retry can never
+ *                      overtake a later event of its key.
  *   stream_keeper      one per consumer node: every lease_ttl/3 it writes
  *                      the node's heartbeat, counts the live nodes, renews
  *                      its leases (compare-and-set on the revision), lets
@@ -121,15 +122,19 @@ unsigned weir_stream_partitions(const weir_stream *s) {
   return s->o.partitions;
 }
 
-unsigned weir_stream_partition_of(const weir_stream *s, const void *key,
-                                  size_t len) {
+static uint32_t fnv1a(const void *key, size_t len) {
   uint32_t h = 2166136261u;
   const unsigned char *p = key;
   for (size_t i = 0; i < len; i++) {
     h ^= p[i];
     h *= 16777619u;
   }
-  return h % s->o.partitions;
+  return h;
+}
+
+unsigned weir_stream_partition_of(const weir_stream *s, const void *key,
+                                  size_t len) {
+  return fnv1a(key, len) % s->o.partitions;
 }
 
 static int name_ok(const char *n, size_t max) {
@@ -353,7 +358,6 @@ typedef struct pub_hdr {
 #define WINDOW 256
 typedef struct pub_entry {
   uint64_t token, t0_ns;
-  uint32_t keyhash;
   int state; /* 0 in flight, 1 acked, 2 failed */
   char id[ID_MAX + 1];
   char subj[112];
@@ -372,13 +376,8 @@ typedef struct pub {
 } pub;
 
 static uint32_t key_hash(const void *key, size_t len) {
-  uint32_t h = 2166136261u;
-  const unsigned char *p = key;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 16777619u;
-  }
-  return h ? h : 1;
+  uint32_t h = fnv1a(key, len);
+  return h ? h : 1; /* 0 marks an empty slot */
 }
 
 /* 1 if a key with this hash is in the window (a collision only flushes
@@ -476,22 +475,17 @@ static void flush_window(pub *w) {
   w->answered = 0;
   w->cursor = 0;
   pthread_mutex_unlock(&w->mu);
-  int sent = 0;
   for (int i = 0; i < w->n; i++) {
     pub_entry *e = &w->e[i];
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = e->id;
-    jsErrCode jerr = 0;
-    if (js_PublishAsync(w->js, e->subj, e->data, e->len, &po) == NATS_OK) {
-      sent++;
-    } else {
+    if (js_PublishAsync(w->js, e->subj, e->data, e->len, &po) != NATS_OK) {
       pthread_mutex_lock(&w->mu);
       e->state = 2;
       w->answered++;
       pthread_mutex_unlock(&w->mu);
     }
-    (void)jerr;
   }
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -513,7 +507,6 @@ static void flush_window(pub *w) {
       if (w->e[i].state == 0) w->e[i].state = 2;
     pthread_mutex_unlock(&w->mu);
   }
-  (void)sent;
   for (int i = 0; i < w->n; i++) {
     pub_entry *e = &w->e[i];
     int status = e->state == 1 ? WEIR_OK : publish_sync(w, e);
@@ -557,7 +550,6 @@ static int pub_cast(weir_ctx *cx, void *state, const weir_msg *m) {
   e->len = (int)dlen;
   e->token = h.token;
   e->t0_ns = h.t0_ns;
-  e->keyhash = kh;
   e->state = 0;
   memcpy(e->id, id, h.idlen);
   e->id[h.idlen] = 0;
