@@ -14,8 +14,8 @@
  * and it reaches the client as 503 with Retry-After instead of as memory.
  *
  * Bodies are collected up to a limit (64 KiB for /track, 8 MiB for a batch
- * by default). A Content-Length over the limit is refused before the body is
- * read; a chunked body that outgrows it is discarded as it arrives and
+ * by default). A body over the limit is discarded as it arrives and answered
+ * 413 at the end (one declared more than 64 MiB over it: 413 at once); a chunked body that outgrows it is discarded as it arrives and
  * answered 413 at the end. Nothing in a batch is dropped silently: every
  * line that is not accepted comes back in "errors" with its line number,
  * its status (400 malformed, 503 mailbox full) and the reason.
@@ -399,7 +399,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
         route == R_TRACK ? svc->opts.max_body : svc->opts.max_batch_body;
     const char *cl = MHD_lookup_connection_value(
         c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > limit) {
+    /* A body over the limit by at most 64 MiB is read and discarded, then
+       answered 413 (below): answering first and closing would reset a
+       client still writing it. Beyond that, 413 now and lingering close. */
+    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+    if (cl && clen > limit && clen - limit > (64ull << 20)) {
       AGG_INC(svc, too_large, 1);
       char msg[96];
       snprintf(msg, sizeof msg, "body larger than %zu bytes", limit);
