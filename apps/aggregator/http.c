@@ -14,9 +14,9 @@
  * and it reaches the client as 503 with Retry-After instead of as memory.
  *
  * Bodies are collected up to a limit (64 KiB for /track, 8 MiB for a batch
- * by default). A body over the limit is discarded as it arrives and answered
- * 413 at the end (one declared more than 64 MiB over it: 413 at once); a chunked body that outgrows it is discarded as it arrives and
- * answered 413 at the end. Nothing in a batch is dropped silently: every
+ * by default). A body over the limit, declared or chunked, is discarded as
+ * it arrives and answered 413 at the end (one declared more than 64 MiB
+ * over it: 413 at once, with a lingering close). Nothing in a batch is dropped silently: every
  * line that is not accepted comes back in "errors" with its line number,
  * its status (400 malformed, 503 mailbox full) and the reason.
  *
