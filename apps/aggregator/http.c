@@ -16,8 +16,9 @@
  * Bodies are collected up to a limit (64 KiB for /track, 8 MiB for a batch
  * by default). A body over the limit, declared or chunked, is discarded as
  * it arrives and answered 413 at the end (one declared more than 64 MiB
- * over it: 413 at once, with a lingering close). Nothing in a batch is dropped silently: every
- * line that is not accepted comes back in "errors" with its line number,
+ * over it: 413 at once, with a lingering close). Nothing in a batch is
+ * dropped silently: every line that is not accepted comes back in "errors"
+ * with its line number,
  * its status (400 malformed, 503 mailbox full) and the reason.
  *
  * Hostile clients: bodies are capped as above and each event's fields by
