@@ -1324,7 +1324,10 @@ static void trace_begin(client *cl, const weir__console_req *rq) {
   cl->trace_end_ns = weir__now_ns() + (uint64_t)rq->secs * 1000000000ull;
   cl->trace_lines = cl->trace_dropped = 0;
   cl->state = C_TRACE;
-  trace_pump(cl);
+  /* Only the started line here: the main loop pumps events (within
+     TRACE_TICK_MS), so a trace never ends inside the request that began
+     it. */
+  trace_flush(cl);
 }
 
 /* An over-long line: an error, then the connection closes (what follows
@@ -1353,9 +1356,14 @@ static void client_next(client *cl) {
     too_long(cl);
     return;
   }
-  client_request(cl, cl->in, len);
+  /* The line leaves the buffer before it is handled: handling may end in
+     client_enter_read, which takes the next line (a trace that ends at
+     once), and must not see this one again. */
+  char line[WEIR__CONSOLE_LINE_MAX + 2];
+  memcpy(line, cl->in, len);
   cl->inlen -= len + 1;
   memmove(cl->in, nl + 1, cl->inlen);
+  client_request(cl, line, len);
 }
 
 static void client_enter_read(client *cl) {

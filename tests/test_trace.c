@@ -6,7 +6,8 @@
  * a trace on a dead pid, the worker of a partition supervisor by key, a
  * slow tracer (the traced process handles every message while its tracer
  * reads nothing, and each message is either printed or counted lost:
- * printed + lost = N exactly), and a trace ending with its client.
+ * printed + lost = N exactly), a trace ending with its client, and
+ * requests pipelined behind a trace.
  */
 #include "internal.h"
 #include "testlib.h"
@@ -129,6 +130,40 @@ static void test_exact(const char *path, weir_rt *rt, weir_pid pid) {
   CHECK(test_now_ms() - t0 >= 1000);
   close(fd);
   test_log("[trace] exact messages, filter, count and time: ok");
+}
+
+/* Requests pipelined behind a trace, in one write, are served once each
+   and in order after the trace ends, however fast it ends. (A trace that
+   ended inside the request that began it once handled that request again
+   and corrupted the client's buffer.) */
+static void test_pipelined(const char *path, weir_rt *rt, weir_pid pid) {
+  char l[512];
+  for (int round = 0; round < 50; round++) {
+    int fd = sock_connect(path);
+    say(fd, "trace tracee 1 5 77\nnode_stats\ntrace tracee 1 5 78\n");
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_MSG(strstr(l, "\"trace\":\"started\""), "%s", l);
+    CHECK_OK(weir_cast(rt, pid, 77, NULL, 0));
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_EQ_U64(field(l, "\"tag\":"), 77);
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_MSG(strstr(l, "\"reason\":\"count\",\"messages\":1"), "%s", l);
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_MSG(strstr(l, "\"processes\""), "node_stats: %s", l);
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_MSG(strstr(l, "\"trace\":\"started\"") && strstr(l, "[78]"), "%s",
+              l);
+    CHECK_OK(weir_cast(rt, pid, 78, NULL, 0));
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_EQ_U64(field(l, "\"tag\":"), 78);
+    line(fd, l, sizeof l, TEST_LIVENESS_MS);
+    CHECK_MSG(strstr(l, "\"reason\":\"count\""), "%s", l);
+    /* nothing more: each request was served once */
+    struct pollfd pf = {fd, POLLIN, 0};
+    CHECK(poll(&pf, 1, 50) == 0);
+    close(fd);
+  }
+  test_log("[trace] pipelined requests behind a trace, 50 rounds: ok");
 }
 
 /* The tracer reads nothing while the process takes N messages. */
@@ -281,6 +316,7 @@ int main(void) {
   weir_pid pid;
   CHECK_OK(weir_spawn(rt, &traced, NULL, &so, &pid));
   test_exact(path, rt, pid);
+  test_pipelined(path, rt, pid);
   test_slow_tracer(path, rt, pid);
   test_key(path, rt);
   test_edges(path, rt, pid);
