@@ -151,8 +151,7 @@ static void test_pipelined(const char *path, weir_rt *rt, weir_pid pid) {
     line(fd, l, sizeof l, TEST_LIVENESS_MS);
     CHECK_MSG(strstr(l, "\"processes\""), "node_stats: %s", l);
     line(fd, l, sizeof l, TEST_LIVENESS_MS);
-    CHECK_MSG(strstr(l, "\"trace\":\"started\"") && strstr(l, "[78]"), "%s",
-              l);
+    CHECK_MSG(strstr(l, "\"trace\":\"started\"") && strstr(l, "[78]"), "%s", l);
     CHECK_OK(weir_cast(rt, pid, 78, NULL, 0));
     line(fd, l, sizeof l, TEST_LIVENESS_MS);
     CHECK_EQ_U64(field(l, "\"tag\":"), 78);
