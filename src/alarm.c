@@ -397,9 +397,7 @@ static void *sampler_main(void *arg) {
     double dt = (double)(now - last) / 1e9;
     last = now;
     if (dt <= 0) dt = 1e-3;
-    pthread_mutex_lock(&rt->table_mu);
-    uint32_t used = rt->next_fresh;
-    pthread_mutex_unlock(&rt->table_mu);
+    uint32_t used = weir__proc_table_used(rt);
     uint64_t t0 = weir__now_ns();
     pthread_mutex_lock(&a->rec_mu);
     for (uint32_t i = 0; i < used; i++) {
@@ -519,4 +517,48 @@ int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count) {
   }
   if (count) *count = k;
   return WEIR_OK;
+}
+
+/* ---- subscribers ------------------------------------------------------ */
+
+int weir_alarm_subscribe(weir_rt *rt, weir_pid pid) {
+  if (!rt) return WEIR_EINVAL;
+  if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;
+  pthread_mutex_lock(&rt->sub_mu);
+  for (size_t i = 0; i < rt->nalarm_subs; i++)
+    if (weir_pid_eq(rt->alarm_subs[i], pid)) {
+      pthread_mutex_unlock(&rt->sub_mu);
+      return WEIR_OK;
+    }
+  weir_pid *n = weir__malloc((rt->nalarm_subs + 1) * sizeof *n);
+  if (!n) {
+    pthread_mutex_unlock(&rt->sub_mu);
+    return WEIR_ENOMEM;
+  }
+  if (rt->nalarm_subs) memcpy(n, rt->alarm_subs, rt->nalarm_subs * sizeof *n);
+  n[rt->nalarm_subs++] = pid;
+  weir__free(rt->alarm_subs);
+  rt->alarm_subs = n;
+  pthread_mutex_unlock(&rt->sub_mu);
+  return WEIR_OK;
+}
+
+int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid) {
+  if (!rt) return WEIR_EINVAL;
+  int rc = WEIR_ENOTFOUND;
+  pthread_mutex_lock(&rt->sub_mu);
+  for (size_t i = 0; i < rt->nalarm_subs; i++)
+    if (weir_pid_eq(rt->alarm_subs[i], pid)) {
+      rt->alarm_subs[i] = rt->alarm_subs[--rt->nalarm_subs];
+      rc = WEIR_OK;
+      break;
+    }
+  pthread_mutex_unlock(&rt->sub_mu);
+  return rc;
+}
+
+void weir__alarm_free(weir_rt *rt) {
+  weir__free(rt->alarm_subs);
+  rt->alarm_subs = NULL;
+  rt->nalarm_subs = 0;
 }

@@ -44,12 +44,6 @@ static _Atomic uint64_t g_alloc_count;
 static _Atomic uint64_t g_fail_at; /* allocation number that fails; 0 none */
 static _Atomic int g_runtimes;
 
-uint64_t weir__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int weir_set_allocator(const weir_allocator *a) {
   if (!a || !a->malloc || !a->free) return WEIR_EINVAL;
   if (atomic_load(&g_runtimes) > 0) return WEIR_EINVAL;
@@ -90,6 +84,12 @@ void *weir__malloc(size_t n) {
 
 void *weir__calloc(size_t n, size_t size) {
   if (size && n > SIZE_MAX / size) return NULL;
+  if (g_alloc.malloc == default_malloc) {
+    /* libc's calloc: fresh pages stay untouched until used (the slot
+       table of a node with a high process limit) */
+    if (should_fail()) return NULL;
+    return calloc(n ? n : 1, size ? size : 1);
+  }
   void *p = weir__malloc(n * size);
   if (p) memset(p, 0, n * size);
   return p;
@@ -98,7 +98,16 @@ void *weir__calloc(size_t n, size_t size) {
 void *weir__realloc(void *p, size_t n) {
   if (should_fail()) return NULL;
   if (g_alloc.realloc) return g_alloc.realloc(p, n ? n : 1, g_alloc.ud);
-  return NULL; /* an allocator without realloc: callers grow by copying */
+  return NULL; /* an allocator without realloc: use weir__grow */
+}
+
+void *weir__grow(void *p, size_t old, size_t n) {
+  if (g_alloc.realloc || !p) return p ? weir__realloc(p, n) : weir__malloc(n);
+  void *q = weir__malloc(n);
+  if (!q) return NULL;
+  memcpy(q, p, old < n ? old : n);
+  weir__free(p);
+  return q;
 }
 
 void weir__free(void *p) {

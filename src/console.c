@@ -350,7 +350,7 @@ static void sb_put(sb *b, const char *s, size_t n) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n + 1)
       cap *= 2;
-    char *p = weir__realloc(b->p, cap);
+    char *p = weir__grow(b->p, b->len + 1, cap);
     if (!p) {
       b->oom = 1;
       return;
@@ -614,7 +614,7 @@ static void cmd_node_stats(weir_rt *rt, sb *b) {
     return;
   }
   sb_puts(b, "{\"node\":");
-  sb_json_str(b, weir_rt_node_name(rt));
+  sb_json_str(b, rt->node_name);
   sb_printf(b,
             ",\"processes\":%llu,\"max_processes\":%llu,\"spawned\":%llu,"
             "\"exited\":%llu,\"crashed\":%llu,\"messages_sent\":%llu",
@@ -739,7 +739,7 @@ static void cmd_crashes(weir_rt *rt, sb *b) {
   weir__report_count none;
   weir__report_counts(rt, &none, 0, &other, &suppressed);
   sb_puts(b, "{\"node\":");
-  sb_json_str(b, weir_rt_node_name(rt));
+  sb_json_str(b, rt->node_name);
   sb_printf(b,
             ",\"total\":%llu,\"suppressed\":%llu,\"kept\":%zu,"
             "\"reports\":[",
@@ -946,9 +946,7 @@ static int by_value_desc(const void *a, const void *b) {
 }
 
 static weir_proc_sample *snapshot(weir_rt *rt, weir_attr attr, size_t *n) {
-  pthread_mutex_lock(&rt->table_mu);
-  size_t cap = (size_t)rt->next_fresh + 1;
-  pthread_mutex_unlock(&rt->table_mu);
+  size_t cap = (size_t)weir__proc_table_used(rt) + 1;
   weir_proc_sample *s = weir__calloc(cap, sizeof *s);
   if (!s) return NULL;
   if (weir_proc_count(rt, attr, cap, s, n) != WEIR_OK) {
@@ -1563,7 +1561,7 @@ static int resolve_path(weir_rt *rt, const char *opt, char *path, size_t n) {
     snprintf(path, n, "%s", opt);
     return WEIR_OK;
   }
-  const char *node = weir_rt_node_name(rt);
+  const char *node = rt->node_name;
   if (!valid_node_name(node) || node[0] == '.') return WEIR_EINVAL;
   char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
   const char *env = getenv("WEIR_RUN_DIR");

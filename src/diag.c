@@ -173,19 +173,12 @@ static int by_value_desc(const void *a, const void *b) {
   return x->value < y->value ? 1 : x->value > y->value ? -1 : 0;
 }
 
-static uint32_t table_used(weir_rt *rt) {
-  pthread_mutex_lock(&rt->table_mu);
-  uint32_t n = rt->next_fresh;
-  pthread_mutex_unlock(&rt->table_mu);
-  return n;
-}
-
 int weir_proc_count(weir_rt *rt, weir_attr attr, size_t n,
                     weir_proc_sample *out, size_t *count) {
   if (!rt || (unsigned)attr >= WEIR_ATTR__COUNT || (n && !out))
     return WEIR_EINVAL;
   topn t = {out, 0, n};
-  uint32_t used = table_used(rt);
+  uint32_t used = weir__proc_table_used(rt);
   for (uint32_t i = 0; i < used; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p ||
@@ -204,7 +197,7 @@ int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n, uint32_t ms,
     return WEIR_EINVAL;
   if (weir__current_ctx()) return WEIR_EDEADLK;
   /* First sample: (pid, value) for every live process, indexed by slot. */
-  uint32_t used = table_used(rt);
+  uint32_t used = weir__proc_table_used(rt);
   weir_proc_sample *before = weir__calloc(used ? used : 1, sizeof *before);
   if (!before) return WEIR_ENOMEM;
   for (uint32_t i = 0; i < used; i++) {
@@ -215,11 +208,9 @@ int weir_proc_window(weir_rt *rt, weir_attr attr, size_t n, uint32_t ms,
     before[i].pid = weir__proc_pid(p);
     before[i].value = attr_value(p, attr);
   }
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
+  weir__sleep_ms(ms);
   topn t = {out, 0, n};
-  uint32_t used2 = table_used(rt);
+  uint32_t used2 = weir__proc_table_used(rt);
   for (uint32_t i = 0; i < used2; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p ||
@@ -260,7 +251,7 @@ int weir_node_stats(weir_rt *rt, weir_stats *s) {
   s->crashed = atomic_load(&rt->crashed);
   s->dropped = atomic_load(&rt->dropped);
   s->dead_letters = atomic_load(&rt->dead_letters);
-  uint32_t used = table_used(rt);
+  uint32_t used = weir__proc_table_used(rt);
   for (uint32_t i = 0; i < used; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
     if (!p) continue;

@@ -98,11 +98,6 @@ static void note_high_water(weir__proc *p, weir__slotx *sx, uint64_t in_after,
     atomic_store_explicit(&sx->high_water, len, memory_order_relaxed);
 }
 
-static long futex(_Atomic uint32_t *a, int op, uint32_t v,
-                  const struct timespec *ts) {
-  return syscall(SYS_futex, (uint32_t *)a, op, v, ts, NULL, 0);
-}
-
 /* Is there room for a message of len bytes (length and byte bounds)? */
 static bool has_room(weir__proc *p, uint32_t len) {
   uint32_t max_len = WEIR__LD(p->max_len);
@@ -121,19 +116,16 @@ static bool wait_room(weir__proc *p, uint32_t len, uint64_t deadline) {
       has_room(p, len) ||
       atomic_load_explicit(&p->x->space_seq, memory_order_acquire) != seq;
   if (!room) {
-    struct timespec ts, *tsp = NULL;
+    uint64_t left = UINT64_MAX;
     if (deadline != UINT64_MAX) {
       uint64_t now = weir__now_ns();
       if (now >= deadline) {
         atomic_fetch_sub_explicit(&p->x->blocked, 1, memory_order_relaxed);
         return false;
       }
-      uint64_t left = deadline - now;
-      ts.tv_sec = (time_t)(left / 1000000000ull);
-      ts.tv_nsec = (long)(left % 1000000000ull);
-      tsp = &ts;
+      left = deadline - now;
     }
-    futex(&p->x->space_seq, FUTEX_WAIT_PRIVATE, seq, tsp);
+    weir__futex_wait(&p->x->space_seq, seq, left);
   }
   atomic_fetch_sub_explicit(&p->x->blocked, 1, memory_order_relaxed);
   return true;
@@ -317,7 +309,7 @@ void weir__bound_popped(weir__proc *p) {
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0) {
     atomic_fetch_add_explicit(&p->x->space_seq, 1, memory_order_release);
-    futex(&p->x->space_seq, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    weir__futex_wake(&p->x->space_seq, INT32_MAX);
   }
 }
 
@@ -373,50 +365,10 @@ int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid) {
   return WEIR_OK;
 }
 
-int weir_alarm_subscribe(weir_rt *rt, weir_pid pid) {
-  if (!rt) return WEIR_EINVAL;
-  if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;
-  pthread_mutex_lock(&rt->sub_mu);
-  for (size_t i = 0; i < rt->nalarm_subs; i++)
-    if (weir_pid_eq(rt->alarm_subs[i], pid)) {
-      pthread_mutex_unlock(&rt->sub_mu);
-      return WEIR_OK;
-    }
-  weir_pid *n = weir__malloc((rt->nalarm_subs + 1) * sizeof *n);
-  if (!n) {
-    pthread_mutex_unlock(&rt->sub_mu);
-    return WEIR_ENOMEM;
-  }
-  if (rt->nalarm_subs) memcpy(n, rt->alarm_subs, rt->nalarm_subs * sizeof *n);
-  n[rt->nalarm_subs++] = pid;
-  weir__free(rt->alarm_subs);
-  rt->alarm_subs = n;
-  pthread_mutex_unlock(&rt->sub_mu);
+int weir__overload_start(weir_rt *rt) {
+  rt->hooks.bound_admit = weir__bound_admit;
+  rt->hooks.bound_popped = weir__bound_popped;
+  rt->hooks.bound_mode = weir__bound_mode;
+  rt->hooks.dead_letter = weir__dead_letter_notify;
   return WEIR_OK;
-}
-
-int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid) {
-  if (!rt) return WEIR_EINVAL;
-  int rc = WEIR_ENOTFOUND;
-  pthread_mutex_lock(&rt->sub_mu);
-  for (size_t i = 0; i < rt->nalarm_subs; i++)
-    if (weir_pid_eq(rt->alarm_subs[i], pid)) {
-      rt->alarm_subs[i] = rt->alarm_subs[--rt->nalarm_subs];
-      rc = WEIR_OK;
-      break;
-    }
-  pthread_mutex_unlock(&rt->sub_mu);
-  return rc;
-}
-
-void weir__exit_hook(weir_rt *rt, weir__proc *p, weir_pid self, int reason) {
-  (void)reason;
-  if (p->served_calls) weir__calls_server_gone(rt, self);
-  p->served_calls = 0;
-}
-
-void weir__overload_free(weir_rt *rt) {
-  weir__free(rt->alarm_subs);
-  rt->alarm_subs = NULL;
-  rt->nalarm_subs = 0;
 }

@@ -83,7 +83,10 @@ typedef struct router_rec {
 
 static pthread_mutex_t g_routers_mu = PTHREAD_MUTEX_INITIALIZER;
 static router_rec *g_routers;
+static int g_router_users;            /* live runtimes, under g_routers_mu */
+static _Atomic uint32_t g_router_gen; /* bumped when the records are freed */
 static WEIR__TLS router_rec *tl_router;
+static WEIR__TLS uint32_t tl_router_gen;
 static WEIR__TLS uint32_t tl_sample;
 static _Atomic int g_membarrier = -1; /* -1 unknown, 0 no, 1 yes */
 
@@ -98,16 +101,21 @@ static bool membarrier_ready(void) {
 }
 
 static router_rec *router_me(void) {
-  if (WEIR__LIKELY(tl_router != NULL)) return tl_router;
-  /* Records are never freed: a thread that exits leaves an even seq. They
-     are few (one per thread that ever routed) and tiny. */
-  router_rec *r = calloc(1, sizeof *r);
+  /* relaxed: the generation moves only while no runtime lives, so no
+     routing can race with it (weir__partsup_stop) */
+  uint32_t gen = atomic_load_explicit(&g_router_gen, memory_order_relaxed);
+  if (WEIR__LIKELY(tl_router != NULL && tl_router_gen == gen)) return tl_router;
+  /* One record per thread that routed while runtimes lived; a thread that
+     exits leaves an even seq. They are freed when the last runtime stops
+     (a thread's cached record is then stale by its generation). */
+  router_rec *r = weir__calloc(1, sizeof *r);
   if (!r) return NULL;
   pthread_mutex_lock(&g_routers_mu);
   r->next = g_routers;
   g_routers = r;
   pthread_mutex_unlock(&g_routers_mu);
   tl_router = r;
+  tl_router_gen = gen;
   return r;
 }
 
@@ -168,13 +176,16 @@ static void partsup_free(void *arg) {
   weir__free(ps);
 }
 
-void *weir__partsup_child_arg(weir__partsup *ps, void *arg,
-                              unsigned partition) {
+/* ---- the partition supervisor's part in its supervisor (sup.h) ------- */
+
+static void *ops_child_arg(void *ctx, void *arg, unsigned partition) {
+  weir__partsup *ps = ctx;
   return ps->with_arguments ? ps->with_arguments(arg, partition) : arg;
 }
 
 /* Called by the supervisor when partition i (re)starts in `slot`. */
-void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot) {
+static void ops_set_slot(void *ctx, unsigned i, weir__proc *slot) {
+  weir__partsup *ps = ctx;
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   /* release: the slot's incarnation is set up before routers use it */
   if (i < t->n) atomic_store_explicit(&t->slot[i], slot, memory_order_release);
@@ -183,14 +194,19 @@ void weir__partsup_set_slot(weir__partsup *ps, unsigned i, weir__proc *slot) {
     atomic_store_explicit(&pt->slot[i], slot, memory_order_release);
 }
 
-void weir__partsup_bind(weir__partsup *ps, weir__proc *self, void *sup) {
+static void ops_bind(void *ctx, weir__proc *self, void *sup) {
+  weir__partsup *ps = ctx;
   ps->self = self;
   atomic_store_explicit(&ps->sup, sup, memory_order_release);
 }
 
-void weir__partsup_unbind(weir__partsup *ps) {
+static void ops_unbind(void *ctx) {
+  weir__partsup *ps = ctx;
   atomic_store_explicit(&ps->sup, NULL, memory_order_release);
 }
+
+static const weir__sup_ops partsup_ops = {ops_child_arg, ops_set_slot, ops_bind,
+                                          ops_unbind};
 
 void weir_partsup_opts_init(weir_partsup_opts *o) {
   if (!o) return;
@@ -204,7 +220,7 @@ void weir_partsup_opts_init(weir_partsup_opts *o) {
 int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   if (!rt || !o || !o->child.server) return WEIR_EINVAL;
   if (o->name && strlen(o->name) >= 64) return WEIR_EINVAL;
-  unsigned n = o->partitions ? o->partitions : weir_rt_schedulers(rt);
+  unsigned n = o->partitions ? o->partitions : rt->nscheds;
   if (n == 0 || n > 65536) return WEIR_EINVAL;
   if (o->strategy > WEIR_REST_FOR_ONE || o->max_restarts < 0 ||
       o->max_seconds <= 0 || o->child.restart > WEIR_TEMPORARY)
@@ -247,6 +263,8 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   ps = NULL;
   t = NULL;
   hot = NULL;
+  d->ops = &partsup_ops;
+  d->ops_ctx = owned;
   rc = weir__sup_start_def(rt, d, owned, pid);
   weir__sup_def_free(d);
   weir__free(specs);
@@ -417,7 +435,7 @@ int weir_partition_hot_keys(weir_rt *rt, weir_pid ps_pid, unsigned partition,
    it belongs to the resize in progress (the caller defers it). Resizes are
    serialized and each ends only when no worker holds a deferred message, so
    a message of any other epoch is older and runs at once. */
-bool weir__partsup_admit(weir__proc *p, const weir__msg *m) {
+static bool route_admit(weir__proc *p, const weir__msg *m) {
   weir__partsup *ps = p->route;
   uint64_t st = atomic_load_explicit(&ps->resize_state, memory_order_acquire);
   uint8_t e = (uint8_t)(m->flags >> 8);
@@ -429,10 +447,36 @@ bool weir__partsup_admit(weir__proc *p, const weir__msg *m) {
   return (uint32_t)st == 0 && p->x->defer_head == NULL;
 }
 
-bool weir__partsup_done(weir__proc *p) {
+static bool route_done(weir__proc *p) {
   weir__partsup *ps = p->route;
   return (uint32_t)atomic_load_explicit(&ps->resize_state,
                                         memory_order_acquire) == 0;
+}
+
+int weir__partsup_start(weir_rt *rt) {
+  rt->hooks.route_admit = route_admit;
+  rt->hooks.route_done = route_done;
+  pthread_mutex_lock(&g_routers_mu);
+  g_router_users++;
+  pthread_mutex_unlock(&g_routers_mu);
+  return WEIR_OK;
+}
+
+void weir__partsup_stop(weir_rt *rt) {
+  (void)rt;
+  pthread_mutex_lock(&g_routers_mu);
+  if (--g_router_users == 0) {
+    router_rec *r = g_routers;
+    g_routers = NULL;
+    /* relaxed: nothing routes with no runtime alive (see router_me) */
+    atomic_fetch_add_explicit(&g_router_gen, 1, memory_order_relaxed);
+    while (r) {
+      router_rec *n = r->next;
+      weir__free(r);
+      r = n;
+    }
+  }
+  pthread_mutex_unlock(&g_routers_mu);
 }
 
 /* A barrier handled by an old partition: everything routed to it with the
@@ -472,11 +516,6 @@ static void through_all(weir_rt *rt, weir__partsup *ps, route_tab *t,
     }
     if (rc != WEIR_OK) fn(NULL, ps); /* gone: nothing to drain there */
   }
-}
-
-static void sleep_1ms(void) {
-  struct timespec ts = {0, 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
@@ -539,13 +578,13 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   through_all(rt, ps, old, old->n, barrier_cb);
   while ((uint32_t)atomic_load_explicit(&ps->resize_state,
                                         memory_order_acquire) > 0)
-    sleep_1ms();
+    weir__sleep_ms(1);
   /* Done: deferred messages may run. Before the next resize may start,
      make sure they have (a second round through the new table). */
   atomic_store_explicit(&ps->flush_left, (int)t->n, memory_order_release);
   through_all(rt, ps, t, t->n, flush_cb);
   while (atomic_load_explicit(&ps->flush_left, memory_order_acquire) > 0)
-    sleep_1ms();
+    weir__sleep_ms(1);
   if (n < old->n) {
     /* The smaller table is live: the surplus workers must go. Asking the
        supervisor takes one small allocation; under memory pressure keep
@@ -553,8 +592,8 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     for (int tries = 0; tries < 1000; tries++) {
       rc = weir__sup_resize_children(rt, ps_pid, n);
       if (rc != WEIR_ENOMEM) break;
-      sleep_1ms();
-      sleep_1ms();
+      weir__sleep_ms(1);
+      weir__sleep_ms(1);
     }
   }
 out:

@@ -40,10 +40,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+WEIR__TLS weir_ctx *weir__tl_cx; /* the process running on this thread */
+
 static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason);
 static void answer_queued(weir__proc *p, uint64_t self, int32_t reason);
-static bool request_to(weir__msg *m, uint64_t pid);
-static int request_answer(weir_rt *rt, weir__msg *m, int32_t reason);
 static weir__msg *sig_new(uint32_t kind);
 static void link_install(weir__ext *e, weir_pid pid, weir__msg *sig);
 static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
@@ -51,114 +51,7 @@ static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
 static int slotx_ensure(weir__proc *p);
 static void undefer(weir__proc *p);
 
-/* ---- messages --------------------------------------------------------- */
-
-weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len) {
-  weir__msg *m = weir__pool_alloc(weir__msg_size(len));
-  if (!m) return NULL;
-  m->from = 0;
-  m->tag = tag;
-  m->len = len;
-  m->gen = 0;
-  m->kind = (uint16_t)kind;
-  m->flags = 0;
-  return m;
-}
-
-void weir__msg_free(weir__msg *m) {
-  weir__pool_free(m, weir__msg_size(m->len));
-}
-
-/* Payload prefix per kind: bytes of runtime data before the user's bytes. */
-uint32_t weir__kind_prefix(uint32_t kind) {
-  switch (kind) {
-  case WEIR__K_CAST:
-  case WEIR__K_WAKE:
-  case WEIR__K_STOP:
-    return 0;
-  case WEIR__K_CALL:
-    return (uint32_t)sizeof(weir_from);
-  case WEIR__K_SYSCALL:
-    return (uint32_t)sizeof(weir__syscall);
-  case WEIR__K_EXIT:
-  case WEIR__K_LINK:
-  case WEIR__K_UNLINK:
-  case WEIR__K_MONITOR:
-  case WEIR__K_DEMONITOR:
-  case WEIR__K_DOWN:
-    return WEIR__SIG_PREFIX; /* ref, aux, int32 reason, pad */
-  default:
-    return (uint32_t)sizeof(weir_ref);
-  }
-}
-
-/* ---- the table -------------------------------------------------------- */
-
-weir__proc *weir__proc_slot(weir_rt *rt, uint32_t slot) {
-  if (slot >= rt->max_processes) return NULL;
-  /* acquire: pairs with the release store that published the slot. */
-  return atomic_load_explicit(&rt->slots[slot], memory_order_acquire);
-}
-
-weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid) {
-  weir__proc *p = weir__proc_slot(rt, weir__pid_slot(pid));
-  if (!p) return NULL;
-  /* acquire on gen: pairs with spawn's release store, so the bounds and
-     flags written before it are visible. */
-  if (atomic_load_explicit(&p->gen, memory_order_acquire) != weir__pid_gen(pid))
-    return NULL;
-  if (atomic_load_explicit(&p->life, memory_order_relaxed) != WEIR__P_LIVE)
-    return NULL;
-  return p;
-}
-
-weir_pid weir__proc_pid(const weir__proc *p) {
-  return weir__pid_make(p->slot,
-                        atomic_load_explicit(&p->gen, memory_order_relaxed));
-}
-
-weir_ref weir__new_ref(weir_rt *rt) {
-  /* relaxed: refs need uniqueness, not ordering. */
-  return atomic_fetch_add_explicit(&rt->next_ref, 1, memory_order_relaxed);
-}
-
-/* Takes a slot off the free list (or a fresh one), allocating its proc. */
-static int slot_alloc(weir_rt *rt, weir__proc **out) {
-  pthread_mutex_lock(&rt->table_mu);
-  uint32_t slot;
-  weir__proc *p = NULL;
-  if (rt->nfree > 0) {
-    slot = rt->free_slots[--rt->nfree];
-    p = atomic_load_explicit(&rt->slots[slot], memory_order_relaxed);
-  } else if (rt->next_fresh < rt->max_processes) {
-    slot = rt->next_fresh;
-    p = weir__pool_alloc(sizeof(weir__proc));
-    if (!p) {
-      pthread_mutex_unlock(&rt->table_mu);
-      return WEIR_ENOMEM;
-    }
-    memset(p, 0, sizeof *p);
-    p->slot = slot;
-    p->rt = rt;
-    weir__mbox_init(p);
-    atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_relaxed);
-    rt->next_fresh++;
-    /* release: the initialised proc is visible to anyone loading the slot */
-    atomic_store_explicit(&rt->slots[slot], p, memory_order_release);
-  } else {
-    pthread_mutex_unlock(&rt->table_mu);
-    return WEIR_ELIMIT;
-  }
-  pthread_mutex_unlock(&rt->table_mu);
-  *out = p;
-  return WEIR_OK;
-}
-
-static void slot_release(weir_rt *rt, weir__proc *p) {
-  pthread_mutex_lock(&rt->table_mu);
-  rt->free_slots[rt->nfree++] = p->slot;
-  pthread_mutex_unlock(&rt->table_mu);
-}
+/* ---- slots ----------------------------------------------------------- */
 
 /* Takes the schedule token of a free slot: waits out a runner that is still
    dead-lettering the previous incarnation's leftovers (short). */
@@ -178,7 +71,7 @@ static void token_release(weir_rt *rt, weir__proc *p) {
   if (p->front ||
       atomic_load_explicit(&p->tail->next, memory_order_acquire) != NULL ||
       !weir__mbox_markempty(p))
-    weir__schedule(rt, p);
+    rt->hooks.schedule(rt, p);
 }
 
 weir__ext *weir__ext_get(weir__proc *p) {
@@ -198,6 +91,23 @@ static void ext_free(weir__proc *p) {
   weir__free(p->ext->calls);
   weir__free(p->ext);
   p->ext = NULL;
+}
+
+/* The node stops: every slot goes, with what its last incarnation held
+   (ext_free also frees the exit signals a link or a monitor keeps). */
+void weir__proc_table_free(weir_rt *rt) {
+  for (uint32_t i = 0; i < rt->next_fresh; i++) {
+    /* relaxed: the schedulers and every other thread have stopped */
+    weir__proc *p = atomic_load_explicit(&rt->slots[i], memory_order_relaxed);
+    if (!p) continue;
+    weir__proc_undefer(p);
+    weir__mbox_destroy(p);
+    ext_free(p);
+    weir__free(p->name);
+    if (p->x) pthread_mutex_destroy(&p->x->dq_mu);
+    weir__free(p->x);
+    weir__pool_free(p, sizeof *p);
+  }
 }
 
 /* ---- spawn ------------------------------------------------------------ */
@@ -222,7 +132,7 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   WEIR__ST(p->max_bytes, so->max_queue_bytes);
   WEIR__ST(p->overflow, (uint8_t)so->overflow);
   bool bounded = so->max_queue_len || so->max_queue_bytes;
-  weir__bound_mode(p, bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST);
+  rt->hooks.bound_mode(p, bounded && so->overflow == WEIR_OVERFLOW_DROP_OLDEST);
   /* relaxed: read by this slot's own runs, which the token orders; a
      TRACED bit of a session on an earlier incarnation goes with it */
   atomic_store_explicit(&p->rx_flags,
@@ -330,7 +240,7 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
       link_ok = true;
   }
   if (rc == WEIR_OK && so->name) {
-    rc = weir_register(rt, so->name, self);
+    rc = rt->hooks.name_register(rt, so->name, self);
   }
   if (rc == WEIR_OK) rc = run_init(p, arg);
   if (rc != WEIR_OK) {
@@ -379,10 +289,10 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *server, void *arg,
   if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
     return WEIR_ESTOPPED;
   weir__proc *p;
-  int rc = slot_alloc(rt, &p);
+  int rc = weir__slot_alloc(rt, &p);
   if (rc) return rc;
   if (needs_x(rt, so, x) && slotx_ensure(p) != WEIR_OK) {
-    slot_release(rt, p);
+    weir__slot_release(rt, p);
     return WEIR_ENOMEM;
   }
   token_take(p);
@@ -412,13 +322,13 @@ static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
   m->gen = gen;
   if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
       rt->opts.max_mailbox_bytes) {
-    int rc = weir__bound_admit(rt, p, m);
+    int rc = rt->hooks.bound_admit(rt, p, m);
     if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
       return rc == WEIR__SHED ? WEIR_OK : rc;
   } else {
     count_in(p, m);
   }
-  if (weir__mbox_push(p, m)) weir__schedule(rt, p);
+  if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
   return WEIR_OK;
 }
 
@@ -480,7 +390,7 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
   case WEIR__K_CALL: {
     weir_from f;
     memcpy(&f, weir__msg_data(m), sizeof f);
-    weir__call_fail(rt, f, WEIR_ENOPROC);
+    rt->hooks.call_fail(rt, f, WEIR_ENOPROC);
     break;
   }
   case WEIR__K_LINK:
@@ -488,7 +398,7 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
     /* The requester learns its target was gone. (A request queued while
        the target lived was answered with its real reason by its exit; one
        left here was pushed while the target was ending.) */
-    request_answer(rt, m, WEIR_REASON_NOPROC);
+    weir__request_answer(rt, m, WEIR_REASON_NOPROC);
     break;
   case WEIR__K_EXIT:
   case WEIR__K_UNLINK:
@@ -507,7 +417,7 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
   }
   default:
     atomic_fetch_add_explicit(&rt->dead_letters, 1, memory_order_relaxed);
-    weir__dead_letter_notify(
+    rt->hooks.dead_letter(
         rt, p ? weir__pid_make(p->slot, m->gen) : WEIR_PID_NONE, m, reason);
     break;
   }
@@ -518,7 +428,7 @@ void weir__dead_letter(weir_rt *rt, weir__proc *p, weir__msg *m, int reason) {
 
 /* Is m a LINK or MONITOR request addressed to the incarnation pid? Its aux
    is the pid the requester named (weir_link, weir_monitor). */
-static bool request_to(weir__msg *m, uint64_t pid) {
+bool weir__request_to(weir__msg *m, uint64_t pid) {
   if (m->kind != WEIR__K_LINK && m->kind != WEIR__K_MONITOR) return false;
   uint64_t aux;
   memcpy(&aux, (char *)weir__msg_data(m) + 8, sizeof aux);
@@ -529,7 +439,7 @@ static bool request_to(weir__msg *m, uint64_t pid) {
    signal (LINK) or a DOWN with the request's ref (MONITOR), carrying reason
    and sent in the name of the pid the requester named, so that it finds and
    removes its link or monitor entry. */
-static int request_answer(weir_rt *rt, weir__msg *m, int32_t reason) {
+int weir__request_answer(weir_rt *rt, weir__msg *m, int32_t reason) {
   const char *d = weir__msg_data(m);
   weir_ref ref;
   uint64_t aux;
@@ -601,7 +511,7 @@ int weir__link_add(weir__ext *e, weir_pid pid) {
   return WEIR_OK;
 }
 
-static bool link_del(weir__ext *e, weir_pid pid) {
+bool weir__link_del(weir__ext *e, weir_pid pid) {
   if (!e) return false;
   for (uint32_t i = 0; i < e->nlinks; i++)
     if (weir_pid_eq(e->links[i].pid, pid)) {
@@ -612,7 +522,7 @@ static bool link_del(weir__ext *e, weir_pid pid) {
   return false;
 }
 
-static int mon_add(weir__ext *e, weir_ref ref, weir_pid pid, uint8_t watcher) {
+int weir__mon_add(weir__ext *e, weir_ref ref, weir_pid pid, uint8_t watcher) {
   if (e->nmons == e->capmons) {
     uint32_t cap = e->capmons ? e->capmons * 2 : 4;
     weir__mon *n = weir__malloc(cap * sizeof *n);
@@ -632,8 +542,7 @@ static int mon_add(weir__ext *e, weir_ref ref, weir_pid pid, uint8_t watcher) {
   return WEIR_OK;
 }
 
-static bool mon_del(weir__ext *e, weir_ref ref, uint8_t watcher,
-                    weir_pid *pid) {
+bool weir__mon_del(weir__ext *e, weir_ref ref, uint8_t watcher, weir_pid *pid) {
   if (!e) return false;
   for (uint32_t i = 0; i < e->nmons; i++)
     if (e->mons[i].ref == ref && e->mons[i].watcher == watcher) {
@@ -645,118 +554,17 @@ static bool mon_del(weir__ext *e, weir_ref ref, uint8_t watcher,
   return false;
 }
 
-int weir_link(weir_ctx *cx, weir_pid pid) {
-  if (!cx) return WEIR_EINVAL;
-  weir__proc *p = cx->p;
-  weir_pid self = weir__proc_pid(p);
-  if (weir_pid_eq(self, pid)) return WEIR_OK;
-  weir__ext *e = weir__ext_get(p);
-  if (!e) return WEIR_ENOMEM;
-  int rc = weir__link_add(e, pid);
-  if (rc) return rc;
-  /* The LINK signal carries the target's pid (aux) so that a dead-lettered
-     LINK can answer with an exit signal from the right pid. */
-  rc = weir__signal(p->rt, self, pid, WEIR__K_LINK, 0, pid.id, 0);
-  if (rc == WEIR_ENOMEM) {
-    link_del(e, pid);
-    return rc;
-  }
-  if (rc == WEIR_ENOPROC)
-    rc = weir__signal(p->rt, pid, self, WEIR__K_EXIT, 0, 0, WEIR_REASON_NOPROC);
-  /* The exit signal to ourselves may fail only with ENOMEM. */
-  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
+/* The resize is done: deferred messages go first, before anything queued. */
+void weir__proc_undefer(weir__proc *p) {
+  if (p->x && p->x->defer_head) undefer(p);
 }
 
-int weir_unlink(weir_ctx *cx, weir_pid pid) {
-  if (!cx) return WEIR_EINVAL;
-  weir__proc *p = cx->p;
-  link_del(p->ext, pid);
-  int rc = weir__signal(p->rt, weir__proc_pid(p), pid, WEIR__K_UNLINK, 0, 0, 0);
-  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
-}
-
-int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref) {
-  if (!cx) return WEIR_EINVAL;
-  weir__proc *p = cx->p;
-  weir__ext *e = weir__ext_get(p);
-  if (!e) return WEIR_ENOMEM;
-  weir_ref r = weir__new_ref(p->rt);
-  int rc = mon_add(e, r, pid, 0);
-  if (rc) return rc;
-  weir_pid self = weir__proc_pid(p);
-  rc = weir__signal(p->rt, self, pid, WEIR__K_MONITOR, r, pid.id, 0);
-  if (rc == WEIR_ENOPROC)
-    rc = weir__signal(p->rt, pid, self, WEIR__K_DOWN, r, 0, WEIR_REASON_NOPROC);
-  if (rc) {
-    mon_del(e, r, 0, NULL);
-    return rc;
-  }
-  if (ref) *ref = r;
-  return WEIR_OK;
-}
-
-int weir_demonitor(weir_ctx *cx, weir_ref ref) {
-  if (!cx) return WEIR_EINVAL;
-  weir__proc *p = cx->p;
-  weir_pid target;
-  if (!mon_del(p->ext, ref, 0, &target)) return WEIR_ENOTFOUND;
-  int rc = weir__signal(p->rt, weir__proc_pid(p), target, WEIR__K_DEMONITOR,
-                        ref, 0, 0);
-  return rc == WEIR_ENOPROC ? WEIR_OK : rc;
-}
-
-void weir_trap_exit(weir_ctx *cx, int on) {
-  if (cx) cx->p->trap_exit = on ? 1 : 0;
-}
-
-int weir_exit(weir_rt *rt, weir_pid pid, int reason) {
-  if (!rt) return WEIR_EINVAL;
-  weir_ctx *cx = weir__current_ctx();
-  if (cx && cx->p->rt == rt && weir_pid_eq(weir__proc_pid(cx->p), pid)) {
-    cx->exiting = 1;
-    cx->exit_reason = reason == WEIR_REASON_KILL ? WEIR_REASON_KILLED : reason;
-    return WEIR_OK;
-  }
-  weir__proc *p = weir__proc_get(rt, pid);
-  if (!p) return WEIR_ENOPROC;
-  if (reason == WEIR_REASON_KILL)
-    /* The generation, not a bit: a kill that races with the target's own
-       exit can never hit the next incarnation of the slot. */
-    atomic_store_explicit(&p->kill, weir__pid_gen(pid), memory_order_release);
-  weir_pid from = cx && cx->p->rt == rt ? weir__proc_pid(cx->p) : WEIR_PID_NONE;
-  int rc =
-      weir__signal(rt, from, pid, WEIR__K_EXIT, 1 /* explicit */, 0, reason);
-  /* A running process may see the kill flag and end before the signal is
-     delivered: the kill happened all the same. */
-  if (rc == WEIR_ENOPROC && reason == WEIR_REASON_KILL) rc = WEIR_OK;
-  return rc;
-}
-
-weir_pid weir_self(weir_ctx *cx) {
-  return cx ? (weir_pid){cx->self} : WEIR_PID_NONE;
-}
-
-weir_rt *weir_ctx_rt(weir_ctx *cx) {
-  return cx ? cx->p->rt : NULL;
-}
-
-uint64_t weir_queue_len(weir_ctx *cx) {
-  return cx ? weir__mbox_len(cx->p) : 0;
-}
-
-int weir_requeue(weir_ctx *cx, const weir_msg *m) {
-  if (!cx || !cx->in_hand || !m) return WEIR_EINVAL;
-  if (cx->requeued) return WEIR_EEXIST;
-  weir__msg *h = cx->in_hand;
-  weir__msg *c = weir__msg_new(h->kind, h->tag, h->len);
-  if (!c) return WEIR_ENOMEM;
-  memcpy(weir__msg_data(c), weir__msg_data(h), h->len);
-  c->from = h->from;
-  c->gen = h->gen;
-  c->flags = (uint16_t)(h->flags & ~WEIR__MF_FRONT);
-  weir__mbox_unpop(cx->p, c);
-  cx->requeued = 1;
-  return WEIR_OK;
+static void undefer(weir__proc *p) {
+  weir__slotx *sx = p->x;
+  atomic_store_explicit(&sx->defer_tail->node.next, (weir__node *)p->front,
+                        memory_order_relaxed);
+  p->front = sx->defer_head;
+  sx->defer_head = sx->defer_tail = NULL;
 }
 
 /* ---- exit ------------------------------------------------------------- */
@@ -775,7 +583,7 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
     atomic_fetch_add_explicit(&rt->crashed, 1, memory_order_relaxed);
     /* Before terminate (the queue as it was) and before the supervisor
        hears of it (the report waits for what it does). */
-    weir__report_exit(cx, reason);
+    rt->hooks.crash(cx, reason);
   }
 
   if (p->srv && p->srv->terminate) {
@@ -800,7 +608,7 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   }
   p->state = NULL;
 
-  weir__registry_drop_pid(rt, p);
+  rt->hooks.name_release(rt, p);
   int32_t out_reason = reason == WEIR_REASON_KILL ? WEIR_REASON_KILLED : reason;
   weir__ext *e = p->ext;
   if (e) {
@@ -825,10 +633,12 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
       }
     }
     for (uint32_t i = 0; i < e->ncalls; i++)
-      if (e->calls[i].timer) weir__timer_cancel(rt, e->calls[i].timer);
+      if (e->calls[i].timer) rt->hooks.timer_cancel(rt, e->calls[i].timer);
     ext_free(p);
   }
-  weir__exit_hook(rt, p, self, reason);
+  /* a server that took calls from threads: their waiters hear of it */
+  if (p->served_calls) rt->hooks.server_gone(rt, self);
+  p->served_calls = 0;
 
   /* From here weir__proc_get fails (state is not LIVE): ENOPROC. */
   if (p->keep_on_exit) {
@@ -846,7 +656,7 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
   proc_drain_dead(p, self.id, out_reason);
   atomic_store_explicit(&p->status, WEIR_STATUS_WAITING, memory_order_relaxed);
-  slot_release(rt, p);
+  weir__slot_release(rt, p);
   return false;
 }
 
@@ -893,7 +703,8 @@ static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
     }
     n = next;
     weir__msg *m = (weir__msg *)n; /* past the tail, nodes are messages */
-    if (request_to(m, self) && request_answer(p->rt, m, reason) != WEIR_ENOMEM)
+    if (weir__request_to(m, self) &&
+        weir__request_answer(p->rt, m, reason) != WEIR_ENOMEM)
       m->kind = WEIR__K_WAKE; /* senders never read a queued node's kind */
   }
   if (mu) pthread_mutex_unlock(mu);
@@ -915,8 +726,8 @@ static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason) {
       backoff(&spins);
       continue;
     }
-    if (self && request_to(m, self) &&
-        request_answer(p->rt, m, reason) != WEIR_ENOMEM) {
+    if (self && weir__request_to(m, self) &&
+        weir__request_answer(p->rt, m, reason) != WEIR_ENOMEM) {
       if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
       continue;
     }
@@ -928,310 +739,6 @@ static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason) {
 void weir__proc_release_held(weir_rt *rt, weir__proc *p) {
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
   proc_drain_dead(p, 0, WEIR_REASON_NOPROC); /* answered at the exit */
-  slot_release(rt, p);
+  weir__slot_release(rt, p);
   token_release(rt, p);
-}
-
-/* ---- the run loop ----------------------------------------------------- */
-
-static inline bool msg_accepted(weir__proc *p, weir__msg *m) {
-  uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed);
-  if (WEIR__LIKELY(m->gen == g)) return true;
-  uint32_t lo = atomic_load_explicit(&p->accept_gen, memory_order_relaxed);
-  return (uint32_t)(m->gen - lo) <= (uint32_t)(g - lo);
-}
-
-static int call_cb(weir_ctx *cx, weir__proc *p, const char *what,
-                   int (*cb)(weir_ctx *, void *, const weir_msg *),
-                   const weir_msg *v) {
-  if (!cb) return WEIR_OK;
-  atomic_store_explicit(&p->current, what, memory_order_relaxed);
-  int rc = cb(cx, p->state, v);
-  atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
-  atomic_store_explicit(
-      &p->reductions,
-      atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
-      memory_order_relaxed);
-  return rc;
-}
-
-/* The callback a message of this kind runs, for a crash report. */
-static const char *kind_callback(uint32_t kind) {
-  switch (kind) {
-  case WEIR__K_CAST:
-    return "handle_cast";
-  case WEIR__K_CALL:
-    return "handle_call";
-  default:
-    return "handle_info";
-  }
-}
-
-/* Handles one accepted message; returns the callback's result (or a reason
-   to exit). */
-static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
-  const weir_server *srv = p->srv;
-  uint32_t pre = weir__kind_prefix(m->kind);
-  char *d = weir__msg_data(m);
-  weir_msg v;
-  v.tag = m->tag;
-  v.len = m->len - pre;
-  v.data = d + pre;
-  v.from.id = m->from;
-  v.ref = 0;
-  weir_ref ref = 0;
-  int32_t reason = 0;
-  if (pre == WEIR__SIG_PREFIX || pre == sizeof(weir_ref))
-    memcpy(&ref, d, sizeof ref);
-  if (pre == WEIR__SIG_PREFIX) memcpy(&reason, d + 16, sizeof reason);
-
-  switch (m->kind) {
-  case WEIR__K_CAST:
-    return call_cb(cx, p, "handle_cast", srv->handle_cast, &v);
-  case WEIR__K_CALL: {
-    weir_from f;
-    memcpy(&f, d, sizeof f);
-    if (f.a == 0) p->served_calls = 1;
-    if (!srv->handle_call) {
-      weir__call_fail(p->rt, f, WEIR_ENOTSUP);
-      return WEIR_OK;
-    }
-    atomic_store_explicit(&p->current, "handle_call", memory_order_relaxed);
-    int rc = srv->handle_call(cx, p->state, &v, f);
-    atomic_store_explicit(&p->current, NULL, memory_order_relaxed);
-    atomic_store_explicit(
-        &p->reductions,
-        atomic_load_explicit(&p->reductions, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-    return rc;
-  }
-  case WEIR__K_INFO:
-    v.ref = ref;
-    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
-  case WEIR__K_REPLY:
-  case WEIR__K_TIMEOUT: {
-    if (!weir__pending_take(p, ref, m->kind == WEIR__K_TIMEOUT))
-      return WEIR_OK; /* a late reply, or its call timed out */
-    v.tag = m->kind == WEIR__K_REPLY ? WEIR_TAG_REPLY : WEIR_TAG_TIMEOUT;
-    v.ref = ref;
-    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
-  }
-  case WEIR__K_DOWN: {
-    weir_pid target;
-    if (!mon_del(p->ext, ref, 0, &target)) return WEIR_OK; /* demonitored */
-    weir__pending_take(p, ref, 2);
-    /* A DOWN from no one answers a call the server refused or shed
-       (weir__call_fail): the server lives on, so drop its end of the
-       call's monitor. */
-    if (m->from == 0 && !weir_pid_is_none(target))
-      weir__signal(p->rt, (weir_pid){cx->self}, target, WEIR__K_DEMONITOR, ref,
-                   0, 0);
-    v.tag = WEIR_TAG_DOWN;
-    v.ref = ref;
-    v.data = d + 16;
-    v.len = sizeof(int32_t);
-    return call_cb(cx, p, "handle_info", srv->handle_info, &v);
-  }
-  case WEIR__K_EXIT: {
-    weir_pid from = {m->from};
-    bool linked = link_del(p->ext, from);
-    bool explicit_sig = ref == 1;
-    if (!linked && !explicit_sig)
-      return WEIR_OK; /* from a partner we unlinked: stale */
-    if (reason == WEIR_REASON_KILL && explicit_sig) {
-      cx->exiting = 1;
-      cx->exit_reason = WEIR_REASON_KILLED;
-      cx->exit_from = m->from;
-      cx->crash_cb = "exit_signal";
-      return WEIR_OK;
-    }
-    if (p->trap_exit) {
-      v.tag = WEIR_TAG_EXIT;
-      v.data = d + 16;
-      v.len = sizeof(int32_t);
-      return call_cb(cx, p, "handle_info", srv->handle_info, &v);
-    }
-    if (reason == WEIR_REASON_NORMAL) return WEIR_OK;
-    cx->exiting = 1;
-    cx->exit_reason = reason;
-    cx->exit_from = m->from;
-    cx->crash_cb = "exit_signal";
-    return WEIR_OK;
-  }
-  case WEIR__K_LINK: {
-    if (WEIR__UNLIKELY(!request_to(m, cx->self))) goto stale_request;
-    weir__ext *e = weir__ext_get(p);
-    if (!e || weir__link_add(e, (weir_pid){m->from}) != WEIR_OK)
-      /* cannot hold our half: the linker must not believe it is linked */
-      weir__signal(p->rt, (weir_pid){cx->self}, (weir_pid){m->from},
-                   WEIR__K_EXIT, 0, 0, WEIR_ENOMEM);
-    return WEIR_OK;
-  }
-  case WEIR__K_UNLINK:
-    link_del(p->ext, (weir_pid){m->from});
-    return WEIR_OK;
-  case WEIR__K_MONITOR: {
-    if (WEIR__UNLIKELY(!request_to(m, cx->self))) goto stale_request;
-    weir__ext *e = weir__ext_get(p);
-    if (!e || mon_add(e, ref, (weir_pid){m->from}, 1) != WEIR_OK)
-      weir__signal(p->rt, weir__proc_pid(p), (weir_pid){m->from}, WEIR__K_DOWN,
-                   ref, 0, WEIR_ENOMEM);
-    return WEIR_OK;
-  }
-  case WEIR__K_DEMONITOR:
-    mon_del(p->ext, ref, 1, NULL);
-    return WEIR_OK;
-  case WEIR__K_STOP:
-    cx->exiting = 1;
-    cx->exit_reason = WEIR_REASON_SHUTDOWN;
-    return WEIR_OK;
-  case WEIR__K_SYSCALL: {
-    weir__syscall sc;
-    memcpy(&sc, d, sizeof sc);
-    sc.fn(cx, sc.arg);
-    return WEIR_OK;
-  }
-  case WEIR__K_WAKE:
-  default:
-    return WEIR_OK;
-  }
-stale_request:
-  /* A request to an earlier incarnation of this slot, kept for a restart:
-     it reached the mailbox while that one was ending (else its exit would
-     have answered it). Its target is gone; this process is not it. */
-  request_answer(p->rt, m, WEIR_REASON_NOPROC);
-  return WEIR_OK;
-}
-
-/* A routed message of a resize still in progress waits, in order, until
-   every old partition has drained (partsup.c). It is copied off the queue
-   (the popped node stays the queue's tail) and no longer counts as taken. */
-static bool defer(weir__proc *p, weir__msg *m) {
-  weir__msg *c = weir__msg_new(m->kind, m->tag, m->len);
-  if (!c) return false; /* no memory to hold it aside: handle it now */
-  memcpy(weir__msg_data(c), weir__msg_data(m), m->len);
-  c->from = m->from;
-  c->gen = m->gen;
-  c->flags = (uint16_t)((m->flags & ~(WEIR__MF_FRONT | WEIR__MF_ROUTED)));
-  weir__slotx *sx = p->x; /* a partition worker always has its extras */
-  atomic_store_explicit(&c->node.next, NULL, memory_order_relaxed);
-  if (sx->defer_tail)
-    atomic_store_explicit(&sx->defer_tail->node.next, &c->node,
-                          memory_order_relaxed);
-  else
-    sx->defer_head = c;
-  sx->defer_tail = c;
-  if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
-  weir__mbox_uncount(p, c->len);
-  return true;
-}
-
-/* The resize is done: deferred messages go first, before anything queued. */
-void weir__proc_undefer(weir__proc *p) {
-  if (p->x && p->x->defer_head) undefer(p);
-}
-
-static void undefer(weir__proc *p) {
-  weir__slotx *sx = p->x;
-  atomic_store_explicit(&sx->defer_tail->node.next, (weir__node *)p->front,
-                        memory_order_relaxed);
-  p->front = sx->defer_head;
-  sx->defer_head = sx->defer_tail = NULL;
-}
-
-/* The behaviour's own account of its state, once per run (not per message),
-   for process_info's memory. Runs in the process, so it may read state. */
-static void note_state_size(weir__proc *p) {
-  if (p->srv && p->srv->state_size) {
-    size_t n = p->srv->state_size(p->state);
-    atomic_store_explicit(&p->state_bytes,
-                          n > UINT32_MAX ? UINT32_MAX : (uint32_t)n,
-                          memory_order_relaxed);
-  }
-}
-
-/* The rarely taken half of a pop: wake BLOCKed senders, trace. */
-static void rx_slow(weir_ctx *cx, weir__proc *p, weir__msg *m, uint8_t rx) {
-  if (rx & WEIR__RX_WAKE) weir__bound_popped(p);
-  if ((rx & WEIR__RX_TRACED) &&
-      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE &&
-      msg_accepted(p, m))
-    weir__trace_msg(p->rt, cx->self, m);
-}
-
-void weir__proc_run(weir__proc *p, unsigned budget) {
-  weir_rt *rt = p->rt;
-  weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
-  weir_ctx *prev = weir__current_ctx();
-  weir__set_current_ctx(&cx);
-  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNING, memory_order_relaxed);
-  unsigned n = 0;
-  /* acquire: pairs with weir_exit's release store of kill. */
-  if (WEIR__UNLIKELY(atomic_load_explicit(&p->kill, memory_order_acquire) ==
-                     atomic_load_explicit(&p->gen, memory_order_relaxed)) &&
-      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_LIVE) {
-    cx.crash_cb = "exit_signal";
-    if (weir__proc_exit_now(&cx, WEIR_REASON_KILL, NULL)) goto out;
-  }
-  while (n < budget) {
-    if (WEIR__UNLIKELY(p->route != NULL) && p->x->defer_head &&
-        weir__partsup_done(p))
-      undefer(p);
-    weir__msg *m = weir__mbox_pop(p);
-    if (!m) {
-      uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
-      if (st == WEIR__P_LIVE) {
-        note_state_size(p);
-        atomic_store_explicit(&p->status, WEIR_STATUS_WAITING,
-                              memory_order_relaxed);
-      }
-      weir__set_current_ctx(prev);
-      if (weir__mbox_markempty(p)) return; /* p may run elsewhere now */
-      weir__set_current_ctx(&cx);
-      continue; /* a push is in flight; its link appears shortly */
-    }
-    /* relaxed: see incarnate and trace.c */
-    uint8_t rx = atomic_load_explicit(&p->rx_flags, memory_order_relaxed);
-    if (WEIR__UNLIKELY(rx)) rx_slow(&cx, p, m, rx);
-    uint32_t st = atomic_load_explicit(&p->life, memory_order_relaxed);
-    if (WEIR__UNLIKELY(st != WEIR__P_LIVE || !msg_accepted(p, m))) {
-      weir__dead_letter(rt, p, m, WEIR_ENOPROC);
-      continue;
-    }
-    /* A routed message of the resize in progress waits (partsup.c). */
-    if (WEIR__UNLIKELY(m->flags & WEIR__MF_ROUTED) && p->route &&
-        !weir__partsup_admit(p, m) && defer(p, m))
-      continue;
-    n++;
-    cx.in_hand = m;
-    cx.requeued = 0;
-    int rc = dispatch(&cx, p, m);
-    if (WEIR__UNLIKELY(rc != WEIR_OK || cx.exiting)) {
-      int reason = rc < 0            ? rc
-                   : rc == WEIR_STOP ? WEIR_REASON_NORMAL
-                                     : cx.exit_reason;
-      if (rc > 0 && rc != WEIR_STOP) reason = WEIR_EINVAL;
-      if (!cx.crash_cb) { /* else the message was an exit signal */
-        cx.crash_cb = kind_callback(m->kind);
-        cx.crash_msg = m;
-      }
-      bool front = (m->flags & WEIR__MF_FRONT) != 0;
-      bool held = weir__proc_exit_now(&cx, reason, rc < 0 ? m : NULL);
-      if (front) weir__msg_free(m);
-      if (held) goto out;
-      cx.exiting = 0;
-      cx.exit_from = 0;
-      cx.crash_cb = NULL;
-      cx.crash_msg = NULL;
-      continue;
-    }
-    if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
-  }
-  note_state_size(p);
-  atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE, memory_order_relaxed);
-  weir__set_current_ctx(prev);
-  weir__schedule(rt, p);
-  return;
-out:
-  weir__set_current_ctx(prev);
 }

@@ -29,6 +29,8 @@ static uint64_t hash_str(const char *s) {
 }
 
 int weir__registry_init(weir_rt *rt) {
+  rt->hooks.name_register = weir_register;
+  rt->hooks.name_release = weir__registry_drop_pid;
   reg *r = weir__calloc(1, sizeof *r);
   if (!r) return WEIR_ENOMEM;
   r->nb = 64;

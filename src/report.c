@@ -507,6 +507,7 @@ static void *reporter_main(void *arg) {
 }
 
 int weir__report_start(weir_rt *rt) {
+  rt->hooks.crash = weir__report_exit;
   weir__report_state *s = weir__calloc(1, sizeof *s);
   if (!s) return WEIR_ENOMEM;
   s->rate = rt->opts.report_rate ? rt->opts.report_rate : 20;

@@ -1,5 +1,7 @@
 /*
- * rt.c: the node: options, start, stop; error names; pid text.
+ * rt.c: the node: options, start, stop. The top of the stack: it starts
+ * every module in stack order (each installs its hooks as it starts) and
+ * stops them in reverse.
  *
  * Start builds the process table (a fixed array of slot pointers, sized by
  * max_processes and touched only as slots are first used), the registry, the
@@ -22,154 +24,6 @@
 #include <unistd.h>
 
 _Atomic uint64_t weir__rt_ids = 1;
-
-/* ---- errors ----------------------------------------------------------- */
-
-const char *weir_strerror(int err) {
-  switch (err) {
-  case WEIR_OK:
-    return "success";
-#define X(name, code, text)                                                    \
-  case WEIR_##name:                                                            \
-    return text;
-    WEIR_ERRNO_MAP(X)
-#undef X
-  default:
-    return "unknown error";
-  }
-}
-
-const char *weir_err_name(int err) {
-  switch (err) {
-  case WEIR_OK:
-    return "WEIR_OK";
-#define X(name, code, text)                                                    \
-  case WEIR_##name:                                                            \
-    return "WEIR_" #name;
-    WEIR_ERRNO_MAP(X)
-#undef X
-  default:
-    return "WEIR_UNKNOWN";
-  }
-}
-
-/* ---- pids as text ----------------------------------------------------- */
-
-int weir_pid_format(weir_pid pid, char *buf, size_t n) {
-  if (!buf || n == 0) return WEIR_EINVAL;
-  int k =
-      snprintf(buf, n, "<0.%u.%u>", weir__pid_slot(pid), weir__pid_gen(pid));
-  if (k < 0 || (size_t)k >= n) {
-    buf[0] = 0;
-    return WEIR_EINVAL;
-  }
-  return k;
-}
-
-static int parse_u32(const char **s, uint32_t *out) {
-  const char *p = *s;
-  if (*p < '0' || *p > '9') return -1;
-  uint64_t v = 0;
-  while (*p >= '0' && *p <= '9') {
-    v = v * 10 + (uint64_t)(*p - '0');
-    if (v > UINT32_MAX) return -1;
-    p++;
-  }
-  *out = (uint32_t)v;
-  *s = p;
-  return 0;
-}
-
-int weir_pid_parse(const char *str, weir_pid *pid) {
-  if (!str || !pid) return WEIR_EINVAL;
-  const char *s = str;
-  int angle = 0;
-  if (*s == '<') {
-    angle = 1;
-    s++;
-  }
-  uint32_t node, slot, gen;
-  if (parse_u32(&s, &node) || node != 0 || *s++ != '.') return WEIR_EINVAL;
-  if (parse_u32(&s, &slot) || *s++ != '.') return WEIR_EINVAL;
-  if (parse_u32(&s, &gen)) return WEIR_EINVAL;
-  if (angle && *s++ != '>') return WEIR_EINVAL;
-  if (*s != 0) return WEIR_EINVAL;
-  *pid = weir__pid_make(slot, gen);
-  return WEIR_OK;
-}
-
-/* ---- objects kept until stop ------------------------------------------ */
-
-typedef struct weir__retired {
-  struct weir__retired *next;
-  void *obj;
-  void (*fn)(void *);
-} weir__retired;
-
-int weir__retire(weir_rt *rt, void *obj, void (*fn)(void *)) {
-  weir__retired *r = weir__malloc(sizeof *r);
-  if (!r) return WEIR_ENOMEM;
-  r->obj = obj;
-  r->fn = fn;
-  pthread_mutex_lock(&rt->retire_mu);
-  r->next = rt->retired;
-  rt->retired = r;
-  pthread_mutex_unlock(&rt->retire_mu);
-  return WEIR_OK;
-}
-
-static void retired_free(weir_rt *rt) {
-  weir__retired *r = rt->retired;
-  while (r) {
-    weir__retired *n = r->next;
-    r->fn(r->obj);
-    weir__free(r);
-    r = n;
-  }
-  rt->retired = NULL;
-}
-
-/* ---- running a function inside a process ------------------------------ */
-
-typedef struct {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int done;
-  void (*fn)(weir_ctx *, void *);
-  void *arg;
-} run_in_req;
-
-static void run_in_cb(weir_ctx *cx, void *a) {
-  run_in_req *r = a;
-  r->fn(cx, r->arg);
-  pthread_mutex_lock(&r->mu);
-  r->done = 1;
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-}
-
-int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
-                 void *arg) {
-  weir_ctx *cx = weir__current_ctx();
-  if (cx && cx->p->rt == rt && weir_pid_eq(weir__proc_pid(cx->p), pid)) {
-    fn(cx, arg);
-    return WEIR_OK;
-  }
-  if (weir__on_scheduler()) return WEIR_EDEADLK;
-  run_in_req r = {.done = 0, .fn = fn, .arg = arg};
-  pthread_mutex_init(&r.mu, NULL);
-  pthread_cond_init(&r.cv, NULL);
-  int rc = weir__syscall_send(rt, pid, run_in_cb, &r);
-  if (rc == WEIR_OK) {
-    pthread_mutex_lock(&r.mu);
-    while (!r.done)
-      pthread_cond_wait(&r.cv, &r.mu);
-    pthread_mutex_unlock(&r.mu);
-  }
-  pthread_cond_destroy(&r.cv);
-  pthread_mutex_destroy(&r.mu);
-  return rc;
-}
 
 /* ---- options, start ------------------------------------------------- */
 
@@ -222,16 +76,20 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   pthread_mutex_init(&rt->calls_mu, NULL);
   pthread_mutex_init(&rt->sub_mu, NULL);
   pthread_mutex_init(&rt->retire_mu, NULL);
+  /* cannot fail; first, so that rt_free may always undo it */
+  weir__partsup_start(rt);
 
   int rc = WEIR_ENOMEM;
   rt->node_name = weir__strdup(o->node_name ? o->node_name : "weir");
   if (!rt->node_name) goto fail;
-  /* calloc of the slot table: pages are touched only as slots are used */
-  rt->slots = calloc(rt->max_processes, sizeof(*rt->slots));
-  rt->free_slots = calloc(rt->max_processes, sizeof(uint32_t));
+  /* weir__calloc: with the default allocator, pages are touched only as
+     slots are used */
+  rt->slots = weir__calloc(rt->max_processes, sizeof(*rt->slots));
+  rt->free_slots = weir__calloc(rt->max_processes, sizeof(uint32_t));
   if (!rt->slots || !rt->free_slots) goto fail;
   if ((rc = weir__calls_init(rt)) != WEIR_OK) goto fail;
   if ((rc = weir__registry_init(rt)) != WEIR_OK) goto fail;
+  if ((rc = weir__overload_start(rt)) != WEIR_OK) goto fail;
   if (rt->opts.report_ring > 4096) {
     rc = WEIR_EINVAL;
     goto fail;
@@ -287,26 +145,17 @@ static int by_age(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* Waits until no process is alive or the deadline passes. */
 static bool wait_empty(weir_rt *rt, uint64_t deadline) {
   while (atomic_load(&rt->nprocs) > 0) {
     if (weir__now_ns() >= deadline) return false;
-    sleep_ms(1);
+    weir__sleep_ms(1);
   }
   return true;
 }
 
 static void signal_all(weir_rt *rt, bool kill) {
-  uint32_t n;
-  pthread_mutex_lock(&rt->table_mu);
-  n = rt->next_fresh;
-  pthread_mutex_unlock(&rt->table_mu);
+  uint32_t n = weir__proc_table_used(rt);
   stop_item *items = weir__malloc((n ? n : 1) * sizeof *items);
   size_t k = 0;
   uint32_t now_seq = (uint32_t)atomic_load(&rt->spawn_seq);
@@ -372,29 +221,14 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
 }
 
 static void rt_free(weir_rt *rt) {
-  if (rt->slots) {
-    for (uint32_t i = 0; i < rt->next_fresh; i++) {
-      weir__proc *p = atomic_load_explicit(&rt->slots[i], memory_order_relaxed);
-      if (!p) continue;
-      weir__proc_undefer(p);
-      weir__mbox_destroy(p);
-      if (p->ext) {
-        weir__free(p->ext->links);
-        weir__free(p->ext->mons);
-        weir__free(p->ext->calls);
-        weir__free(p->ext);
-      }
-      weir__free(p->name);
-      weir__free(p->x);
-      weir__pool_free(p, sizeof *p);
-    }
-  }
-  retired_free(rt);
-  weir__overload_free(rt);
+  if (rt->slots) weir__proc_table_free(rt);
+  weir__retired_free(rt);
+  weir__alarm_free(rt);
+  weir__partsup_stop(rt);
   weir__calls_free(rt);
   weir__registry_free(rt);
-  free(rt->slots);
-  free(rt->free_slots);
+  weir__free(rt->slots);
+  weir__free(rt->free_slots);
   weir__free(rt->node_name);
   weir__free(rt->console_path);
   pthread_mutex_destroy(&rt->table_mu);

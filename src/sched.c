@@ -53,14 +53,9 @@ typedef struct {
 } tl_thread;
 
 static WEIR__TLS tl_thread tl;
-WEIR__TLS weir_ctx *weir__tl_cx; /* the process running on this thread */
 
 bool weir__on_scheduler(void) {
   return tl.sched != NULL;
-}
-
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val) {
-  return syscall(SYS_futex, (uint32_t *)addr, op, val, NULL, NULL, 0);
 }
 
 /* ---- the shared inject queue ------------------------------------------ */
@@ -140,7 +135,7 @@ static void wake_one(weir_rt *rt) {
     if (atomic_compare_exchange_strong_explicit(
             &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed)) {
       atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
-      futex(&s->parked, FUTEX_WAKE_PRIVATE, 1);
+      weir__futex_wake(&s->parked, 1);
       return;
     }
   }
@@ -152,7 +147,7 @@ static void wake_all(weir_rt *rt) {
     uint32_t one = 1;
     if (atomic_compare_exchange_strong(&s->parked, &one, 0)) {
       atomic_fetch_sub(&rt->nsleeping, 1);
-      futex(&s->parked, FUTEX_WAKE_PRIVATE, 1);
+      weir__futex_wake(&s->parked, 1);
     }
   }
 }
@@ -303,7 +298,7 @@ static void *sched_main(void *arg) {
       continue;
     }
     while (atomic_load_explicit(&s->parked, memory_order_acquire) == 1)
-      futex(&s->parked, FUTEX_WAIT_PRIVATE, 1);
+      weir__futex_wait(&s->parked, 1, UINT64_MAX);
     busy_begin(s);
   }
   busy_end(s);
@@ -311,6 +306,7 @@ static void *sched_main(void *arg) {
 }
 
 int weir__sched_start(weir_rt *rt) {
+  rt->hooks.schedule = weir__schedule;
   rt->nscheds = rt->opts.schedulers;
   rt->scheds = weir__calloc(rt->nscheds, sizeof(weir__sched));
   if (!rt->scheds) return WEIR_ENOMEM;
@@ -364,9 +360,7 @@ int weir_scheduler_usage(weir_rt *rt, uint32_t ms, double *out, size_t n,
     b0[i] = atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
             (since && since < t0 ? t0 - since : 0);
   }
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
+  weir__sleep_ms(ms);
   uint64_t t1 = weir__now_ns();
   for (unsigned i = 0; i < ns; i++) {
     weir__sched *s = &rt->scheds[i];

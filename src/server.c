@@ -44,15 +44,6 @@ typedef struct {
 } tl_waiter;
 static __thread tl_waiter tl_w[4];
 
-static long futex_wait(_Atomic uint32_t *a, uint32_t val,
-                       const struct timespec *ts) {
-  return syscall(SYS_futex, (uint32_t *)a, FUTEX_WAIT_PRIVATE, val, ts, NULL,
-                 0);
-}
-static void futex_wake(_Atomic uint32_t *a) {
-  syscall(SYS_futex, (uint32_t *)a, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
 static weir__waiter *waiter_get(weir_rt *rt, uint32_t *idx_out) {
   for (int i = 0; i < 4; i++)
     if (tl_w[i].rt_id == rt->rt_id) {
@@ -91,6 +82,9 @@ static weir__waiter *waiter_get(weir_rt *rt, uint32_t *idx_out) {
 }
 
 int weir__calls_init(weir_rt *rt) {
+  rt->hooks.call_fail = weir__call_fail;
+  rt->hooks.pending_take = weir__pending_take;
+  rt->hooks.server_gone = weir__calls_server_gone;
   rt->waiters = weir__calloc(WEIR__MAX_WAITERS, sizeof(weir__waiter *));
   return rt->waiters ? WEIR_OK : WEIR_ENOMEM;
 }
@@ -134,7 +128,7 @@ static int waiter_finish(weir_rt *rt, weir_from from, const void *data,
   /* release: the copied reply is visible to the caller's acquire load. */
   atomic_store_explicit(&w->done, 1, memory_order_release);
   pthread_mutex_unlock(&w->mu);
-  futex_wake(&w->done);
+  weir__futex_wake(&w->done, 1);
   return WEIR_OK;
 }
 
@@ -152,7 +146,7 @@ void weir__calls_server_gone(weir_rt *rt, weir_pid server) {
       w->waiting = 0;
       atomic_store_explicit(&w->done, 1, memory_order_release);
       pthread_mutex_unlock(&w->mu);
-      futex_wake(&w->done);
+      weir__futex_wake(&w->done, 1);
       continue;
     }
     pthread_mutex_unlock(&w->mu);
@@ -243,16 +237,13 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
     weir__cpu_relax();
   }
   while (!atomic_load_explicit(&w->done, memory_order_acquire)) {
-    struct timespec ts, *tsp = NULL;
+    uint64_t left = UINT64_MAX;
     if (deadline != UINT64_MAX) {
       uint64_t now = weir__now_ns();
       if (now >= deadline) break;
-      uint64_t left = deadline - now;
-      ts.tv_sec = (time_t)(left / 1000000000ull);
-      ts.tv_nsec = (long)(left % 1000000000ull);
-      tsp = &ts;
+      left = deadline - now;
     }
-    futex_wait(&w->done, 0, tsp);
+    weir__futex_wait(&w->done, 0, left);
   }
 done:
   pthread_mutex_lock(&w->mu);
@@ -386,4 +377,46 @@ int weir_reply(weir_ctx *cx, weir_from from, const void *data, uint32_t len) {
 int weir_reply_rt(weir_rt *rt, weir_from from, const void *data, uint32_t len) {
   if (!rt || (len && !data)) return WEIR_EINVAL;
   return weir__reply_to(rt, WEIR_PID_NONE, from, data, len);
+}
+
+/* ---- running a function inside a process ------------------------------ */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  void (*fn)(weir_ctx *, void *);
+  void *arg;
+} run_in_req;
+
+static void run_in_cb(weir_ctx *cx, void *a) {
+  run_in_req *r = a;
+  r->fn(cx, r->arg);
+  pthread_mutex_lock(&r->mu);
+  r->done = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
+                 void *arg) {
+  weir_ctx *cx = weir__current_ctx();
+  if (cx && cx->p->rt == rt && weir_pid_eq(weir__proc_pid(cx->p), pid)) {
+    fn(cx, arg);
+    return WEIR_OK;
+  }
+  if (weir__on_scheduler()) return WEIR_EDEADLK;
+  run_in_req r = {.done = 0, .fn = fn, .arg = arg};
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  int rc = weir__syscall_send(rt, pid, run_in_cb, &r);
+  if (rc == WEIR_OK) {
+    pthread_mutex_lock(&r.mu);
+    while (!r.done)
+      pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+  }
+  pthread_cond_destroy(&r.cv);
+  pthread_mutex_destroy(&r.mu);
+  return rc;
 }

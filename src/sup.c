@@ -45,7 +45,10 @@ typedef struct weir__sup {
   size_t n, cap;
   uint64_t *times; /* restart ring */
   int ntimes, tpos;
-  weir__partsup *ps; /* set for a partition supervisor */
+  /* a partition supervisor's part (sup.h), or NULL */
+  const weir__sup_ops *ops;
+  void *ops_ctx;
+  void *route;
   weir_pid self;
   uint64_t parent; /* pid id of whoever started us (its EXIT stops us) */
 } weir__sup;
@@ -53,12 +56,6 @@ typedef struct weir__sup {
 static const weir_server sup_server;
 static void note_action(weir__sup *s, sup_child *ch, weir_pid pid,
                         weir_sup_action action);
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
 
 void weir_sup_opts_init(weir_sup_opts *o) {
   if (!o) return;
@@ -133,9 +130,8 @@ void weir__sup_def_free(weir__sup_def *d) {
 /* ---- starting and stopping children ----------------------------------- */
 
 static void *child_arg(weir__sup *s, sup_child *ch) {
-  if (s->ps && ch->partition >= 0)
-    return weir__partsup_child_arg(s->ps, ch->spec.arg,
-                                   (unsigned)ch->partition);
+  if (s->ops && ch->partition >= 0)
+    return s->ops->child_arg(s->ops_ctx, ch->spec.arg, (unsigned)ch->partition);
   return ch->spec.arg;
 }
 
@@ -159,7 +155,7 @@ static int start_child(weir__sup *s, sup_child *ch) {
                      .partition = ch->partition,
                      .keep = ch->spec.keep_mailbox ? 1 : 0,
                      .accept_from = 0,
-                     .route = s->ps};
+                     .route = s->route};
   const weir_server *srv =
       ch->spec.is_supervisor ? &sup_server : ch->spec.server;
   void *arg =
@@ -184,8 +180,8 @@ static int start_child(weir__sup *s, sup_child *ch) {
     ch->pid = pid;
     ch->slot = slot;
     ch->held = 0;
-    if (s->ps && ch->partition >= 0)
-      weir__partsup_set_slot(s->ps, (unsigned)ch->partition, slot);
+    if (s->ops && ch->partition >= 0)
+      s->ops->set_slot(s->ops_ctx, (unsigned)ch->partition, slot);
     return WEIR_OK;
   }
   ch->pid = WEIR_PID_NONE;
@@ -233,13 +229,13 @@ static void stop_child(weir__sup *s, sup_child *ch, bool keep) {
               ? UINT64_MAX
               : weir__now_ns() + (uint64_t)ch->spec.shutdown_ms * 1000000ull;
       while (still_running(p, pid) && weir__now_ns() < deadline)
-        sleep_ms(1);
+        weir__sleep_ms(1);
       if (still_running(p, pid)) weir_exit(rt, pid, WEIR_REASON_KILL);
     }
     /* A kill whose signal could not be allocated set the flag but woke
        nobody: send it again every 10 ms until the child is gone. */
     for (unsigned i = 1; still_running(p, pid); i++) {
-      sleep_ms(1);
+      weir__sleep_ms(1);
       if (i % 10 == 0) weir_exit(rt, pid, WEIR_REASON_KILL);
     }
     if (ch->spec.keep_mailbox) {
@@ -306,7 +302,9 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
   memcpy(s->name, d->name, sizeof s->name);
   s->self = weir_self(cx);
   s->parent = cx->p->x ? cx->p->x->supervisor : 0;
-  s->ps = d->ps;
+  s->ops = d->ops;
+  s->ops_ctx = d->ops_ctx;
+  s->route = d->route;
   s->ntimes = s->o.max_restarts + 1;
   s->times = weir__calloc((size_t)s->ntimes, sizeof(uint64_t));
   s->cap = d->n ? d->n : 4;
@@ -323,9 +321,9 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
     ch->spec = d->c[i];
     memcpy(ch->id, d->c[i].id, strlen(d->c[i].id) + 1);
     ch->spec.id = ch->id;
-    ch->partition = d->ps ? (int)i : -1;
+    ch->partition = d->ops ? (int)i : -1;
   }
-  if (s->ps) weir__partsup_bind(s->ps, cx->p, s);
+  if (s->ops) s->ops->bind(s->ops_ctx, cx->p, s);
   *state = s;
   for (size_t i = 0; i < s->n; i++) {
     int rc = start_child(s, &s->c[i]);
@@ -433,7 +431,7 @@ static void sup_terminate(weir_ctx *cx, void *state, int reason,
   if (!s) return;
   for (size_t i = s->n; i-- > 0;)
     if (!s->c[i].removed) stop_child(s, &s->c[i], false);
-  if (s->ps) weir__partsup_unbind(s->ps);
+  if (s->ops) s->ops->unbind(s->ops_ctx);
   weir__free(s->times);
   weir__free(s->c);
   weir__free(s);
@@ -446,20 +444,20 @@ static const weir_server sup_server = {.name = "supervisor",
 
 /* ---- public API ------------------------------------------------------- */
 
-int weir__sup_start_def(weir_rt *rt, weir__sup_def *d, weir__partsup *ps,
+int weir__sup_start_def(weir_rt *rt, weir__sup_def *d, void *route,
                         weir_pid *pid) {
   weir_spawn_opts so;
   weir_spawn_opts_init(&so);
   so.blocking = 1;
   so.trap_exit = 1;
   so.name = d->name[0] ? d->name : NULL;
-  weir__spawn_x x = {.supervisor = 0, .partition = -1, .route = ps};
+  weir__spawn_x x = {.supervisor = 0, .partition = -1, .route = route};
   weir_ctx *cx = weir__current_ctx();
   if (cx && cx->p->rt == rt) {
     so.link = 1;
     x.supervisor = weir__proc_pid(cx->p).id;
   }
-  d->ps = ps;
+  d->route = route;
   return weir__spawn_ex(rt, &sup_server, d, &so, &x, pid, NULL);
 }
 

@@ -220,6 +220,7 @@ static void *timer_main(void *arg) {
 }
 
 int weir__timer_start(weir_rt *rt) {
+  rt->hooks.timer_cancel = weir__timer_cancel;
   timers *t = weir__calloc(1, sizeof *t);
   if (!t) return WEIR_ENOMEM;
   rt->timers = t;

@@ -33,6 +33,7 @@ typedef struct weir__trace_state {
 } weir__trace_state;
 
 int weir__trace_start(weir_rt *rt) {
+  rt->hooks.trace = weir__trace_msg;
   weir__trace_state *s = weir__calloc(1, sizeof *s);
   if (!s) return WEIR_ENOMEM;
   pthread_mutex_init(&s->mu, NULL);

@@ -1,0 +1,33 @@
+/*
+ * mailbox.h: mailbox.c, a slot's queue (Vyukov's intrusive MPSC): many
+ * senders push, the one holder of the schedule token pops.
+ */
+#ifndef WEIR_MAILBOX_H
+#define WEIR_MAILBOX_H
+
+#include "slot.h"
+
+void weir__mbox_init(weir__proc *p);
+/* Pushes m; returns true if the mailbox was empty-and-unscheduled, in which
+   case the caller (exactly one sender) must schedule the process. */
+bool weir__mbox_push(weir__proc *p, weir__msg *m);
+/* Consumer only: the next message, or NULL. The returned message stays the
+   queue's tail node until the next pop, which frees it. */
+weir__msg *weir__mbox_pop(weir__proc *p);
+/* Consumer only: after pop returned NULL, try to mark the mailbox empty and
+   give up the schedule token. false: a message arrived; keep running. */
+bool weir__mbox_markempty(weir__proc *p);
+/* Consumer only: puts a copy of a popped message back at the head. */
+void weir__mbox_unpop(weir__proc *p, weir__msg *copy);
+/* Consumer only: a popped message of len bytes counts as queued again
+   (unpop, and a partition worker's deferred message). */
+void weir__mbox_uncount(weir__proc *p, uint32_t len);
+/* DROP_OLDEST, x->dq_mu held: unlinks the oldest MF_DQ message, which must
+   not be the newest one queued (the caller pushed after it). */
+weir__msg *weir__mbox_evict_oldest(weir__proc *p);
+uint64_t weir__mbox_len(const weir__proc *p);
+uint64_t weir__mbox_bytes(const weir__proc *p);
+/* Consumer only: frees every queued node (runtime teardown). */
+void weir__mbox_destroy(weir__proc *p);
+
+#endif
