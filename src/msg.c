@@ -6,9 +6,28 @@
  */
 #include "internal.h"
 
+#ifdef WEIR_CHECKS
+/* Messages allocated and not yet freed, all runtimes together: a test reads
+   it after weir_rt_stop (0 = nothing leaked). Relaxed: a count, ordered by
+   the joins of the threads that allocate. Checks builds only: one shared
+   counter per message would cost a fan-in its cache line. */
+static _Atomic int64_t g_live;
+#endif
+
+int64_t weir__msgs_live(void) {
+#ifdef WEIR_CHECKS
+  return atomic_load_explicit(&g_live, memory_order_relaxed);
+#else
+  return -1;
+#endif
+}
+
 weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len) {
   weir__msg *m = weir__pool_alloc(weir__msg_size(len));
   if (!m) return NULL;
+#ifdef WEIR_CHECKS
+  atomic_fetch_add_explicit(&g_live, 1, memory_order_relaxed);
+#endif
   m->from = 0;
   m->tag = tag;
   m->len = len;
@@ -19,6 +38,9 @@ weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len) {
 }
 
 void weir__msg_free(weir__msg *m) {
+#ifdef WEIR_CHECKS
+  atomic_fetch_sub_explicit(&g_live, 1, memory_order_relaxed);
+#endif
   weir__pool_free(m, weir__msg_size(m->len));
 }
 

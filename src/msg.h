@@ -62,6 +62,8 @@ typedef struct weir__syscall {
 #define WEIR__SIG_PREFIX 24u
 weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len);
 void weir__msg_free(weir__msg *m);
+/* Messages not yet freed (all runtimes), or -1 without WEIR_CHECKS. */
+int64_t weir__msgs_live(void);
 /* Bytes of runtime data before the user's payload, per message kind. */
 uint32_t weir__kind_prefix(uint32_t kind);
 

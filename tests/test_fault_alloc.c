@@ -1285,6 +1285,12 @@ static uint64_t run_one(const scenario *s, uint64_t n) {
   s->fn(&r);
   atomic_store(&g_deadline_ms, 0);
   CHECK(r.rt == NULL); /* every scenario ends with fa_stop */
+  /* checks builds count pooled messages (-1 elsewhere): none may outlive
+     weir_rt_stop, the signals a link or a monitor holds included */
+  int64_t msgs = weir__msgs_live();
+  if (msgs > 0)
+    fa_fail(&r, __FILE__, __LINE__, "%lld messages not freed by weir_rt_stop",
+            (long long)msgs);
   long leaked = atomic_load(&g_live) - live0;
   if (leaked != 0)
     fa_fail(&r, __FILE__, __LINE__,
