@@ -1,8 +1,8 @@
 #!/bin/sh
 # bench/chart.sh TABLE_FILE OUT.svg: a bar chart of the weir/BEAM ratios
 # that bench/run.sh printed (its `ratio NAME=X` lines), one bar per
-# workload on a log scale, with the goal of DESIGN.md marked where it has
-# one. Needs only awk.
+# workload on a log scale, with its goal (bench/README.md, "Goals") marked
+# where it has one. Needs only awk.
 set -eu
 in=$1
 out=$2

@@ -19,13 +19,14 @@
 # see the same machine at nearly the same moment; absolute figures on a
 # shared machine drift, ratios measured this way do not. The raw lines go to
 # BUILD_DIR/bench-results.txt; the table compares the medians with the goals
-# of DESIGN.md ("Performance targets"); the last lines are `ratio NAME=X`
-# (weir / BEAM) for scripts. Exit status: 0 if every run completed (goals
-# met or not; the table says), 1 if a run failed or timed out.
+# in ROWS below (bench/README.md, "Goals", says why each); the last lines
+# are `ratio NAME=X` (weir / BEAM) for scripts. Exit status: 0 if every run
+# completed (goals met or not; the table says), 1 if a run failed or timed
+# out.
 #
 # savina_NAME are the Savina actor micro-benchmarks (bench/savina_*.c against
-# bench/beam/savina/NAME.exs); DESIGN.md sets no goal for them: their rows
-# are "info", with the ratio of ops/s and a `ratio savina_NAME=X` line.
+# bench/beam/savina/NAME.exs); they have no goal: their rows are "info",
+# with the ratio of ops/s and a `ratio savina_NAME=X` line.
 #
 # partitioned also reports weir's direct_msgs_per_s (the same events cast
 # straight to the workers), shown as an info row: the cost of routing.
