@@ -1,21 +1,25 @@
 /*
  * store.c: picks the backend from the URL and forwards to it (see store.h).
- * Kept apart so that callers never include sqlite3.h or libpq-fe.h. Also
- * the fault hook (--fail-db-every): a counter per handle, which is per
- * worker, so no sharing between threads.
+ * Kept apart so that callers never include sqlite3.h or libpq-fe.h. The
+ * backends are entries in a table (store_backend.h): this file knows each
+ * one's entry and nothing else of it, and no backend calls into this file.
  */
-#include "store.h"
+#include "store_backend.h"
 
 #include <stdio.h>
 #include <string.h>
 
+static const agg_store_backend *const BACKENDS[] = {&agg__sqlite_backend,
+                                                    &agg__pg_backend};
+
 int agg_store_open(const char *url, int create, agg_store **s, char *err,
                    size_t errn) {
-  if (strncmp(url, "sqlite:", 7) == 0)
-    return agg__sqlite_open(url + 7, create, s, err, errn);
-  if (strncmp(url, "postgresql://", 13) == 0 ||
-      strncmp(url, "postgres://", 11) == 0)
-    return agg__pg_open(url, create, s, err, errn);
+  for (size_t i = 0; i < sizeof BACKENDS / sizeof BACKENDS[0]; i++) {
+    const agg_store_backend *b = BACKENDS[i];
+    for (size_t j = 0; j < sizeof b->prefix / sizeof b->prefix[0]; j++)
+      if (b->prefix[j] && strncmp(url, b->prefix[j], strlen(b->prefix[j])) == 0)
+        return b->open(url, create, s, err, errn);
+  }
   snprintf(err, errn, "unknown database URL '%.60s'", url);
   return -1;
 }
@@ -34,17 +38,6 @@ int agg_store_scan(agg_store *s, agg_scan_fn fn, void *ctx, char *err,
 
 int agg_store_reset(agg_store *s, char *err, size_t errn) {
   return s->ops->reset(s, err, errn);
-}
-
-void agg_store_fail_every(agg_store *s, uint32_t n) {
-  s->fail_every = n;
-}
-
-int agg__store_fault(agg_store *s, char *err, size_t errn) {
-  if (!s->fail_every || ++s->writes % s->fail_every) return 0;
-  snprintf(err, errn, "injected write failure (--fail-db-every %u)",
-           s->fail_every);
-  return 1;
 }
 
 void agg_store_close(agg_store *s) {

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct agg_store agg_store;
+typedef struct agg_store agg_store; /* see store_backend.h */
 
 /* Opens url ("sqlite:PATH" or "postgresql://..."); create = 1 also creates
    the table if missing. Returns 0, or -1 with err set. */
@@ -72,35 +72,5 @@ int agg_store_stream_insert(agg_store *s, const agg_row *rows, size_t n,
    fails (0 = never) as a write error would, after the rows were written and
    before the commit, so the rollback path runs too. */
 void agg_store_fail_every(agg_store *s, uint32_t n);
-
-/* Backends (store_sqlite.c, store_pg.c). */
-typedef struct agg_store_ops {
-  int (*insert)(agg_store *, const agg_row *, size_t, size_t *, char *, size_t);
-  int (*scan)(agg_store *, agg_scan_fn, void *, char *, size_t);
-  int (*reset)(agg_store *, char *, size_t);
-  void (*close)(agg_store *);
-  /* stream offsets; NULL: not supported by the backend */
-  int (*stream_init)(agg_store *, char *, size_t);
-  int (*stream_claim)(agg_store *, unsigned, uint64_t, const char *, uint64_t *,
-                      int *, char *, size_t);
-  int (*stream_insert)(agg_store *, const agg_row *, size_t, unsigned, uint64_t,
-                       const char *, uint64_t, uint64_t, size_t *, int *,
-                       char *, size_t);
-} agg_store_ops;
-
-struct agg_store {
-  const agg_store_ops *ops;
-  uint32_t fail_every; /* see agg_store_fail_every */
-  uint64_t writes;     /* insert transactions attempted */
-};
-
-/* For the backends: 1 if this transaction must fail (the injected fault),
-   with err set. */
-int agg__store_fault(agg_store *s, char *err, size_t errn);
-
-int agg__sqlite_open(const char *path, int create, agg_store **s, char *err,
-                     size_t errn);
-int agg__pg_open(const char *conninfo, int create, agg_store **s, char *err,
-                 size_t errn);
 
 #endif

@@ -16,7 +16,7 @@
  * CONFLICT skips them, so a retry never duplicates and never reorders (the
  * rows keep the ids of their first insert).
  */
-#include "store.h"
+#include "store_backend.h"
 
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -330,8 +330,9 @@ static const agg_store_ops PG_OPS = {
     pg_insert,      pg_scan,         pg_reset,        pg_close,
     pg_stream_init, pg_stream_claim, pg_stream_insert};
 
-int agg__pg_open(const char *conninfo, int create, agg_store **out, char *err,
-                 size_t errn) {
+/* conninfo: the whole URL, postgresql://... */
+static int pg_open(const char *conninfo, int create, agg_store **out, char *err,
+                   size_t errn) {
   pg_store *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errn, "postgresql: out of memory");
@@ -361,3 +362,6 @@ fail:
   pg_close(&s->base);
   return -1;
 }
+
+const agg_store_backend agg__pg_backend = {
+    .prefix = {"postgresql://", "postgres://"}, .open = pg_open};

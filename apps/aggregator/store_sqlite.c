@@ -14,11 +14,12 @@
  * (reset empties the table). A 64 MiB page cache keeps the UNIQUE index's
  * hot pages in memory under random user order.
  */
-#include "store.h"
+#include "store_backend.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   agg_store base;
@@ -115,8 +116,10 @@ static void sq_close(agg_store *st) {
 static const agg_store_ops SQ_OPS = {
     .insert = sq_insert, .scan = sq_scan, .reset = sq_reset, .close = sq_close};
 
-int agg__sqlite_open(const char *path, int create, agg_store **out, char *err,
-                     size_t errn) {
+/* url: "sqlite:PATH". */
+static int sq_open(const char *url, int create, agg_store **out, char *err,
+                   size_t errn) {
+  const char *path = url + strlen("sqlite:");
   sq_store *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errn, "sqlite: out of memory");
@@ -151,3 +154,6 @@ fail:
   sq_close(&s->base);
   return -1;
 }
+
+const agg_store_backend agg__sqlite_backend = {.prefix = {"sqlite:", NULL},
+                                               .open = sq_open};
