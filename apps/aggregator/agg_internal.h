@@ -1,36 +1,12 @@
 /*
- * agg_internal.h: what service.c, worker.c and http.c share.
- *
- * Counters are relaxed atomics: they are statistics read by /metrics and the
- * demo, never used to order other memory.
+ * agg_internal.h: what service.c and http.c share.
  */
 #ifndef AGG_INTERNAL_H
 #define AGG_INTERNAL_H
 
+#include "counters.h"
 #include "service.h"
-
-#include <stdatomic.h>
-
-#define AGG_TAG_EVENT 1u
-
-typedef struct agg_atomic_counters {
-  _Atomic uint64_t requests, accepted, rejected_full, bad_requests,
-      invalid_lines, too_large, stored, duplicates, db_errors, commits, alarms,
-      crashes, lost;
-} agg_atomic_counters;
-
-#define AGG_INC(svc, field, n)                                                 \
-  atomic_fetch_add_explicit(&(svc)->ctr.field, (n), memory_order_relaxed)
-
-typedef struct agg_worker_cfg {
-  const char *db_url;
-  unsigned work_ms;
-  unsigned batch;
-  uint32_t fail_every;    /* --fail-every: crash on every Nth event */
-  uint32_t fail_db_every; /* --fail-db-every: fail every Nth transaction */
-  unsigned group_wait_us; /* group commit: wait for more before a small one */
-  struct agg_service *svc;
-} agg_worker_cfg;
+#include "worker.h"
 
 typedef struct agg_http agg_http;
 struct agg_acks;
@@ -61,8 +37,6 @@ struct agg_service {
   struct weir_stream *stream; /* --stream: an ingest node */
   agg_http *http;
 };
-
-extern const weir_server agg_worker_server;
 
 /* http.c */
 int agg__http_start(agg_service *svc, agg_http **h, uint16_t *port, char *err,

@@ -155,7 +155,7 @@ static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
   agg_event ev;
   char err[256];
   if (agg_event_parse(r->buf, r->len, &ev, err, sizeof err)) {
-    AGG_INC(svc, bad_requests, 1);
+    AGG_INC(&svc->ctr, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, err, 0);
   }
   if (ack_begin(svc, c, r)) {
@@ -166,14 +166,14 @@ static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
                         : agg_service_submit(svc, &ev, token_add(r));
   agg_event_clear(&ev);
   if (rc == WEIR_OK) {
-    AGG_INC(svc, accepted, 1);
+    AGG_INC(&svc->ctr, accepted, 1);
     if (ack_wait(c, r, 1)) return MHD_YES;
     return reply(c, MHD_HTTP_ACCEPTED, ACCEPTED, sizeof ACCEPTED - 1,
                  MHD_RESPMEM_PERSISTENT, "application/json", 0);
   }
   token_cancel(r);
   ack_wait(c, r, 0);
-  AGG_INC(svc, rejected_full, 1);
+  AGG_INC(&svc->ctr, rejected_full, 1);
   return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, submit_error(rc), 1);
 }
 
@@ -243,9 +243,9 @@ static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
   }
   agg_ndjson_split(r->buf, r->len, batch_line, &b);
   uint64_t accepted = b.accepted, full = b.full, invalid = b.invalid;
-  AGG_INC(svc, accepted, accepted);
-  AGG_INC(svc, rejected_full, full);
-  AGG_INC(svc, invalid_lines, invalid);
+  AGG_INC(&svc->ctr, accepted, accepted);
+  AGG_INC(&svc->ctr, rejected_full, full);
+  AGG_INC(&svc->ctr, invalid_lines, invalid);
   if (ack_wait(c, r, accepted)) {
     r->full = full;
     r->invalid = invalid;
@@ -255,12 +255,12 @@ static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
   unsigned status = MHD_HTTP_ACCEPTED;
   if (accepted + full + invalid == 0) {
     json_decref(b.errors);
-    AGG_INC(svc, bad_requests, 1);
+    AGG_INC(&svc->ctr, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty batch: no events", 0);
   }
   if (accepted == 0)
     status = full ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
-  if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(svc, bad_requests, 1);
+  if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(&svc->ctr, bad_requests, 1);
   uint64_t none = 0;
   enum MHD_Result ret =
       batch_reply(c, status, accepted, full, invalid, b.errors,
@@ -372,7 +372,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
   agg_service *svc = h->svc;
   req *r = *con_cls;
   if (!r) {
-    AGG_INC(svc, requests, 1);
+    AGG_INC(&svc->ctr, requests, 1);
     int get;
     int route = route_of(url, method, &get);
     if (route == R_NONE)
@@ -405,7 +405,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
        client still writing it. Beyond that, 413 now and lingering close. */
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
     if (cl && clen > limit && clen - limit > (64ull << 20)) {
-      AGG_INC(svc, too_large, 1);
+      AGG_INC(&svc->ctr, too_large, 1);
       char msg[96];
       snprintf(msg, sizeof msg, "body larger than %zu bytes", limit);
       return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);
@@ -438,7 +438,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
   }
   if (r->ack) return ack_reply(h, c, r);
   if (r->too_large) {
-    AGG_INC(svc, too_large, 1);
+    AGG_INC(&svc->ctr, too_large, 1);
     char msg[96];
     snprintf(msg, sizeof msg, "body larger than %zu bytes", r->limit);
     return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);

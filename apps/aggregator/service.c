@@ -37,7 +37,7 @@ static int al_info(weir_ctx *cx, void *state, const weir_msg *m) {
   if (m->tag != WEIR_TAG_ALARM || m->len < sizeof(weir_alarm)) return WEIR_OK;
   weir_alarm a;
   memcpy(&a, m->data, sizeof a);
-  if (a.on) AGG_INC(svc, alarms, 1);
+  if (a.on) AGG_INC(&svc->ctr, alarms, 1);
   if (svc->hooks.on_alarm) {
     svc->hooks.on_alarm(svc->hooks.ud, &a);
     return WEIR_OK;
@@ -71,7 +71,7 @@ static int dl_info(weir_ctx *cx, void *state, const weir_msg *m) {
   if (h.tag != AGG_TAG_EVENT || m->len - sizeof h != h.len ||
       agg_event_unpack((const char *)m->data + sizeof h, h.len, &row))
     return WEIR_OK;
-  AGG_INC(svc, lost, 1);
+  AGG_INC(&svc->ctr, lost, 1);
   fprintf(stderr,
           "weir-aggregator: event lost: user_id=%.*s seq=%lld: %s (not "
           "stored%s)\n",
@@ -137,7 +137,7 @@ static int start_workers(agg_service *svc, char *err, size_t errn) {
 /* --stream: an event is answered once the stream acknowledged it. */
 static void stream_done(void *ud, uint64_t token, int status) {
   agg_service *svc = ud;
-  if (status == WEIR_OK) AGG_INC(svc, stored, 1);
+  if (status == WEIR_OK) AGG_INC(&svc->ctr, stored, 1);
   agg_ack_done(token, status == WEIR_OK);
 }
 
@@ -188,7 +188,9 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
                        .fail_every = o->fail_every,
                        .fail_db_every = o->fail_db_every,
                        .group_wait_us = o->ack == AGG_ACK_STORED ? 100 : 0,
-                       .svc = svc};
+                       .ctr = &svc->ctr,
+                       .unflushed = &svc->unflushed,
+                       .stopping = &svc->stopping};
   agg_store *db;
   if (!o->stream) {
     if (agg_store_open(svc->db_url, 1, &db, err, errn)) goto fail;

@@ -25,9 +25,9 @@
  * loop lets go (the buffer may then grow, each event still retrying), so a
  * database that never returns cannot wedge shutdown forever; terminate
  * retries for another minute and then counts what it could not store
- * (unflushed, reported by agg_service_stop): nothing is dropped silently. A
- * connection that could not be opened (the database down while a worker
- * restarts) is opened again at the next flush.
+ * (cfg->unflushed, which the service reports at stop): nothing is dropped
+ * silently. A connection that could not be opened (the database down while
+ * a worker restarts) is opened again at the next flush.
  *
  * Crashes (--fail-every N, or a real bug). The crashing callback returns a
  * negative value with the event in hand; terminate first stores the rows
@@ -41,8 +41,8 @@
  * same order (inserts are idempotent on (user_id, seq)).
  */
 #include "ack.h"
-#include "agg_internal.h"
 #include "store.h"
+#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,12 +107,12 @@ static int w_init(weir_ctx *cx, void *arg, void **state) {
    backoff sleep). */
 static int flush(worker *w) {
   if (w->n == 0) return 0;
-  agg_service *svc = w->cfg->svc;
+  agg_atomic_counters *ctr = w->cfg->ctr;
   size_t added = 0;
   char err[512];
   if ((!w->db && open_db(w, err, sizeof err)) ||
       agg_store_insert(w->db, w->rows, w->n, &added, err, sizeof err)) {
-    AGG_INC(svc, db_errors, 1);
+    AGG_INC(ctr, db_errors, 1);
     if (w->failures == 0) w->fail_ns = mono_ns();
     if (w->failures++ % 50 == 0)
       fprintf(stderr, "weir-aggregator: %zu rows kept for retry: %s\n", w->n,
@@ -128,9 +128,9 @@ static int flush(worker *w) {
             "rows stored\n",
             w->failures, w->n);
   w->failures = 0;
-  AGG_INC(svc, stored, added);
-  AGG_INC(svc, duplicates, w->n - added);
-  AGG_INC(svc, commits, 1);
+  AGG_INC(ctr, stored, added);
+  AGG_INC(ctr, duplicates, w->n - added);
+  AGG_INC(ctr, commits, 1);
   /* The commit is what the waiting requests were told to wait for. */
   for (size_t i = 0; i < w->n; i++) {
     agg_ack_done(w->rows[i].ack, 1);
@@ -181,9 +181,8 @@ static int group_wait(worker *w, weir_ctx *cx) {
 static int w_cast(weir_ctx *cx, void *state, const weir_msg *m) {
   worker *w = state;
   if (m->tag != AGG_TAG_EVENT) return WEIR_OK;
-  agg_service *svc = w->cfg->svc;
   if (w->cfg->fail_every && ++w->handled % w->cfg->fail_every == 0 &&
-      !atomic_load_explicit(&svc->stopping, memory_order_relaxed))
+      !atomic_load_explicit(w->cfg->stopping, memory_order_relaxed))
     return WEIR_ESYS; /* the injected crash, with m in hand */
   if (w->cfg->work_ms) sleep_ms(w->cfg->work_ms);
   int foreign;
@@ -211,7 +210,7 @@ static void w_terminate(weir_ctx *cx, void *state, int reason,
   worker *w = state;
   if (!w) return;
   int foreign = 0;
-  if (reason < 0) AGG_INC(w->cfg->svc, crashes, 1);
+  if (reason < 0) AGG_INC(w->cfg->ctr, crashes, 1);
   /* The rows buffered before in_hand go first (below); in_hand follows,
      requeued for the next incarnation, or stored here with them. */
   if (reason < 0 && in_hand && in_hand->tag == AGG_TAG_EVENT &&
@@ -226,8 +225,8 @@ static void w_terminate(weir_ctx *cx, void *state, int reason,
       fprintf(stderr,
               "weir-aggregator: giving up: %zu accepted rows not stored\n",
               w->n);
-      atomic_fetch_add(&w->cfg->svc->unflushed, w->n);
-      AGG_INC(w->cfg->svc, lost, w->n);
+      atomic_fetch_add(w->cfg->unflushed, w->n);
+      AGG_INC(w->cfg->ctr, lost, w->n);
       for (size_t i = 0; i < w->n; i++) {
         agg_ack_done(w->rows[i].ack, 0);
         free(w->msgs[i]);
