@@ -5,13 +5,14 @@
  *   POST /track/batch  NDJSON events   -> 202 with per-line results
  *   GET  /metrics      Prometheus text;  GET /healthz -> 200 "ok"
  *   GET  /readyz       200 "ready", or 503 + Retry-After with the reason
- *                      (a long_message_queue alarm, the database failing,
- *                      the node stopping): see ready() below
+ *                      (the sink's verdict: see http.h)
  *
  * MHD runs a small pool of epoll threads; a handler parses the body and
  * casts into the workers' mailboxes, which costs microseconds, so the HTTP
  * threads never wait on the database: backpressure is the mailbox bound,
  * and it reaches the client as 503 with Retry-After instead of as memory.
+ * Where the events go is the sink's business (http.h): this file only
+ * speaks HTTP.
  *
  * Bodies are collected up to a limit (64 KiB for /track, 8 MiB for a batch
  * by default). A body over the limit, declared or chunked, is discarded as
@@ -27,10 +28,9 @@
  * connection idle for --conn-timeout seconds (default 15) is closed, so a
  * slow client trickling a request cannot hold a connection for long.
  */
-#include "ack.h"
-#include "agg_internal.h"
+#include "http.h"
 #include "linger.h"
-#include "weir_stream.h"
+#include "weir.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -44,13 +44,9 @@
 
 struct agg_http {
   struct MHD_Daemon *d;
-  agg_service *svc;
+  agg_serve_opts o;
+  agg_http_sink sink;
   agg_linger *linger;
-  /* /readyz: the insert counters at the last probe, and whether the
-     database looked down then (relaxed: concurrent probes only share a
-     verdict, which the next probe corrects) */
-  _Atomic uint64_t ready_errors, ready_commits;
-  atomic_int db_down;
 };
 
 enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH, R_READY };
@@ -114,18 +110,21 @@ static void wake(void *conn) {
 }
 
 /* --ack stored: a new ack for the request on c, or NULL (queued mode). */
-static int ack_begin(agg_service *svc, struct MHD_Connection *c, req *r) {
-  if (svc->opts.ack != AGG_ACK_STORED) return 0;
-  r->ack = agg_ack_new(svc->acks, wake, c);
+static int ack_begin(agg_http *h, struct MHD_Connection *c, req *r) {
+  if (h->o.ack != AGG_ACK_STORED) return 0;
+  r->ack = agg_ack_new(h->sink.acks, wake, c);
   return r->ack ? 0 : -1;
 }
 
-/* Stopping: no new work. Read after ack_begin, so that agg_service_stop,
+/* Stopping: no new work. Read after ack_begin, so that the sink's owner,
    which sets closing and then waits for the acks held, sees this request's
-   ack or this request sees closing (both sides fence). */
-static int closing(agg_service *svc) {
-  atomic_thread_fence(memory_order_seq_cst);
-  return atomic_load(&svc->closing);
+   ack or this request sees closing (both sides fence: see http.h). */
+static int closing(agg_http *h) {
+  return h->sink.closing(h->sink.ctx);
+}
+
+static int submit(agg_http *h, const agg_event *ev, uint64_t ack) {
+  return h->sink.submit(h->sink.ctx, ev, ack);
 }
 
 /* The request has cast its events: wait for their commit, or answer now if
@@ -151,34 +150,32 @@ static void token_cancel(req *r) {
 }
 
 static enum MHD_Result track(agg_http *h, struct MHD_Connection *c, req *r) {
-  agg_service *svc = h->svc;
   agg_event ev;
   char err[256];
   if (agg_event_parse(r->buf, r->len, &ev, err, sizeof err)) {
-    AGG_INC(&svc->ctr, bad_requests, 1);
+    AGG_INC(h->sink.ctr, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, err, 0);
   }
-  if (ack_begin(svc, c, r)) {
+  if (ack_begin(h, c, r)) {
     agg_event_clear(&ev);
     return MHD_NO;
   }
-  int rc = closing(svc) ? WEIR_ESHUTDOWN
-                        : agg_service_submit(svc, &ev, token_add(r));
+  int rc = closing(h) ? WEIR_ESHUTDOWN : submit(h, &ev, token_add(r));
   agg_event_clear(&ev);
   if (rc == WEIR_OK) {
-    AGG_INC(&svc->ctr, accepted, 1);
+    AGG_INC(h->sink.ctr, accepted, 1);
     if (ack_wait(c, r, 1)) return MHD_YES;
     return reply(c, MHD_HTTP_ACCEPTED, ACCEPTED, sizeof ACCEPTED - 1,
                  MHD_RESPMEM_PERSISTENT, "application/json", 0);
   }
   token_cancel(r);
   ack_wait(c, r, 0);
-  AGG_INC(&svc->ctr, rejected_full, 1);
+  AGG_INC(h->sink.ctr, rejected_full, 1);
   return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, submit_error(rc), 1);
 }
 
 typedef struct batch_ctx {
-  agg_service *svc;
+  agg_http *h;
   req *r;
   uint64_t accepted, full, invalid;
   json_t *errors;
@@ -193,8 +190,8 @@ static int batch_line(void *ctx, uint64_t lineno, const char *line, size_t n) {
     b->invalid++;
     status = 400;
   } else {
-    int rc = closing(b->svc) ? WEIR_ESHUTDOWN
-                             : agg_service_submit(b->svc, &ev, token_add(b->r));
+    int rc =
+        closing(b->h) ? WEIR_ESHUTDOWN : submit(b->h, &ev, token_add(b->r));
     agg_event_clear(&ev);
     if (rc == WEIR_OK) {
       b->accepted++;
@@ -235,17 +232,16 @@ static enum MHD_Result batch_reply(struct MHD_Connection *c, unsigned status,
 }
 
 static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
-  agg_service *svc = h->svc;
-  batch_ctx b = {.svc = svc, .r = r, .errors = json_array()};
-  if (!b.errors || ack_begin(svc, c, r)) {
+  batch_ctx b = {.h = h, .r = r, .errors = json_array()};
+  if (!b.errors || ack_begin(h, c, r)) {
     json_decref(b.errors);
     return MHD_NO;
   }
   agg_ndjson_split(r->buf, r->len, batch_line, &b);
   uint64_t accepted = b.accepted, full = b.full, invalid = b.invalid;
-  AGG_INC(&svc->ctr, accepted, accepted);
-  AGG_INC(&svc->ctr, rejected_full, full);
-  AGG_INC(&svc->ctr, invalid_lines, invalid);
+  AGG_INC(h->sink.ctr, accepted, accepted);
+  AGG_INC(h->sink.ctr, rejected_full, full);
+  AGG_INC(h->sink.ctr, invalid_lines, invalid);
   if (ack_wait(c, r, accepted)) {
     r->full = full;
     r->invalid = invalid;
@@ -255,16 +251,16 @@ static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
   unsigned status = MHD_HTTP_ACCEPTED;
   if (accepted + full + invalid == 0) {
     json_decref(b.errors);
-    AGG_INC(&svc->ctr, bad_requests, 1);
+    AGG_INC(h->sink.ctr, bad_requests, 1);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty batch: no events", 0);
   }
   if (accepted == 0)
     status = full ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST;
-  if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(&svc->ctr, bad_requests, 1);
+  if (status == MHD_HTTP_BAD_REQUEST) AGG_INC(h->sink.ctr, bad_requests, 1);
   uint64_t none = 0;
   enum MHD_Result ret =
       batch_reply(c, status, accepted, full, invalid, b.errors,
-                  svc->opts.ack == AGG_ACK_STORED ? &none : NULL);
+                  h->o.ack == AGG_ACK_STORED ? &none : NULL);
   json_decref(b.errors);
   return ret;
 }
@@ -273,7 +269,6 @@ static enum MHD_Result batch(agg_http *h, struct MHD_Connection *c, req *r) {
    deadline passed (503 + Retry-After; resending is safe). */
 static enum MHD_Result ack_reply(agg_http *h, struct MHD_Connection *c,
                                  req *r) {
-  agg_service *svc = h->svc;
   uint64_t stored, lost;
   agg_ack_state st = agg_ack_result(r->ack, &stored, &lost);
   if (st == AGG_ACK_TIMEDOUT) {
@@ -281,7 +276,7 @@ static enum MHD_Result ack_reply(agg_http *h, struct MHD_Connection *c,
     snprintf(msg, sizeof msg,
              "not stored within %u ms (%llu of the request's events were): "
              "retry later, resending is safe",
-             svc->opts.ack_timeout_ms, (unsigned long long)stored);
+             h->o.ack_timeout_ms, (unsigned long long)stored);
     return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg, 1);
   }
   unsigned status = lost ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_ACCEPTED;
@@ -307,72 +302,15 @@ static int route_of(const char *url, const char *method, int *get) {
   return R_NONE;
 }
 
-/* Readiness (GET /readyz; /healthz stays liveness): 1, or 0 with the reason
-   in why. Not ready while the node is stopping, while a long_message_queue
-   alarm is raised (a partition drowns: send traffic elsewhere before the
-   503s of a full mailbox), or while the database is failing: inserts
-   failed since the previous probe and none committed (the workers retry a
-   failed batch with backoff, so an outage keeps failing; with no traffic
-   there is no evidence either way and the last verdict stands), or, for an
-   ingest node (--stream), while no NATS server is connected. */
-static int ready(agg_http *h, char *why, size_t n) {
-  agg_service *svc = h->svc;
-  if (atomic_load_explicit(&svc->closing, memory_order_relaxed) ||
-      atomic_load_explicit(&svc->stopping, memory_order_relaxed)) {
-    snprintf(why, n, "stopping");
-    return 0;
-  }
-  weir_alarm al[16];
-  size_t k = 0;
-  if (weir_alarms(svc->rt, al, 16, &k) == WEIR_OK)
-    for (size_t i = 0; i < k && i < 16; i++) {
-      if (al[i].kind != WEIR_ALARM_LONG_MESSAGE_QUEUE) continue;
-      weir_proc_info in;
-      int part = weir_process_info(svc->rt, al[i].pid, &in) == WEIR_OK
-                     ? in.partition
-                     : -1;
-      char pid[32];
-      weir_pid_format(al[i].pid, pid, sizeof pid);
-      snprintf(why, n,
-               "long_message_queue alarm: %s%s%s, partition %d, %llu queued",
-               pid, al[i].registered_name[0] ? " " : "", al[i].registered_name,
-               part, (unsigned long long)al[i].queue_len);
-      return 0;
-    }
-  if (svc->stream && !weir_stream_connected(svc->stream)) {
-    snprintf(why, n, "stream unreachable: no NATS server connected");
-    return 0;
-  }
-  uint64_t e = atomic_load_explicit(&svc->ctr.db_errors, memory_order_relaxed);
-  uint64_t c = atomic_load_explicit(&svc->ctr.commits, memory_order_relaxed);
-  uint64_t e0 =
-      atomic_exchange_explicit(&h->ready_errors, e, memory_order_relaxed);
-  uint64_t c0 =
-      atomic_exchange_explicit(&h->ready_commits, c, memory_order_relaxed);
-  if (c != c0)
-    atomic_store_explicit(&h->db_down, 0, memory_order_relaxed);
-  else if (e != e0)
-    atomic_store_explicit(&h->db_down, 1, memory_order_relaxed);
-  if (atomic_load_explicit(&h->db_down, memory_order_relaxed)) {
-    snprintf(why, n,
-             "database failing: inserts fail and none committed since the "
-             "last probe (%llu failed transactions so far)",
-             (unsigned long long)e);
-    return 0;
-  }
-  return 1;
-}
-
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                const char *url, const char *method,
                                const char *version, const char *upload,
                                size_t *upload_size, void **con_cls) {
   (void)version;
   agg_http *h = cls;
-  agg_service *svc = h->svc;
   req *r = *con_cls;
   if (!r) {
-    AGG_INC(&svc->ctr, requests, 1);
+    AGG_INC(h->sink.ctr, requests, 1);
     int get;
     int route = route_of(url, method, &get);
     if (route == R_NONE)
@@ -385,19 +323,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                    "text/plain", 0);
     if (route == R_READY) {
       char why[256];
-      if (ready(h, why, sizeof why))
+      if (h->sink.ready(h->sink.ctx, why, sizeof why))
         return reply(c, MHD_HTTP_OK, "ready\n", 6, MHD_RESPMEM_PERSISTENT,
                      "text/plain", 0);
       return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, why, 1);
     }
     if (route == R_METRICS) {
-      char *m = agg_service_metrics(svc);
+      char *m = h->sink.metrics(h->sink.ctx);
       if (!m) return MHD_NO;
       return reply(c, MHD_HTTP_OK, m, strlen(m), MHD_RESPMEM_MUST_FREE,
                    "text/plain; version=0.0.4", 0);
     }
-    size_t limit =
-        route == R_TRACK ? svc->opts.max_body : svc->opts.max_batch_body;
+    size_t limit = route == R_TRACK ? h->o.max_body : h->o.max_batch_body;
     const char *cl = MHD_lookup_connection_value(
         c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     /* A body over the limit by at most 64 MiB is read and discarded, then
@@ -405,7 +342,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
        client still writing it. Beyond that, 413 now and lingering close. */
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
     if (cl && clen > limit && clen - limit > (64ull << 20)) {
-      AGG_INC(&svc->ctr, too_large, 1);
+      AGG_INC(h->sink.ctr, too_large, 1);
       char msg[96];
       snprintf(msg, sizeof msg, "body larger than %zu bytes", limit);
       return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);
@@ -438,7 +375,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
   }
   if (r->ack) return ack_reply(h, c, r);
   if (r->too_large) {
-    AGG_INC(&svc->ctr, too_large, 1);
+    AGG_INC(h->sink.ctr, too_large, 1);
     char msg[96];
     snprintf(msg, sizeof msg, "body larger than %zu bytes", r->limit);
     return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, msg, 0);
@@ -479,28 +416,28 @@ static void notify(void *cls, struct MHD_Connection *c, void **socket_context,
   if (fd >= 0) agg_linger_fd(h->linger, fd);
 }
 
-int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
-                    size_t errn) {
+int agg__http_start(const agg_serve_opts *o, const agg_http_sink *sink,
+                    agg_http **out, uint16_t *port, char *err, size_t errn) {
   agg_http *h = calloc(1, sizeof *h);
   if (!h) {
     snprintf(err, errn, "out of memory");
     return -1;
   }
-  h->svc = svc;
+  h->o = *o;
+  h->sink = *sink;
   if (agg_linger_start(&h->linger)) {
     snprintf(err, errn, "cannot start the lingering-close thread");
     free(h);
     return -1;
   }
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons(svc->opts.port)};
-  if (inet_pton(AF_INET, svc->opts.host, &sa.sin_addr) != 1) {
-    snprintf(err, errn, "bad listen address '%s'", svc->opts.host);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(o->port)};
+  if (inet_pton(AF_INET, o->host, &sa.sin_addr) != 1) {
+    snprintf(err, errn, "bad listen address '%s'", o->host);
     agg_linger_stop(h->linger);
     free(h);
     return -1;
   }
-  unsigned threads = svc->opts.http_threads;
+  unsigned threads = o->http_threads;
   if (!threads) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     threads = n > 0 ? (unsigned)n : 2;
@@ -512,18 +449,18 @@ int agg__http_start(agg_service *svc, agg_http **out, uint16_t *port, char *err,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED,
       completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify, h,
       MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)(svc->opts.conn_timeout ? svc->opts.conn_timeout : 15),
+      (unsigned)(o->conn_timeout ? o->conn_timeout : 15),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
   if (!h->d) {
-    snprintf(err, errn, "cannot listen on %s:%u (in use? permission?)",
-             svc->opts.host, svc->opts.port);
+    snprintf(err, errn, "cannot listen on %s:%u (in use? permission?)", o->host,
+             o->port);
     agg_linger_stop(h->linger);
     free(h);
     return -1;
   }
   const union MHD_DaemonInfo *info =
       MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-  *port = info ? info->port : svc->opts.port;
+  *port = info ? info->port : o->port;
   *out = h;
   return 0;
 }

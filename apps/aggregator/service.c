@@ -11,17 +11,55 @@
  * mailboxes (workers are stopped by their supervisor with an unlimited
  * shutdown time, after the messages queued before the stop) and each
  * worker's terminate flushes its last batch.
+ *
+ * struct agg_service is this file's alone: HTTP sees the node through the
+ * sink installed at start (http.h), a worker through its config (worker.h).
  */
 #include "ack.h"
-#include "agg_internal.h"
+#include "counters.h"
+#include "http.h"
+#include "service.h"
 #include "store.h"
 #include "weir_stream.h"
+#include "worker.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+struct agg_service {
+  agg_serve_opts opts;
+  agg_service_hooks hooks;
+  char db_url[1024];
+  weir_rt *rt;
+  weir_pid sup;               /* singleton: its supervisor */
+  weir_pid ps;                /* partitioned: the partition supervisor */
+  _Atomic uint64_t singleton; /* the "aggregator" pid (re-read on restart) */
+  weir_pid alarm_proc;
+  unsigned nworkers;
+  agg_worker_cfg wcfg;
+  agg_atomic_counters ctr;
+  _Atomic uint64_t unflushed; /* rows a worker could not store at the end */
+  /* Set when agg_service_stop begins: no more injected crashes, because a
+     supervisor that is stopping restarts nothing (the rest of a crashed
+     worker's mailbox would be dead-lettered, as in OTP). Relaxed: a flag
+     read once per event, ordering nothing else. */
+  atomic_int stopping;
+  /* Set when agg_service_stop begins: requests are refused (503, shutting
+     down) from then on, so the acks in flight can only finish. */
+  atomic_int closing;
+  weir_pid dead_letter_proc;
+  agg_acks *acks;             /* --ack stored */
+  struct weir_stream *stream; /* --stream: an ingest node */
+  agg_http *http;
+  /* /readyz: the insert counters at the last probe, and whether the
+     database looked down then (relaxed: concurrent probes only share a
+     verdict, which the next probe corrects) */
+  _Atomic uint64_t ready_errors, ready_commits;
+  atomic_int db_down;
+};
 
 /* ---- alarm subscriber --------------------------------------------------- */
 
@@ -84,6 +122,80 @@ static int dl_info(weir_ctx *cx, void *state, const weir_msg *m) {
 
 static const weir_server dead_letter_server = {
     .name = "aggregator_dead_letters", .init = al_init, .handle_info = dl_info};
+
+/* ---- the HTTP sink (http.h) ---------------------------------------------- */
+
+static int submit(void *ctx, const agg_event *ev, uint64_t ack) {
+  return agg_service_submit(ctx, ev, ack);
+}
+
+/* Fenced (see http.h): agg_service_stop sets closing, fences, then waits
+   for the acks held. */
+static int closing(void *ctx) {
+  agg_service *svc = ctx;
+  atomic_thread_fence(memory_order_seq_cst);
+  return atomic_load(&svc->closing);
+}
+
+static char *metrics(void *ctx) {
+  return agg_service_metrics(ctx);
+}
+
+/* Readiness (the sink's GET /readyz; /healthz stays liveness): 1, or 0 with the
+   reason in why. Not ready while the node is stopping, while a
+   long_message_queue alarm is raised (a partition drowns: send traffic
+   elsewhere before the 503s of a full mailbox), or while the database is
+   failing: inserts failed since the previous probe and none committed (the
+   workers retry a failed batch with backoff, so an outage keeps failing; with
+   no traffic there is no evidence either way and the last verdict stands), or,
+   for an ingest node (--stream), while no NATS server is connected. */
+static int ready(void *ctx, char *why, size_t n) {
+  agg_service *svc = ctx;
+  if (atomic_load_explicit(&svc->closing, memory_order_relaxed) ||
+      atomic_load_explicit(&svc->stopping, memory_order_relaxed)) {
+    snprintf(why, n, "stopping");
+    return 0;
+  }
+  weir_alarm al[16];
+  size_t k = 0;
+  if (weir_alarms(svc->rt, al, 16, &k) == WEIR_OK)
+    for (size_t i = 0; i < k && i < 16; i++) {
+      if (al[i].kind != WEIR_ALARM_LONG_MESSAGE_QUEUE) continue;
+      weir_proc_info in;
+      int part = weir_process_info(svc->rt, al[i].pid, &in) == WEIR_OK
+                     ? in.partition
+                     : -1;
+      char pid[32];
+      weir_pid_format(al[i].pid, pid, sizeof pid);
+      snprintf(why, n,
+               "long_message_queue alarm: %s%s%s, partition %d, %llu queued",
+               pid, al[i].registered_name[0] ? " " : "", al[i].registered_name,
+               part, (unsigned long long)al[i].queue_len);
+      return 0;
+    }
+  if (svc->stream && !weir_stream_connected(svc->stream)) {
+    snprintf(why, n, "stream unreachable: no NATS server connected");
+    return 0;
+  }
+  uint64_t e = atomic_load_explicit(&svc->ctr.db_errors, memory_order_relaxed);
+  uint64_t c = atomic_load_explicit(&svc->ctr.commits, memory_order_relaxed);
+  uint64_t e0 =
+      atomic_exchange_explicit(&svc->ready_errors, e, memory_order_relaxed);
+  uint64_t c0 =
+      atomic_exchange_explicit(&svc->ready_commits, c, memory_order_relaxed);
+  if (c != c0)
+    atomic_store_explicit(&svc->db_down, 0, memory_order_relaxed);
+  else if (e != e0)
+    atomic_store_explicit(&svc->db_down, 1, memory_order_relaxed);
+  if (atomic_load_explicit(&svc->db_down, memory_order_relaxed)) {
+    snprintf(why, n,
+             "database failing: inserts fail and none committed since the "
+             "last probe (%llu failed transactions so far)",
+             (unsigned long long)e);
+    return 0;
+  }
+  return 1;
+}
 
 /* ---- start / stop ------------------------------------------------------- */
 
@@ -241,8 +353,16 @@ int agg_service_start(const agg_serve_opts *o, const agg_service_hooks *hooks,
   }
   if (o->stream ? start_stream(svc, err, errn) : start_workers(svc, err, errn))
     goto fail;
+  agg_http_sink sink = {.ctx = svc,
+                        .submit = submit,
+                        .closing = closing,
+                        .metrics = metrics,
+                        .ready = ready,
+                        .ctr = &svc->ctr,
+                        .acks = svc->acks};
   uint16_t port;
-  if (agg__http_start(svc, &svc->http, &port, err, errn)) goto fail;
+  if (agg__http_start(&svc->opts, &sink, &svc->http, &port, err, errn))
+    goto fail;
   svc->opts.port = port;
   *out = svc;
   return 0;
