@@ -51,7 +51,7 @@ tsan:
 install: build
 	cmake --install $(BUILD)
 
-FORMAT_FILES = include/*.h src/*.[ch] src/stream/*.c tests/*.[ch] bench/*.[ch] examples/*.c \
+FORMAT_FILES = include/*.h src/*.[ch] src/stream/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c \
 	tools/weirctl/*.[ch] apps/aggregator/*.[ch] apps/aggregator/tests/*.c \
 	apps/aggregator/fuzz/*.c fuzz/*.c
 
