@@ -44,6 +44,21 @@ typedef struct pstate {
   size_t cap;
 } pstate;
 
+/* The last sequence stored through this node. Relaxed: while the process
+   runs only it writes this (the keeper's value from the claim came before
+   the spawn, which publishes it). */
+static uint64_t last_stored(const pstate *ps) {
+  return atomic_load_explicit(&ps->s->parts[ps->i].stored_seq,
+                              memory_order_relaxed);
+}
+
+/* 1 once the keeper (or a fenced store) asked the process to end. Relaxed:
+   a request that publishes nothing; seen a step late, it only ends the
+   process a step later. */
+static int stop_asked(const pstate *ps) {
+  return atomic_load_explicit(&ps->s->parts[ps->i].stop, memory_order_relaxed);
+}
+
 static void consumer_name(char *out, size_t n, unsigned i, const char *node,
                           uint64_t token) {
   snprintf(out, n, "c%u_%s_%" PRIu64, i, node, token);
@@ -133,7 +148,7 @@ static int part_init(weir_ctx *cx, void *arg, void **state) {
   int rc;
   while ((rc = part_subscribe(ps, from, err, sizeof err)) != WEIR_OK) {
     fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
-    if (atomic_load(&ps->s->parts[ps->i].stop)) break;
+    if (stop_asked(ps)) break;
     weir__stream_sleep_ms(500);
   }
   return weir_cast(weir_ctx_rt(cx), weir_self(cx), WEIR__STREAM_TAG_TICK, NULL,
@@ -160,8 +175,7 @@ static void check_consumer(pstate *ps) {
     ps->sub = NULL;
   }
   char err[256];
-  if (part_subscribe(ps, atomic_load(&s->parts[ps->i].stored_seq) + 1, err,
-                     sizeof err) != WEIR_OK)
+  if (part_subscribe(ps, last_stored(ps) + 1, err, sizeof err) != WEIR_OK)
     fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
 }
 
@@ -187,8 +201,7 @@ static void resubscribe(pstate *ps, const char *why) {
   jsErrCode jerr = 0;
   js_DeleteConsumer(s->js, s->name, ps->durable, NULL, &jerr);
   char err[256];
-  if (part_subscribe(ps, atomic_load(&s->parts[ps->i].stored_seq) + 1, err,
-                     sizeof err) != WEIR_OK) {
+  if (part_subscribe(ps, last_stored(ps) + 1, err, sizeof err) != WEIR_OK) {
     fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i, err);
     weir__stream_sleep_ms(200);
   }
@@ -202,8 +215,7 @@ static void part_step(pstate *ps) {
   if (!ps->held.Count) {
     if (!ps->sub) { /* a subscribe failed (an election): again */
       char err[256];
-      if (part_subscribe(ps, atomic_load(&p->stored_seq) + 1, err,
-                         sizeof err) != WEIR_OK) {
+      if (part_subscribe(ps, last_stored(ps) + 1, err, sizeof err) != WEIR_OK) {
         if (ps->idle++ % 10 == 0)
           fprintf(stderr, "weir_stream: partition %u: %s (retrying)\n", ps->i,
                   err);
@@ -215,7 +227,9 @@ static void part_step(pstate *ps) {
                                            500, &jerr);
     if (st != NATS_OK || ps->held.Count == 0) {
       drop_held(ps);
-      if (st == NATS_TIMEOUT) atomic_store(&p->lag, 0);
+      /* relaxed: a figure for part_info_get, publishing nothing. */
+      if (st == NATS_TIMEOUT)
+        atomic_store_explicit(&p->lag, 0, memory_order_relaxed);
       if (st != NATS_TIMEOUT) weir__stream_sleep_ms(100);
       /* Every ~5 s without a message, check that the consumer still
          exists (a server restored from an old state, an operator):
@@ -232,7 +246,7 @@ static void part_step(pstate *ps) {
     ps->msgs = m;
     ps->cap = (size_t)ps->held.Count;
   }
-  uint64_t stored = atomic_load(&p->stored_seq), pending = 0;
+  uint64_t stored = last_stored(ps), pending = 0;
   uint64_t cseq = ps->cseq;
   for (int k = 0; k < ps->held.Count; k++) {
     jsMsgMetaData *md = NULL;
@@ -263,25 +277,35 @@ static void part_step(pstate *ps) {
   }
   /* The lease first: a process that slept past it must not commit. */
   uint64_t ttl = (uint64_t)s->o.lease_ttl_ms * 1000000ull;
-  if (!atomic_load(&p->owned) ||
-      weir__stream_mono_ns() - atomic_load(&p->renewed_ns) >
-          ttl - 2000000000ull) {
+  /* relaxed: owned publishes nothing; a stale renewed_ns is an older one,
+     which only refuses sooner (stream_int.h). */
+  int owned = atomic_load_explicit(&p->owned, memory_order_relaxed);
+  uint64_t renewed = atomic_load_explicit(&p->renewed_ns, memory_order_relaxed);
+  if (!owned || weir__stream_mono_ns() - renewed > ttl - 2000000000ull) {
     weir__stream_sleep_ms(100);
     return; /* held; the keeper renews or lets go */
   }
   int rc = WEIR_OK;
   if (n) {
-    weir_stream_batch b = {.partition = ps->i,
-                           .token = atomic_load(&p->token),
-                           .msgs = ps->msgs,
-                           .n = n};
+    /* relaxed: a stale token is an older revision of this node's lease,
+       still newer than any earlier owner's (stream_int.h). */
+    weir_stream_batch b = {
+        .partition = ps->i,
+        .token = atomic_load_explicit(&p->token, memory_order_relaxed),
+        .msgs = ps->msgs,
+        .n = n};
     rc = s->co.ops.store(s->co.ops.ud, &b);
   }
   if (rc == WEIR_EEXIST) { /* fenced: a newer owner committed */
-    atomic_store(&p->stop, 1);
-    atomic_store(&p->owned, 0);
+    /* relaxed: stop is read back by this process (part_cast); the keeper
+       acts on owned only after its acquire of running (part_terminate). */
+    atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+    atomic_store_explicit(&p->owned, 0, memory_order_relaxed);
     drop_held(ps);
-    weir__stream_tell(s, ps->i, 0, atomic_load(&p->token), "fenced");
+    /* relaxed: any revision this node held names the lease let go. */
+    weir__stream_tell(s, ps->i, 0,
+                      atomic_load_explicit(&p->token, memory_order_relaxed),
+                      "fenced");
     return;
   }
   if (rc != WEIR_OK) {
@@ -291,21 +315,26 @@ static void part_step(pstate *ps) {
   /* Durable: acknowledge everything up to the last (AckAll). */
   natsMsg_Ack(ps->held.Msgs[ps->held.Count - 1], NULL);
   ps->cseq = cseq;
+  /* relaxed: only this process writes these while it runs; other threads
+     read them as figures (part_info_get), and the keeper sees the last ones
+     through its acquire of running. */
   if (n) {
-    atomic_store(&p->stored_seq, ps->msgs[n - 1].seq);
-    atomic_fetch_add(&p->stored, n);
+    atomic_store_explicit(&p->stored_seq, ps->msgs[n - 1].seq,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->stored, n, memory_order_relaxed);
   }
-  atomic_store(&p->lag, pending);
-  atomic_store(&p->stream_last, atomic_load(&p->stored_seq) + pending);
+  atomic_store_explicit(&p->lag, pending, memory_order_relaxed);
+  atomic_store_explicit(&p->stream_last, last_stored(ps) + pending,
+                        memory_order_relaxed);
   drop_held(ps);
 }
 
 static int part_cast(weir_ctx *cx, void *state, const weir_msg *m) {
   pstate *ps = state;
   if (m->tag != WEIR__STREAM_TAG_TICK) return WEIR_OK;
-  if (atomic_load(&ps->s->parts[ps->i].stop)) return WEIR_STOP;
+  if (stop_asked(ps)) return WEIR_STOP;
   part_step(ps);
-  if (atomic_load(&ps->s->parts[ps->i].stop)) return WEIR_STOP;
+  if (stop_asked(ps)) return WEIR_STOP;
   int rc =
       weir_cast(weir_ctx_rt(cx), weir_self(cx), WEIR__STREAM_TAG_TICK, NULL, 0);
   return rc == WEIR_OK ? WEIR_OK : WEIR_STOP;
@@ -326,7 +355,10 @@ static void part_terminate(weir_ctx *cx, void *state, int reason,
   jsErrCode jerr = 0;
   if (ps->durable[0])
     js_DeleteConsumer(ps->s->js, ps->s->name, ps->durable, NULL, &jerr);
-  atomic_store(&ps->s->parts[ps->i].running, 0);
+  /* release: the keeper's acquire of running then sees all this process
+     did (its last store, its consumer deleted) before it lets go, tells
+     the owner or takes the partition again. ps is not shared. */
+  atomic_store_explicit(&ps->s->parts[ps->i].running, 0, memory_order_release);
   free(ps->msgs);
   free(ps);
 }
@@ -358,11 +390,14 @@ int weir_stream_part_info_get(weir_stream *s, unsigned i,
                               weir_stream_part_info *out) {
   if (!s || !out || i >= s->o.partitions) return WEIR_EINVAL;
   weir__stream_part *p = &s->parts[i];
-  out->owned = atomic_load(&p->owned);
-  out->token = atomic_load(&p->token);
-  out->stored_seq = atomic_load(&p->stored_seq);
-  out->stream_last = atomic_load(&p->stream_last);
-  out->lag = atomic_load(&p->lag);
-  out->stored = atomic_load(&p->stored);
+  /* relaxed: figures to show, each a value its writer stored; they may be
+     from slightly different moments, and nothing is read through them. */
+  out->owned = atomic_load_explicit(&p->owned, memory_order_relaxed);
+  out->token = atomic_load_explicit(&p->token, memory_order_relaxed);
+  out->stored_seq = atomic_load_explicit(&p->stored_seq, memory_order_relaxed);
+  out->stream_last =
+      atomic_load_explicit(&p->stream_last, memory_order_relaxed);
+  out->lag = atomic_load_explicit(&p->lag, memory_order_relaxed);
+  out->stored = atomic_load_explicit(&p->stored, memory_order_relaxed);
   return WEIR_OK;
 }

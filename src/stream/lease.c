@@ -34,19 +34,49 @@ static void part_key(char *out, size_t n, unsigned i) {
   snprintf(out, n, "p.%u", i);
 }
 
+/* 1 while the partition's process is alive. Acquire: pairs with the release
+   in its terminate, so all it did (its last store() call) happens before
+   what the keeper does next: tell the owner, delete the lease, take the
+   partition again. */
+static int is_running(const weir__stream_part *p) {
+  return atomic_load_explicit(&p->running, memory_order_acquire);
+}
+
+/* 1 while this node holds the partition's lease. Relaxed: it publishes
+   nothing; the keeper wrote it, or the process cleared it on a fenced store
+   (then the keeper stops it, waiting on is_running). */
+static int is_owned(const weir__stream_part *p) {
+  return atomic_load_explicit(&p->owned, memory_order_relaxed);
+}
+
+/* The lease's revision. Relaxed: only the keeper writes it. */
+static uint64_t token_of(const weir__stream_part *p) {
+  return atomic_load_explicit(&p->token, memory_order_relaxed);
+}
+
+/* Nanoseconds since the lease was last created or renewed. Relaxed: only
+   the keeper writes renewed_ns. */
+static uint64_t since_renewed(const weir__stream_part *p) {
+  return weir__stream_mono_ns() -
+         atomic_load_explicit(&p->renewed_ns, memory_order_relaxed);
+}
+
 /* Stops partition i's process and waits for it (its current batch ends). */
 static void part_stop(weir_stream *s, unsigned i) {
   weir__stream_part *p = &s->parts[i];
-  atomic_store(&p->stop, 1);
-  for (int k = 0; k < 6000 && atomic_load(&p->running); k++)
+  /* relaxed: a request that publishes nothing (see stop_asked, consume.c). */
+  atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
+  for (int k = 0; k < 6000 && is_running(p); k++)
     weir__stream_sleep_ms(10);
-  atomic_store(&p->owned, 0);
+  /* relaxed: it publishes nothing (a process still running after the wait
+     only refuses to commit sooner). */
+  atomic_store_explicit(&p->owned, 0, memory_order_relaxed);
 }
 
 static void let_go(weir_stream *s, unsigned i, int delete_key,
                    const char *why) {
   weir__stream_part *p = &s->parts[i];
-  uint64_t token = atomic_load(&p->token);
+  uint64_t token = token_of(p);
   part_stop(s, i);
   if (delete_key) {
     char key[24];
@@ -72,16 +102,21 @@ static void take(weir_stream *s, weir_ctx *cx, unsigned i) {
     kvStore_Delete(s->kv, key);
     return;
   }
-  atomic_store(&p->token, rev);
-  atomic_store(&p->renewed_ns, weir__stream_mono_ns());
-  atomic_store(&p->stored_seq, stored);
-  atomic_store(&p->stop, 0);
-  atomic_store(&p->owned, 1);
-  atomic_store(&p->running, 1);
+  /* relaxed: the spawn below publishes these to the process (its init
+     runs on this thread, its ticks come through its mailbox); the old
+     process, if any, ended before (is_running was 0). */
+  atomic_store_explicit(&p->token, rev, memory_order_relaxed);
+  atomic_store_explicit(&p->renewed_ns, weir__stream_mono_ns(),
+                        memory_order_relaxed);
+  atomic_store_explicit(&p->stored_seq, stored, memory_order_relaxed);
+  atomic_store_explicit(&p->stop, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->owned, 1, memory_order_relaxed);
+  atomic_store_explicit(&p->running, 1, memory_order_relaxed);
   const char *why = NULL;
   if (weir__stream_part_start(weir_ctx_rt(cx), s, i, rev, stored, &why) !=
       WEIR_OK) {
-    atomic_store(&p->running, 0);
+    /* relaxed: no process runs, so there is nothing to publish. */
+    atomic_store_explicit(&p->running, 0, memory_order_relaxed);
     let_go(s, i, 1, why);
     return;
   }
@@ -114,8 +149,17 @@ static int lease_gone(weir_stream *s, const char *key, weir__stream_part *p) {
              !memcmp(kvEntry_Value(e), s->node, strlen(s->node));
   kvEntry_Destroy(e);
   if (!ours) return 1;
-  if (rev > atomic_load(&p->token)) atomic_store(&p->token, rev);
+  /* relaxed: only the keeper writes token; the process reads any value. */
+  if (rev > token_of(p))
+    atomic_store_explicit(&p->token, rev, memory_order_relaxed);
   return 0;
+}
+
+/* 1 once weir_stream_consumer_stop asked the keeper to end. Relaxed: it
+   publishes nothing, and the cast sent after it brings the keeper a tick
+   that sees it. */
+static int stopping(weir_stream *s) {
+  return atomic_load_explicit(&s->stopping, memory_order_relaxed);
 }
 
 static void keeper_tick(weir_stream *s, weir_ctx *cx) {
@@ -132,12 +176,12 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
   int unreachable = 0;
   for (unsigned i = 0; i < P; i++) {
     weir__stream_part *p = &s->parts[i];
-    if (!atomic_load(&p->owned)) {
-      if (atomic_load(&p->running)) part_stop(s, i); /* fenced: told */
+    if (!is_owned(p)) {
+      if (is_running(p)) part_stop(s, i); /* fenced: told */
       continue;
     }
     if (unreachable) { /* an election: try them all next tick */
-      if (weir__stream_mono_ns() - atomic_load(&p->renewed_ns) > ttl)
+      if (since_renewed(p) > ttl)
         let_go(s, i, 0, "lease lost (not renewed in time)");
       else
         owned++;
@@ -145,34 +189,35 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
     }
     part_key(key, sizeof key, i);
     uint64_t nrev = 0;
-    natsStatus st =
-        kvStore_Update(&nrev, s->kv, key, s->node, (int)strlen(s->node),
-                       atomic_load(&p->token));
+    natsStatus st = kvStore_Update(&nrev, s->kv, key, s->node,
+                                   (int)strlen(s->node), token_of(p));
     if (st == NATS_OK) {
-      atomic_store(&p->token, nrev);
-      atomic_store(&p->renewed_ns, weir__stream_mono_ns());
+      /* relaxed: only the keeper writes these; the process reads any value
+         (a stale one is older: see weir__stream_part in stream_int.h). */
+      atomic_store_explicit(&p->token, nrev, memory_order_relaxed);
+      atomic_store_explicit(&p->renewed_ns, weir__stream_mono_ns(),
+                            memory_order_relaxed);
       owned++;
     } else if (st == NATS_TIMEOUT || st == NATS_NO_RESPONDERS) {
       /* The bucket does not answer (a leader election): do not spend a
          timeout on each lease; they are renewed together next tick. */
       unreachable = 1;
-      if (weir__stream_mono_ns() - atomic_load(&p->renewed_ns) > ttl)
+      if (since_renewed(p) > ttl)
         let_go(s, i, 0, "lease lost (not renewed in time)");
       else
         owned++;
-    } else if (lease_gone(s, key, p) ||
-               weir__stream_mono_ns() - atomic_load(&p->renewed_ns) > ttl) {
+    } else if (lease_gone(s, key, p) || since_renewed(p) > ttl) {
       let_go(s, i, 0, "lease lost");
     } else {
       owned++; /* a transient failure: again next tick */
     }
   }
-  if (atomic_load(&s->stopping) || unreachable) return;
+  if (stopping(s) || unreachable) return;
   unsigned live = live_nodes(s);
   if (live == 0) live = 1;
   unsigned share = (P + live - 1) / live;
   for (unsigned i = P; i-- > 0 && owned > share;)
-    if (atomic_load(&s->parts[i].owned)) {
+    if (is_owned(&s->parts[i])) {
       let_go(s, i, 1, "rebalance");
       owned--;
     }
@@ -181,10 +226,9 @@ static void keeper_tick(weir_stream *s, weir_ctx *cx) {
   uint64_t until = t0 + ttl / 3;
   for (unsigned i = 0; i < P && owned < share && weir__stream_mono_ns() < until;
        i++)
-    if (!atomic_load(&s->parts[i].owned) &&
-        !atomic_load(&s->parts[i].running)) {
+    if (!is_owned(&s->parts[i]) && !is_running(&s->parts[i])) {
       take(s, cx, i);
-      if (atomic_load(&s->parts[i].owned)) owned++;
+      if (is_owned(&s->parts[i])) owned++;
     }
 }
 
@@ -197,9 +241,9 @@ static int keeper_init(weir_ctx *cx, void *arg, void **state) {
 static int keeper_on_tick(weir_ctx *cx, void *state, const weir_msg *m) {
   weir_stream *s = state;
   if (m->tag != WEIR__STREAM_TAG_TICK) return WEIR_OK;
-  if (atomic_load(&s->stopping)) {
+  if (stopping(s)) {
     for (unsigned i = 0; i < s->o.partitions; i++)
-      if (atomic_load(&s->parts[i].owned) || atomic_load(&s->parts[i].running))
+      if (is_owned(&s->parts[i]) || is_running(&s->parts[i]))
         let_go(s, i, 1, "stop");
     char key[64];
     snprintf(key, sizeof key, "n.%s", s->node);
@@ -218,7 +262,9 @@ static void keeper_terminate(weir_ctx *cx, void *state, int reason,
   (void)reason;
   (void)in_hand;
   weir_stream *s = state;
-  atomic_store(&s->keeper_running, 0);
+  /* release: weir_stream_consumer_stop's acquire then sees every lease let
+     go and told before its caller may close the stream. */
+  atomic_store_explicit(&s->keeper_running, 0, memory_order_release);
 }
 
 static const weir_server keeper_server = {.name = "stream_keeper",
@@ -257,20 +303,31 @@ int weir_stream_consumer_start(weir_rt *rt, weir_stream *s,
   weir_spawn_opts_init(&so);
   so.blocking = 1;
   so.name = "stream_keeper";
-  atomic_store(&s->keeper_running, 1);
+  /* relaxed: read only by weir_stream_consumer_stop, called after this
+     returns; the keeper itself only clears it. */
+  atomic_store_explicit(&s->keeper_running, 1, memory_order_relaxed);
   int rc = weir_spawn(rt, &keeper_server, s, &so, &s->keeper);
   if (rc != WEIR_OK) {
-    atomic_store(&s->keeper_running, 0);
+    /* relaxed: no keeper runs. */
+    atomic_store_explicit(&s->keeper_running, 0, memory_order_relaxed);
     s->con_rt = NULL;
     snprintf(err, errn, "cannot start the lease keeper: %s", weir_strerror(rc));
   }
   return rc;
 }
 
+/* 1 until the keeper has ended. Acquire: pairs with keeper_terminate's
+   release, so its last acts happen before the caller goes on. */
+static int keeper_alive(weir_stream *s) {
+  return atomic_load_explicit(&s->keeper_running, memory_order_acquire);
+}
+
 void weir_stream_consumer_stop(weir_stream *s) {
   if (!s || !s->con_rt) return;
-  atomic_store(&s->stopping, 1);
+  /* relaxed: the cast that follows carries it to the keeper (a mailbox
+     orders the two), and it publishes nothing. */
+  atomic_store_explicit(&s->stopping, 1, memory_order_relaxed);
   weir_cast(s->con_rt, s->keeper, WEIR__STREAM_TAG_TICK, NULL, 0);
-  for (int k = 0; k < 6000 && atomic_load(&s->keeper_running); k++)
+  for (int k = 0; k < 6000 && keeper_alive(s); k++)
     weir__stream_sleep_ms(10);
 }

@@ -37,7 +37,18 @@
    lease_ttl - 2 s (a process that was stopped, SIGSTOP or a long pause,
    wakes up past its lease and must not commit: its successor may already
    own the partition). The database's token check (the store's job) is the
-   second fence. */
+   second fence.
+
+   Memory orders. running is the one handoff: the partition process clears
+   it last (release) and the keeper reads it (acquire) before it tells the
+   owner, deletes the lease or takes the partition again, so all that the
+   process did (its last store() call) happens before. What the keeper
+   writes before it spawns a process is published by the spawn (init runs
+   on the keeper's thread, the first tick comes through the mailbox). The
+   rest are single values that publish nothing: relaxed. A stale token is
+   an older revision of this node's own lease (still newer than every
+   earlier owner's claim); a stale renewed_ns only makes the lease check
+   stricter. */
 typedef struct weir__stream_part {
   _Atomic int owned;
   _Atomic uint64_t token;
