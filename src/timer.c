@@ -5,10 +5,9 @@
  * deadline, then delivers the due messages like any outside thread would.
  * Timers live in a binary min-heap ordered by deadline (each entry knows its
  * heap index) and in an open hash table keyed by ref, so that add and cancel
- * are O(log n) and a cancel never scans. DESIGN.md sketches a timer wheel; a
- * heap was chosen because weir's timers are few per process (send_after and
- * call timeouts) and a heap has no tick granularity: the deviation is noted in
- * docs/DEVIATIONS.md.
+ * are O(log n) and a cancel never scans. A heap rather than a timer wheel:
+ * weir's timers are few per process (send_after and call timeouts) and a
+ * heap has no tick granularity (docs/DEVIATIONS.md).
  *
  * The message is built when the timer is set (so firing cannot fail for want
  * of memory) and freed if the timer is cancelled.

@@ -805,8 +805,9 @@ static void test_stop_tree(void) {
   /* Within each tree: last started, first stopped. */
   CHECK(last[3] < last[2] && last[2] < last[1] && last[1] < last[0]);
   CHECK(last[5] < last[4]);
-  /* Across trees (DESIGN: "stops supervision trees top-down in reverse
-     start order"): the later tree is stopped before the earlier one. */
+  /* Across trees (weir_rt_stop stops supervision trees top-down in
+     reverse start order): the later tree is stopped before the earlier
+     one. */
   test_log("  stop order across trees: f@%d e@%d d@%d c@%d b@%d a@%d", last[5],
            last[4], last[3], last[2], last[1], last[0]);
 }
