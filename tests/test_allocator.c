@@ -78,21 +78,10 @@ static long live(void) {
 
 /* ---- the console without realloc -------------------------------------- */
 
-static int sock_connect(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  return fd;
-}
-
 /* Sends req and reads until `end` is seen; returns the bytes read. */
 static size_t ask(const char *path, const char *req, const char *end, char *buf,
                   size_t n) {
-  int fd = sock_connect(path);
+  int fd = test_unix_connect(path);
   CHECK(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
   size_t len = 0;
   uint64_t dl = test_now_ms() + TEST_LIVENESS_MS;

@@ -428,13 +428,7 @@ static void test_crash_loop(void) {
 /* ---- the console: crashes and metrics ---------------------------------- */
 
 static char *ask(const char *path, const char *req, int multiline) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  int fd = test_unix_connect(path);
   CHECK(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
   size_t cap = 1 << 20, len = 0;
   char *b = malloc(cap);

@@ -35,17 +35,6 @@ static int t_info(weir_ctx *cx, void *st, const weir_msg *m) {
 static const weir_server traced = {
     .name = "traced", .handle_cast = t_cast, .handle_info = t_info};
 
-static int sock_connect(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  return fd;
-}
-
 static void say(int fd, const char *req) {
   size_t n = strlen(req);
   CHECK(send(fd, req, n, MSG_NOSIGNAL) == (ssize_t)n);
@@ -77,7 +66,7 @@ static unsigned long long field(const char *l, const char *key) {
 static void test_exact(const char *path, weir_rt *rt, weir_pid pid) {
   char l[512], req[128], pidtxt[32];
   weir_pid_format(pid, pidtxt, sizeof pidtxt);
-  int fd = sock_connect(path);
+  int fd = test_unix_connect(path);
   say(fd, "trace tracee 5 30 *\n");
   line(fd, l, sizeof l, TEST_LIVENESS_MS);
   snprintf(req, sizeof req,
@@ -139,7 +128,7 @@ static void test_exact(const char *path, weir_rt *rt, weir_pid pid) {
 static void test_pipelined(const char *path, weir_rt *rt, weir_pid pid) {
   char l[512];
   for (int round = 0; round < 50; round++) {
-    int fd = sock_connect(path);
+    int fd = test_unix_connect(path);
     say(fd, "trace tracee 1 5 77\nnode_stats\ntrace tracee 1 5 78\n");
     line(fd, l, sizeof l, TEST_LIVENESS_MS);
     CHECK_MSG(strstr(l, "\"trace\":\"started\""), "%s", l);
@@ -169,7 +158,7 @@ static void test_pipelined(const char *path, weir_rt *rt, weir_pid pid) {
 static void test_slow_tracer(const char *path, weir_rt *rt, weir_pid pid) {
   const uint64_t N = 10000;
   char l[512];
-  int fd = sock_connect(path);
+  int fd = test_unix_connect(path);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   say(fd, "trace tracee 10000 300 *\n");
@@ -214,7 +203,7 @@ static void test_slow_tracer(const char *path, weir_rt *rt, weir_pid pid) {
 
 static void test_edges(const char *path, weir_rt *rt, weir_pid pid) {
   char l[512];
-  int fd = sock_connect(path);
+  int fd = test_unix_connect(path);
   /* a dead pid, an unknown name, the caps */
   say(fd, "trace <0.999.7> 1 1 *\n");
   line(fd, l, sizeof l, TEST_LIVENESS_MS);
@@ -239,7 +228,7 @@ static void test_edges(const char *path, weir_rt *rt, weir_pid pid) {
   /* the trace ends with its client: the slot's flag goes */
   weir__proc *p = weir__proc_get(rt, pid);
   CHECK(p);
-  fd = sock_connect(path);
+  fd = test_unix_connect(path);
   say(fd, "trace tracee 100 300 *\n");
   line(fd, l, sizeof l, TEST_LIVENESS_MS);
   CHECK(atomic_load(&p->rx_flags) & WEIR__RX_TRACED);
@@ -250,7 +239,7 @@ static void test_edges(const char *path, weir_rt *rt, weir_pid pid) {
   CHECK(!(atomic_load(&p->rx_flags) & WEIR__RX_TRACED));
 
   /* the process's exit ends the trace, after what it took before */
-  fd = sock_connect(path);
+  fd = test_unix_connect(path);
   say(fd, "trace tracee 100 300 *\n");
   line(fd, l, sizeof l, TEST_LIVENESS_MS);
   CHECK_OK(weir_cast(rt, pid, 5, NULL, 0));
@@ -277,7 +266,7 @@ static void test_key(const char *path, weir_rt *rt) {
   CHECK_OK(weir_partition_whereis(rt, ps, 6, &w));
   char l[512], want[64], pidtxt[32];
   weir_pid_format(w, pidtxt, sizeof pidtxt);
-  int fd = sock_connect(path);
+  int fd = test_unix_connect(path);
   say(fd, "trace_key parts 6 1 10 *\n");
   line(fd, l, sizeof l, TEST_LIVENESS_MS);
   snprintf(want, sizeof want, "\"pid\":\"%s\"", pidtxt);

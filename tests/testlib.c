@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #if defined(__has_feature)
@@ -323,4 +325,16 @@ void test_watcher_free(test_watcher *w) {
   pthread_cond_destroy(&w->cv);
   free(w->e);
   free(w);
+}
+
+int test_unix_connect(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  CHECK_MSG(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
+            "cannot connect to %s", path);
+  return fd;
 }

@@ -132,6 +132,8 @@ int test_sanitized(void);
 weir_rt *test_rt_start(unsigned schedulers);
 /* The same with caller's options. */
 weir_rt *test_rt_start_opts(const weir_rt_opts *o);
+/* A connected AF_UNIX stream socket to path (a node's console). */
+int test_unix_connect(const char *path);
 /* Stops rt (timeout 30 s) and checks it returned WEIR_OK. */
 void test_rt_stop(weir_rt *rt);
 /* weir_node_stats(rt).processes. */
