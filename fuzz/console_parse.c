@@ -1,7 +1,7 @@
 /*
  * console_parse.c: libFuzzer target for the console's request parser
- * (weir__console_parse in src/console.c), the one parser that reads bytes
- * from outside the process on every node with a console.
+ * (weir__console_parse in src/console_parse.c), the one parser that reads
+ * bytes from outside the process on every node with a console.
  *
  * Besides "no crash, no sanitizer report", it checks the parser's promises:
  * the error text is always a NUL-terminated, non-empty string on failure;
@@ -10,7 +10,7 @@
  * fits its buffer. The input is not NUL-terminated on purpose, so
  * that a read past len is caught by ASan.
  */
-#include "internal.h"
+#include "console.h"
 
 #include <stdlib.h>
 

@@ -9,7 +9,7 @@
  * sends the node a request the node would reject as malformed.
  */
 #include "args.h"
-#include "internal.h"
+#include "console.h"
 
 #include <stdlib.h>
 

@@ -13,7 +13,7 @@
  * a live one is not; a peer of another uid is refused (when run as root).
  * The request parser is also checked directly.
  */
-#include "internal.h"
+#include "console.h"
 #include "testlib.h"
 
 #include <errno.h>
