@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(err, 'x', sizeof err);
   int rc = weir__console_parse(line, size, &rq, err, sizeof err);
   if (rc == WEIR_OK) {
-    if (rq.cmd > WEIR__CMD_TRACE_KEY) abort();
+    if ((unsigned)rq.cmd >= WEIR__CMD__COUNT) abort();
     if ((rq.cmd == WEIR__CMD_TRACE || rq.cmd == WEIR__CMD_TRACE_KEY) &&
         (rq.n < 1 || rq.n > WEIR__TRACE_MAX_N || rq.secs < 1 ||
          rq.secs > WEIR__TRACE_MAX_S || rq.ntags > WEIR__TRACE_TAGS))

@@ -7,11 +7,12 @@
  *   console.c         the socket server: clients, jobs, traces, start/stop
  *
  * The runtime itself sees only weir__console_start / weir__console_stop
- * (internal.h).
+ * (internal.h). The command list is console_cmds.h, shared with weirctl.
  */
 #ifndef WEIR_CONSOLE_H
 #define WEIR_CONSOLE_H
 
+#include "console_cmds.h"
 #include "internal.h"
 
 /* ---- the request parser (console_parse.c) ------------------------------ */
@@ -20,31 +21,36 @@
 #define WEIR__CONSOLE_MAX_N    1000  /* proc_count / proc_window N */
 #define WEIR__CONSOLE_MAX_MS   60000 /* proc_window / scheduler_usage MS */
 
+/* WEIR__CMD_<ID> for every request of console_cmds.h, in its order (the
+   help reply's). */
+#define WEIR__CMD_ENUM_NODE(name, id, nargs, args, doc) WEIR__CMD_##id,
+#define WEIR__CMD_ENUM_BOTH(name, id, nargs, args, doc, cmin, cmax, cargs,     \
+                            cdoc)                                              \
+  WEIR__CMD_##id,
+#define WEIR__CMD_ENUM_CTL(name, id, cmin, cmax, cargs, cdoc)
 typedef enum {
-  WEIR__CMD_HELP = 0,
-  WEIR__CMD_PROC_COUNT,
-  WEIR__CMD_PROC_WINDOW,
-  WEIR__CMD_INFO,
-  WEIR__CMD_PARTITIONS,
-  WEIR__CMD_NODE_STATS,
-  WEIR__CMD_SCHEDULER_USAGE,
-  WEIR__CMD_ALARMS,
-  WEIR__CMD_METRICS,
-  WEIR__CMD_CRASHES,
-  WEIR__CMD_TRACE,    /* trace PID|NAME N SECS TAGS */
-  WEIR__CMD_TRACE_KEY /* trace_key NAME KEY N SECS TAGS */
+  WEIR__CONSOLE_CMDS(WEIR__CMD_ENUM_NODE, WEIR__CMD_ENUM_BOTH,
+                     WEIR__CMD_ENUM_CTL)
 } weir__console_cmd;
+#define WEIR__CMD_ONE_NODE(name, id, nargs, args, doc) +1
+#define WEIR__CMD_ONE_BOTH(name, id, nargs, args, doc, cmin, cmax, cargs,      \
+                           cdoc)                                               \
+  +1
+/* How many requests there are (not an enumerator, so switches stay whole). */
+enum {
+  WEIR__CMD__COUNT = 0 WEIR__CONSOLE_CMDS(
+      WEIR__CMD_ONE_NODE, WEIR__CMD_ONE_BOTH, WEIR__CMD_ENUM_CTL)
+};
 
-/* The commands, in the order of the help reply. */
+/* The node's side of a row of console_cmds.h. */
 typedef struct weir__console_cmd_info {
   const char *name;
-  weir__console_cmd cmd;
   int nargs;        /* exactly this many arguments */
   const char *args; /* their usage, "" for none */
   const char *doc;  /* the help reply's line */
 } weir__console_cmd_info;
-extern const weir__console_cmd_info weir__console_cmds[];
-extern const size_t weir__console_ncmds;
+/* Indexed by weir__console_cmd. */
+extern const weir__console_cmd_info weir__console_cmds[WEIR__CMD__COUNT];
 
 typedef struct weir__console_req {
   weir__console_cmd cmd;

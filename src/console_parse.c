@@ -1,5 +1,6 @@
 /*
- * console_parse.c: the console's request parser and its command table.
+ * console_parse.c: the console's request parser, and the node's side of the
+ * command table (console_cmds.h).
  *
  * A request is one line of at most WEIR__CONSOLE_LINE_MAX bytes: a command
  * name and its arguments, separated by spaces or tabs. The parser checks
@@ -82,31 +83,15 @@ static int tok_is(tok t, const char *s) {
   return strlen(s) == t.len && memcmp(t.p, s, t.len) == 0;
 }
 
-const weir__console_cmd_info weir__console_cmds[] = {
-    {"proc_count", WEIR__CMD_PROC_COUNT, 2, "ATTR N",
-     "top N processes by an attribute, largest first"},
-    {"proc_window", WEIR__CMD_PROC_WINDOW, 3, "ATTR N MS",
-     "top N by an attribute's increase over MS ms"},
-    {"info", WEIR__CMD_INFO, 1, "PID|NAME", "process_info of one process"},
-    {"partitions", WEIR__CMD_PARTITIONS, 1, "NAME",
-     "workers of a partition supervisor, hot keys"},
-    {"node_stats", WEIR__CMD_NODE_STATS, 0, "", "node-wide counters"},
-    {"scheduler_usage", WEIR__CMD_SCHEDULER_USAGE, 1, "MS",
-     "busy fraction of each scheduler over MS ms"},
-    {"alarms", WEIR__CMD_ALARMS, 0, "", "active overload alarms"},
-    {"metrics", WEIR__CMD_METRICS, 0, "",
-     "Prometheus text format, ends with a line # EOF"},
-    {"crashes", WEIR__CMD_CRASHES, 0, "",
-     "the last crash and supervisor reports, newest first"},
-    {"trace", WEIR__CMD_TRACE, 4, "PID|NAME N SECS TAGS",
-     "stream the messages a process takes, until N or SECS (TAGS: * or "
-     "a,b,...); one JSON line each, then a summary"},
-    {"trace_key", WEIR__CMD_TRACE_KEY, 5, "NAME KEY N SECS TAGS",
-     "trace the worker of partition supervisor NAME that KEY routes to"},
-    {"help", WEIR__CMD_HELP, 0, "", "this list"},
-};
-const size_t weir__console_ncmds =
-    sizeof weir__console_cmds / sizeof weir__console_cmds[0];
+/* The node's side of console_cmds.h, indexed by weir__console_cmd (whose
+   order is the table's, and the help reply's). */
+#define TABLE_NODE(name_, id, nargs_, args_, doc_)                             \
+  [WEIR__CMD_##id] = {name_, nargs_, args_, doc_},
+#define TABLE_BOTH(name_, id, nargs_, args_, doc_, cmin, cmax, cargs, cdoc)    \
+  [WEIR__CMD_##id] = {name_, nargs_, args_, doc_},
+#define TABLE_CTL(name_, id, cmin, cmax, cargs, cdoc)
+const weir__console_cmd_info weir__console_cmds[WEIR__CMD__COUNT] = {
+    WEIR__CONSOLE_CMDS(TABLE_NODE, TABLE_BOTH, TABLE_CTL)};
 
 static int parse_name(tok t, weir__console_req *req, char *err, size_t errn) {
   if (t.len >= sizeof req->name) {
@@ -215,9 +200,9 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
     return WEIR_EINVAL;
   }
   size_t c = 0;
-  while (c < weir__console_ncmds && !tok_is(t[0], weir__console_cmds[c].name))
+  while (c < WEIR__CMD__COUNT && !tok_is(t[0], weir__console_cmds[c].name))
     c++;
-  if (c == weir__console_ncmds) {
+  if (c == WEIR__CMD__COUNT) {
     int shown = t[0].len > 32 ? 32 : (int)t[0].len;
     set_err(err, errn, "unknown command '%.*s' (try help)", shown, t[0].p);
     return WEIR_EINVAL;
@@ -228,7 +213,7 @@ int weir__console_parse(const char *line, size_t len, weir__console_req *req,
             ci->args);
     return WEIR_EINVAL;
   }
-  req->cmd = ci->cmd;
+  req->cmd = (weir__console_cmd)c;
   switch (req->cmd) {
   case WEIR__CMD_PROC_COUNT:
   case WEIR__CMD_PROC_WINDOW: {

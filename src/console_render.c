@@ -446,7 +446,7 @@ static void cmd_crashes(weir_rt *rt, weir__sb *b) {
 
 static void cmd_help(weir__sb *b) {
   weir__sb_puts(b, "{\"commands\":[");
-  for (size_t i = 0; i < weir__console_ncmds; i++) {
+  for (size_t i = 0; i < WEIR__CMD__COUNT; i++) {
     const weir__console_cmd_info *ci = &weir__console_cmds[i];
     weir__sb_printf(b,
                     "%s{\"name\":\"%s\",\"args\":\"%s\",\"doc\":", i ? "," : "",
