@@ -4,12 +4,33 @@
  * `top` takes its own after it. Validation happens here, before any socket
  * is opened, so that an unknown attribute or a malformed number is a clear
  * local error and the node only ever sees well-formed requests.
+ *
+ * The commands, their argument counts, usage errors and --help lines come
+ * from the node's own command list (src/console_cmds.h), so weirctl and
+ * the console cannot drift apart on what exists and how it is called.
  */
 #include "args.h"
+#include "console_cmds.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/* weirctl's side of console_cmds.h: its commands, in its --help order. */
+#define ROW_NODE(name_, id, nargs, args_, doc_)
+#define ROW_BOTH(name_, id, nargs, args_, doc_, cmin, cmax, cargs, cdoc)       \
+  {name_, WEIRCTL_##id, cmin, cmax, cargs, cdoc},
+#define ROW_CTL(name_, id, cmin, cmax, cargs, cdoc)                            \
+  {name_, WEIRCTL_##id, cmin, cmax, cargs, cdoc},
+typedef struct cmd_row {
+  const char *name;
+  weirctl_cmd cmd;
+  int min, max;     /* positional arguments, options aside */
+  const char *args; /* the usage after the name, "" for none */
+  const char *doc;  /* --help text, "\n" between its lines */
+} cmd_row;
+static const cmd_row cmds[] = {WEIR__CONSOLE_CMDS(ROW_NODE, ROW_BOTH, ROW_CTL)};
+#define NCMDS (sizeof cmds / sizeof cmds[0])
 
 static int fail(char *err, size_t errn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -23,45 +44,46 @@ static int fail(char *err, size_t errn, const char *fmt, ...) {
   return -1;
 }
 
-const char *weirctl_usage(void) {
-  return "usage: weirctl [--node NAME | -s SOCKET] [--json] COMMAND [ARGS]\n"
-         "\n"
-         "commands:\n"
-         "  nodes                      live nodes in the run dir\n"
-         "  proc_count ATTR N          top N processes by ATTR\n"
-         "  proc_window ATTR N MS      top N by ATTR's increase over MS ms\n"
-         "  info PID|NAME              one process in detail\n"
-         "  partitions NAME            workers of a partition supervisor\n"
-         "  node_stats                 node-wide counters\n"
-         "  scheduler_usage [MS]       scheduler busy fractions (default "
-         "1000)\n"
-         "  alarms                     active overload alarms\n"
-         "  metrics                    Prometheus text\n"
-         "  crashes                    the last crash and supervisor "
-         "reports\n"
-         "  trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K]\n"
-         "                             print the messages a process takes, "
-         "until N\n"
-         "                             (default 10, at most 10000) or S "
-         "seconds\n"
-         "                             (default 10, at most 300); --key K: "
-         "the worker\n"
-         "                             of partition supervisor NAME for key "
-         "K\n"
-         "  top [--sort ATTR] [-n N] [--once]\n"
-         "                             live view, refreshed every second\n"
-         "  help                       the node's command list\n"
-         "\n"
-         "ATTR: message_queue_len mailbox_bytes memory reductions messages_in\n"
-         "      messages_out dropped queue_high_water\n"
-         "\n"
-         "options:\n"
-         "  --node NAME   the node's socket is $WEIR_RUN_DIR/NAME.sock\n"
-         "                (run dir default /tmp/weir-UID)\n"
-         "  -s SOCKET     a socket path\n"
-         "  --json        print the node's JSON reply as is\n"
-         "  -h, --help    this text;  -V, --version  the version\n"
-         "Without --node or -s, the only live node in the run dir is used.\n";
+/* The --help text's column of descriptions; a command line longer than
+   fits before it goes on a line of its own. */
+#define DOC_COL 29
+
+void weirctl_usage(FILE *out) {
+  fputs("usage: weirctl [--node NAME | -s SOCKET] [--json] COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n",
+        out);
+  for (const cmd_row *c = cmds; c < cmds + NCMDS; c++) {
+    char line[128];
+    int k = snprintf(line, sizeof line, "%s%s%s", c->name, *c->args ? " " : "",
+                     c->args);
+    if (k < DOC_COL - 2)
+      fprintf(out, "  %-*s", DOC_COL - 2, line);
+    else
+      fprintf(out, "  %s\n%*s", line, DOC_COL, "");
+    for (const char *d = c->doc; *d; d++) {
+      fputc(*d, out);
+      if (*d == '\n') fprintf(out, "%*s", DOC_COL, "");
+    }
+    fputc('\n', out);
+  }
+  fputs("\n"
+        "ATTR: message_queue_len mailbox_bytes memory reductions messages_in\n"
+        "      messages_out dropped queue_high_water\n"
+        "\n"
+        "options:\n"
+        "  --node NAME   the node's socket is $WEIR_RUN_DIR/NAME.sock\n"
+        "                (run dir default /tmp/weir-UID)\n"
+        "  -s SOCKET     a socket path\n"
+        "  --json        print the node's JSON reply as is\n"
+        "  -h, --help    this text;  -V, --version  the version\n"
+        "Without --node or -s, the only live node in the run dir is used.\n",
+        out);
+}
+
+static int usage(char *err, size_t errn, const cmd_row *c) {
+  return fail(err, errn, "usage: weirctl %s%s%s", c->name, *c->args ? " " : "",
+              c->args);
 }
 
 /* A decimal number in [lo, hi]. */
@@ -101,28 +123,6 @@ static int word(const char *s, const char *what, char *err, size_t errn) {
   return 0;
 }
 
-static const struct {
-  const char *name;
-  weirctl_cmd cmd;
-  int min, max; /* positional arguments */
-  const char *usage;
-} cmds[] = {
-    {"nodes", WEIRCTL_NODES, 0, 0, "nodes"},
-    {"proc_count", WEIRCTL_PROC_COUNT, 2, 2, "proc_count ATTR N"},
-    {"proc_window", WEIRCTL_PROC_WINDOW, 3, 3, "proc_window ATTR N MS"},
-    {"info", WEIRCTL_INFO, 1, 1, "info PID|NAME"},
-    {"partitions", WEIRCTL_PARTITIONS, 1, 1, "partitions NAME"},
-    {"node_stats", WEIRCTL_NODE_STATS, 0, 0, "node_stats"},
-    {"scheduler_usage", WEIRCTL_SCHEDULER_USAGE, 0, 1, "scheduler_usage [MS]"},
-    {"alarms", WEIRCTL_ALARMS, 0, 0, "alarms"},
-    {"metrics", WEIRCTL_METRICS, 0, 0, "metrics"},
-    {"top", WEIRCTL_TOP, 0, 0, "top [--sort ATTR] [-n N] [--once]"},
-    {"crashes", WEIRCTL_CRASHES, 0, 0, "crashes"},
-    {"trace", WEIRCTL_TRACE, 1, 1,
-     "trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K]"},
-    {"help", WEIRCTL_HELP, 0, 0, "help"},
-};
-
 /* "--opt=value" or "--opt value": the value, advancing *i; NULL if none. */
 static const char *optval(int argc, char *const argv[], int *i,
                           const char *opt) {
@@ -159,8 +159,8 @@ bad:
 }
 
 /* trace PID|NAME [--count N] [--secs S] [--tag T,...] [--key K] */
-static int parse_trace(weirctl_args *a, char *const *pos, int np, char *err,
-                       size_t errn) {
+static int parse_trace(weirctl_args *a, const cmd_row *c, char *const *pos,
+                       int np, char *err, size_t errn) {
   const char *target = NULL, *tag = "*", *key = NULL, *v;
   a->count = 10;
   a->secs = 10;
@@ -195,16 +195,11 @@ static int parse_trace(weirctl_args *a, char *const *pos, int np, char *err,
       if (word(s, key ? "a name" : "a pid or name", err, errn)) return -1;
       target = s;
     } else {
-      return fail(err, errn,
-                  "usage: weirctl trace PID|NAME [--count N] [--secs S] "
-                  "[--tag T,...] [--key K]");
+      return usage(err, errn, c);
     }
     k = j - 1;
   }
-  if (!target)
-    return fail(err, errn,
-                "usage: weirctl trace PID|NAME [--count N] [--secs S] "
-                "[--tag T,...] [--key K]");
+  if (!target) return usage(err, errn, c);
   a->target = target;
   if (key)
     snprintf(a->request, sizeof a->request, "trace_key %s %s %u %u %s", target,
@@ -256,12 +251,12 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
     return fail(err, errn, "no command (try --help)");
   }
   if (!argv[i]) return fail(err, errn, "missing argument");
-  size_t c = 0, nc = sizeof cmds / sizeof cmds[0];
-  while (c < nc && strcmp(argv[i], cmds[c].name) != 0)
+  const cmd_row *c = cmds;
+  while (c < cmds + NCMDS && strcmp(argv[i], c->name) != 0)
     c++;
-  if (c == nc)
+  if (c == cmds + NCMDS)
     return fail(err, errn, "unknown command '%.40s' (try --help)", argv[i]);
-  a->cmd = cmds[c].cmd;
+  a->cmd = c->cmd;
   char *const *pos = argv + i + 1;
   int np = argc - i - 1;
   for (int k = 0; k < np; k++)
@@ -287,16 +282,15 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
           return fail(err, errn, "-n needs a number from 1 to 200");
         k = j - 1;
       } else {
-        return fail(err, errn, "usage: weirctl %s", cmds[c].usage);
+        return usage(err, errn, c);
       }
     }
     snprintf(a->request, sizeof a->request, "proc_count %s %u",
              weir_attr_name(a->attr), a->n ? a->n : 20);
     return 0;
   }
-  if (a->cmd == WEIRCTL_TRACE) return parse_trace(a, pos, np, err, errn);
-  if (np < cmds[c].min || np > cmds[c].max)
-    return fail(err, errn, "usage: weirctl %s", cmds[c].usage);
+  if (a->cmd == WEIRCTL_TRACE) return parse_trace(a, c, pos, np, err, errn);
+  if (np < c->min || np > c->max) return usage(err, errn, c);
   switch (a->cmd) {
   case WEIRCTL_PROC_COUNT:
   case WEIRCTL_PROC_WINDOW:
@@ -319,7 +313,7 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
              errn))
       return -1;
     a->target = pos[0];
-    snprintf(a->request, sizeof a->request, "%s %s", cmds[c].name, pos[0]);
+    snprintf(a->request, sizeof a->request, "%s %s", c->name, pos[0]);
     break;
   case WEIRCTL_SCHEDULER_USAGE:
     a->ms = 1000;
@@ -330,7 +324,7 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
   case WEIRCTL_NODES:
     break;
   default:
-    snprintf(a->request, sizeof a->request, "%s", cmds[c].name);
+    snprintf(a->request, sizeof a->request, "%s", c->name);
     break;
   }
   return 0;

@@ -14,6 +14,7 @@
 #include "weir.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum {
   WEIRCTL_NONE = 0, /* --help or --version only */
@@ -54,7 +55,7 @@ typedef struct weirctl_args {
 int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
                        size_t errn);
 
-/* The usage text (for --help). */
-const char *weirctl_usage(void);
+/* Writes the usage text (for --help) to out. */
+void weirctl_usage(FILE *out);
 
 #endif

@@ -720,7 +720,7 @@ int main(int argc, char **argv) {
   if (weirctl_parse_args(argc, argv, &a, err, sizeof err) != 0)
     return die("%s", err);
   if (a.help) {
-    fputs(weirctl_usage(), stdout);
+    weirctl_usage(stdout);
     return 0;
   }
   if (a.version) {
