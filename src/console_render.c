@@ -156,8 +156,8 @@ void weir__sb_error(weir__sb *b, const char *msg) {
 /* Commands                                                                  */
 /* ======================================================================== */
 
-/* The proc_count / proc_window array (DESIGN.md): processes that ended
-   since they were sampled are left out. */
+/* The proc_count / proc_window array (docs/DIAGNOSTICS.md): processes
+   that ended since they were sampled are left out. */
 void weir__console_samples(weir_rt *rt, weir__sb *b, const weir_proc_sample *s,
                            size_t n) {
   weir__sb_puts(b, "[");
