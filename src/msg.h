@@ -58,13 +58,63 @@ typedef struct weir__syscall {
   void *arg;
 } weir__syscall;
 
-/* Sends a runtime signal's payload: ref (8), aux (8), reason (4), pad (4). */
+/* A runtime signal's payload: ref (8), aux (8), reason (4), pad (4). */
 #define WEIR__SIG_PREFIX 24u
-weir__msg *weir__msg_new(uint32_t kind, uint32_t tag, uint32_t len);
-void weir__msg_free(weir__msg *m);
+#ifdef WEIR_CHECKS
+/* Messages allocated and not yet freed, all runtimes together: a test reads
+   it after weir_rt_stop (0 = nothing leaked). Relaxed: a count, ordered by
+   the joins of the threads that allocate. Checks builds only: one shared
+   counter per message would cost a fan-in its cache line. */
+extern _Atomic int64_t weir__msg_live;
+#endif
+
+/* Inline, as every send allocates one and every receive frees one. */
+static inline weir__msg *weir__msg_new(uint32_t kind, uint32_t tag,
+                                       uint32_t len) {
+  weir__msg *m = weir__pool_alloc(weir__msg_size(len));
+  if (!m) return NULL;
+#ifdef WEIR_CHECKS
+  atomic_fetch_add_explicit(&weir__msg_live, 1, memory_order_relaxed);
+#endif
+  m->from = 0;
+  m->tag = tag;
+  m->len = len;
+  m->gen = 0;
+  m->kind = (uint16_t)kind;
+  m->flags = 0;
+  return m;
+}
+
+static inline void weir__msg_free(weir__msg *m) {
+#ifdef WEIR_CHECKS
+  atomic_fetch_sub_explicit(&weir__msg_live, 1, memory_order_relaxed);
+#endif
+  weir__pool_free(m, weir__msg_size(m->len));
+}
 /* Messages not yet freed (all runtimes), or -1 without WEIR_CHECKS. */
 int64_t weir__msgs_live(void);
+
 /* Bytes of runtime data before the user's payload, per message kind. */
-uint32_t weir__kind_prefix(uint32_t kind);
+static inline uint32_t weir__kind_prefix(uint32_t kind) {
+  switch (kind) {
+  case WEIR__K_CAST:
+  case WEIR__K_WAKE:
+  case WEIR__K_STOP:
+    return 0;
+  case WEIR__K_CALL:
+    return (uint32_t)sizeof(weir_from);
+  case WEIR__K_SYSCALL:
+    return (uint32_t)sizeof(weir__syscall);
+  case WEIR__K_EXIT:
+  case WEIR__K_LINK:
+  case WEIR__K_UNLINK:
+  case WEIR__K_MONITOR:
+  case WEIR__K_DEMONITOR:
+  case WEIR__K_DOWN:
+    return WEIR__SIG_PREFIX; /* ref, aux, int32 reason, pad */
+  default:
+    return (uint32_t)sizeof(weir_ref);
+  }
+}
 
 #endif

@@ -8,10 +8,28 @@
 
 #include "node.h"
 
-/* ---- table.c ---- */
-weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid); /* NULL if stale */
-weir__proc *weir__proc_slot(weir_rt *rt, uint32_t slot);
-weir_pid weir__proc_pid(const weir__proc *p);
+/* ---- table.c (lookups inline: every send makes one) ---- */
+static inline weir__proc *weir__proc_slot(weir_rt *rt, uint32_t slot) {
+  if (slot >= rt->max_processes) return NULL;
+  /* acquire: pairs with the release store that published the slot. */
+  return atomic_load_explicit(&rt->slots[slot], memory_order_acquire);
+}
+/* The live incarnation pid names, or NULL if stale. */
+static inline weir__proc *weir__proc_get(weir_rt *rt, weir_pid pid) {
+  weir__proc *p = weir__proc_slot(rt, weir__pid_slot(pid));
+  if (!p) return NULL;
+  /* acquire on gen: pairs with spawn's release store, so the bounds and
+     flags written before it are visible. */
+  if (atomic_load_explicit(&p->gen, memory_order_acquire) != weir__pid_gen(pid))
+    return NULL;
+  if (atomic_load_explicit(&p->life, memory_order_relaxed) != WEIR__P_LIVE)
+    return NULL;
+  return p;
+}
+static inline weir_pid weir__proc_pid(const weir__proc *p) {
+  return weir__pid_make(p->slot,
+                        atomic_load_explicit(&p->gen, memory_order_relaxed));
+}
 /* Slots in use so far (a scan's bound), read under the table lock. */
 uint32_t weir__proc_table_used(weir_rt *rt);
 weir_ref weir__new_ref(weir_rt *rt);
