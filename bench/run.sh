@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: weir and the BEAM peer, side by side, in one run.
+# bench/run.sh: weir and its peers (BEAM, Go, CAF), side by side, in one run.
 #
 # Usage: bench/run.sh [BUILD_DIR]        (default: build; needs BUILD_DIR/weir-bench)
 #   ROUNDS=N          rounds (default 3); the table shows medians
@@ -15,14 +15,20 @@
 #                     e.g. BENCH_ONLY=savina; the table keeps their rows only
 #
 # Every workload runs in weir (BUILD_DIR/weir-bench NAME ARGS) and in BEAM
-# (elixir bench/beam/NAME.exs ARGS) alternately, weir then BEAM, so that both
-# see the same machine at nearly the same moment; absolute figures on a
-# shared machine drift, ratios measured this way do not. The raw lines go to
-# BUILD_DIR/bench-results.txt; the table compares the medians with the goals
-# in ROWS below (bench/README.md, "Goals", says why each); the last lines
-# are `ratio NAME=X` (weir / BEAM) for scripts. Exit status: 0 if every run
-# completed (goals met or not; the table says), 1 if a run failed or timed
-# out.
+# (elixir bench/beam/NAME.exs ARGS), and fanin, pingpong, spawn_call, backlog
+# and partitioned also in Go (BUILD_DIR/go-bench, from bench/go) and in CAF
+# (BUILD_DIR/caf/caf-bench, from bench/caf), alternately, weir, BEAM, Go, CAF,
+# so that all see the same machine at nearly the same moment; absolute
+# figures on a shared machine drift, ratios measured this way do not. The Go
+# and CAF twins are built here, before the first round (go build with its
+# cache under BUILD_DIR, offline; make -C bench/caf with g++ and libcaf); a
+# peer whose toolchain is missing is skipped with a message. The raw lines go
+# to BUILD_DIR/bench-results.txt; the table compares the medians with the
+# goals in ROWS below (weir / BEAM; bench/README.md, "Goals", says why each)
+# and shows one ratio column per peer; the last lines are `ratio NAME=X` (weir / BEAM)
+# and `ratio NAME_vs_go=X`, `ratio NAME_vs_caf=X` (weir / Go, weir / CAF)
+# for scripts. Exit status: 0 if every run completed (goals met or not; the
+# table says), 1 if a run or a twin's build failed or timed out.
 #
 # savina_NAME are the Savina actor micro-benchmarks (bench/savina_*.c against
 # bench/beam/savina/NAME.exs); they have no goal: their rows are "info",
@@ -38,6 +44,8 @@ TIMEOUT=${BENCH_TIMEOUT:-600}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$BUILD/weir-bench
 out=$BUILD/bench-results.txt
+# The workloads with Go and CAF twins (bench/go, bench/caf).
+TWINS="fanin pingpong spawn_call backlog partitioned"
 
 declare -A ARGS=(
   [fanin]=${BENCH_FANIN:-2 1000000}
@@ -98,6 +106,50 @@ if ! command -v elixir >/dev/null 2>&1; then
   echo "  scripts/deps.sh bench     (or: apt-get install -y elixir erlang-nox)" >&2
 fi
 
+failed=0
+absbuild=$(cd "$BUILD" && pwd)
+twins=0
+for w in $WORKLOADS; do
+  case " $TWINS " in *" $w "*) twins=1 ;; esac
+done
+# The Go twin: standard library only, built offline with its cache and
+# GOPATH under the build directory (works as root, needs no $HOME).
+go=0
+gobin=$absbuild/go-bench
+if [ $twins = 0 ]; then
+  :
+elif ! command -v go >/dev/null 2>&1; then
+  echo "run.sh: go not found: skipping the Go peer. Install it with" >&2
+  echo "  scripts/deps.sh bench     (or: apt-get install -y golang-go)" >&2
+elif (cd "$here/go" && GOCACHE="$absbuild/go/cache" GOPATH="$absbuild/go/path" \
+  GOPROXY=off GOFLAGS="" GOTOOLCHAIN=local go build -o "$gobin" .); then
+  go=1
+else
+  failed=1
+  echo "run.sh: building bench/go failed: running without the Go peer" >&2
+fi
+# The CAF twin: g++ and libcaf-dev (CAF 0.17), through bench/caf/Makefile;
+# its first build takes a minute or two (CAF is all templates).
+caf=0
+cafbin=$absbuild/caf/caf-bench
+probe=$(mktemp -d)
+if [ $twins = 0 ]; then
+  :
+elif ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 ||
+  ! printf '#include <caf/config.hpp>\nint main() { return CAF_VERSION > 0 ? 0 : 1; }\n' |
+  g++ -x c++ - -o "$probe/a.out" -lcaf_core >/dev/null 2>&1; then
+  echo "run.sh: g++, make or libcaf not found: skipping the CAF peer. Install it with" >&2
+  echo "  scripts/deps.sh bench     (or: apt-get install -y g++ make libcaf-dev)" >&2
+elif make -s -q -C "$here/caf" OUT="$absbuild/caf" 2>/dev/null ||
+  { echo "run.sh: building the CAF twin (bench/caf) in $absbuild/caf" >&2 &&
+    make -s -C "$here/caf" -j "$(nproc)" OUT="$absbuild/caf" >&2; }; then
+  caf=1
+else
+  failed=1
+  echo "run.sh: building bench/caf failed: running without the CAF peer" >&2
+fi
+rm -rf "$probe"
+
 {
   echo "# weir-bench results, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "# host: $(uname -srm), $(nproc) CPUs"
@@ -105,18 +157,25 @@ fi
   if [ $beam = 1 ]; then
     echo "# beam: $(elixir --version 2>/dev/null | tr '\n' ' ')"
   fi
+  [ $go = 1 ] && echo "# go: $(go version 2>/dev/null)"
+  [ $caf = 1 ] && echo "# caf: libcaf-dev $(dpkg-query -W -f='${Version}' libcaf-dev 2>/dev/null || echo unknown)"
   echo "# rounds: $ROUNDS"
 } >"$out"
 
-failed=0
-# run SIDE NAME ROUND: one run; its `weir|beam ...` lines go to stdout and
-# the results file, a failure is recorded as a comment.
+# run SIDE NAME ROUND: one run; its `weir|beam|go|caf ...` lines go to
+# stdout and the results file, a failure is recorded as a comment.
 run() {
   local side=$1 name=$2 round=$3 args=${ARGS[$2]} rc lines errf
   errf=$(mktemp)
   if [ "$side" = weir ]; then
     # shellcheck disable=SC2086
     lines=$(timeout "$TIMEOUT" "$bin" "$name" $args 2>"$errf")
+  elif [ "$side" = go ]; then
+    # shellcheck disable=SC2086
+    lines=$(timeout "$TIMEOUT" "$gobin" "$name" $args 2>"$errf")
+  elif [ "$side" = caf ]; then
+    # shellcheck disable=SC2086
+    lines=$(timeout "$TIMEOUT" "$cafbin" "$name" $args 2>"$errf")
   else
     local erl=""
     # BEAM's default process limit (262,144) is below spawn_call's N.
@@ -146,6 +205,9 @@ for round in $(seq 1 "$ROUNDS"); do
     run weir "$w" "$round"
     case " $WEIR_ONLY " in *" $w "*) continue ;; esac
     [ $beam = 1 ] && run beam "$w" "$round"
+    case " $TWINS " in *" $w "*) ;; *) continue ;; esac
+    [ $go = 1 ] && run go "$w" "$round"
+    [ $caf = 1 ] && run caf "$w" "$round"
   done
 done
 
@@ -180,45 +242,76 @@ median() {
     }' "$out"
 }
 
-# Rows: id|label|line|weir key|beam key|goal on (ratio or weir)|op|goal|fmt
-# "ratio" goals compare weir / BEAM; "weir" goals compare weir's own figure.
-ROWS='fanin|fan-in msgs/s|fanin|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
-pingpong|ping-pong round trips/s|pingpong|round_trips_per_s|round_trips_per_s|ratio|>=|4|%.0f
-call|call round trips/s|call|calls_per_s|calls_per_s|ratio|>=|2|%.0f
-call_thread|call from a thread/s|call|sync_calls_per_s|calls_per_s|none|-|-|%.0f
-spawn|spawns/s|spawn|spawns_per_s|spawns_per_s|ratio|>=|20|%.0f
-bytes_per_process|bytes per idle process|spawn|bytes_per_process|bytes_per_process|ratio|<=|0.1|%.0f
-bytes_per_event|bytes per queued event|backlog|vm_bytes_per_msg|vm_bytes_per_msg|ratio|<=|0.333|%.1f
-drain|drain / stream rate|backlog|drain_ratio|drain_ratio|weir|>=|0.9|%.3f
-io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|weir|>=|95|%.1f
-bounded_reject|bounded REJECT / unbounded|bounded|reject_ratio|-|weir|>=|0.9|%.3f
-bounded_block|bounded BLOCK / unbounded|bounded|block_ratio|-|weir|>=|0.9|%.3f
-flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|none|-|-|%.0f
-flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|none|-|-|%.0f
-proc_count|proc_count scan, 1 M procs, ms|proc_count|scan_ms|-|none|-|-|%.2f
-fanin_polled|fan-in polled / not polled|fanin_polled|ratio|-|weir|>=|0.95|%.3f
-partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
-partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|none|-|-|%.0f
-savina_pingpong|savina pingpong pings/s|savina_pingpong|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_count|savina count msgs/s|savina_count|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_fjthrput|savina fjthrput msgs/s|savina_fjthrput|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_fjcreate|savina fjcreate actors/s|savina_fjcreate|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_threadring|savina threadring passes/s|savina_threadring|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_chameneos|savina chameneos meetings/s|savina_chameneos|ops_per_s|ops_per_s|info|-|-|%.0f
-savina_big|savina big pings/s|savina_big|ops_per_s|ops_per_s|info|-|-|%.0f'
+# Rows: id|label|line|weir key|beam key|go key|caf key|goal on|op|goal|fmt
+# A peer's key is KEY (on the row's line) or LINE:KEY (another line of that
+# peer), "-" for none. Goals ("ratio": weir / BEAM; "weir": weir's own
+# figure) are DESIGN.md's, so the status column judges BEAM only; the Go
+# and CAF columns are information (bench/README.md says what favours each).
+# partitioned: the Go and CAF twins send straight to the worker (they have no
+# partition supervisor), so compare them with weir's direct row too.
+ROWS='fanin|fan-in msgs/s|fanin|msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+fanin_map|fan-in msgs/s, Go map payload|fanin|msgs_per_s|-|fanin_map:msgs_per_s|-|none|-|-|%.0f
+pingpong|ping-pong round trips/s|pingpong|round_trips_per_s|round_trips_per_s|round_trips_per_s|round_trips_per_s|ratio|>=|4|%.0f
+call|call round trips/s|call|calls_per_s|calls_per_s|calls_per_s|calls_per_s|ratio|>=|2|%.0f
+call_thread|call from a thread/s|call|sync_calls_per_s|calls_per_s|-|sync_calls_per_s|none|-|-|%.0f
+spawn|spawns/s|spawn|spawns_per_s|spawns_per_s|spawns_per_s|spawns_per_s|ratio|>=|20|%.0f
+bytes_per_process|bytes per idle process|spawn|bytes_per_process|bytes_per_process|bytes_per_process|bytes_per_process|ratio|<=|0.1|%.0f
+bytes_per_event|bytes per queued event|backlog|vm_bytes_per_msg|vm_bytes_per_msg|vm_bytes_per_msg|vm_bytes_per_msg|ratio|<=|0.333|%.1f
+drain|drain / stream rate|backlog|drain_ratio|drain_ratio|drain_ratio|drain_ratio|weir|>=|0.9|%.3f
+io_bound|io-bound % of ideal|io_bound|pct_of_ideal|pct_of_ideal|-|-|weir|>=|95|%.1f
+bounded_reject|bounded REJECT / unbounded|bounded|reject_ratio|-|-|-|weir|>=|0.9|%.3f
+bounded_block|bounded BLOCK / unbounded|bounded|block_ratio|-|-|-|weir|>=|0.9|%.3f
+flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|-|-|none|-|-|%.0f
+flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|-|-|none|-|-|%.0f
+proc_count|proc_count scan, 1 M procs, ms|proc_count|scan_ms|-|-|-|none|-|-|%.2f
+fanin_polled|fan-in polled / not polled|fanin_polled|ratio|-|-|-|weir|>=|0.95|%.3f
+partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|none|-|-|%.0f
+savina_pingpong|savina pingpong pings/s|savina_pingpong|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_count|savina count msgs/s|savina_count|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_fjthrput|savina fjthrput msgs/s|savina_fjthrput|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_fjcreate|savina fjcreate actors/s|savina_fjcreate|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_threadring|savina threadring passes/s|savina_threadring|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_chameneos|savina chameneos meetings/s|savina_chameneos|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
+savina_big|savina big pings/s|savina_big|ops_per_s|ops_per_s|-|-|info|-|-|%.0f'
+
+# value SIDE LINE SPEC: the median of a row's key spec for one side.
+value() {
+  local side=$1 line=$2 spec=$3
+  if [ "$spec" = - ]; then
+    echo -
+    return
+  fi
+  case $spec in *:*) line=${spec%%:*} spec=${spec#*:} ;; esac
+  median "$side" "$line" "$spec"
+}
+# ratio A B: A / B to 3 decimals, "-" if either is missing or B is 0.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.3f", a / b }'
+}
+# fmtv X FMT: X printed with FMT, "-" as is.
+fmtv() {
+  if [ "$1" = - ]; then echo -; else awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; fi
+}
 
 table=$(mktemp)
 ratios=$(mktemp)
-printf '%-26s %14s %14s %9s  %-19s %s\n' workload weir BEAM ratio goal status >"$table"
-while IFS='|' read -r id label line wkey bkey on op goal fmt; do
-  w=$(median weir "$line" "$wkey")
-  b=$(median beam "$line" "$bkey")
+tfmt='%-30s %13s %13s %13s %13s %9s %9s %9s  %-19s %s\n'
+# shellcheck disable=SC2059
+printf "$tfmt" workload weir BEAM Go CAF weir/BEAM weir/Go weir/CAF goal status >"$table"
+while IFS='|' read -r id label line wkey bkey gkey ckey on op goal fmt; do
+  w=$(value weir "$line" "$wkey")
+  b=$(value beam "$line" "$bkey")
+  g=$(value go "$line" "$gkey")
+  c=$(value caf "$line" "$ckey")
   # With BENCH_ONLY, rows of the workloads that did not run are left out.
-  [ -n "$ONLY" ] && [ "$w" = "-" ] && [ "$b" = "-" ] && continue
-  ratio=$(awk -v w="$w" -v b="$b" 'BEGIN {
-    if (w == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.3f", w / b }')
+  [ -n "$ONLY" ] && [ "$w$b$g$c" = "----" ] && continue
+  rb=$(ratio "$w" "$b")
+  rg=$(ratio "$w" "$g")
+  rc=$(ratio "$w" "$c")
   case $on in
-    ratio) goaltxt="weir/BEAM $op $goal"; subject=$ratio ;;
+    ratio) goaltxt="weir/BEAM $op $goal"; subject=$rb ;;
     weir) goaltxt="weir $op $goal"; subject=$w ;;
     info) goaltxt="info"; subject="-" ;;
     *) goaltxt="-"; subject="-" ;;
@@ -232,15 +325,20 @@ while IFS='|' read -r id label line wkey bkey on op goal fmt; do
       ok = (op == ">=") ? (s + 0 >= g + 0) : (s + 0 <= g + 0)
       print ok ? "met" : "NOT MET" }')
   fi
-  wf=$w bf=$b
-  [ "$w" != "-" ] && wf=$(awk -v x="$w" -v f="$fmt" 'BEGIN { printf f, x }')
-  [ "$b" != "-" ] && bf=$(awk -v x="$b" -v f="$fmt" 'BEGIN { printf f, x }')
-  printf '%-26s %14s %14s %9s  %-19s %s\n' "$label" "$wf" "$bf" "$ratio" "$goaltxt" "$status" >>"$table"
-  [ "$on" != none ] && echo "ratio $id=$ratio" >>"$ratios"
+  # shellcheck disable=SC2059
+  printf "$tfmt" "$label" "$(fmtv "$w" "$fmt")" "$(fmtv "$b" "$fmt")" \
+    "$(fmtv "$g" "$fmt")" "$(fmtv "$c" "$fmt")" "$rb" "$rg" "$rc" \
+    "$goaltxt" "$status" >>"$table"
+  [ "$on" != none ] && echo "ratio $id=$rb" >>"$ratios"
+  [ $go = 1 ] && [ "$gkey" != - ] && echo "ratio ${id}_vs_go=$rg" >>"$ratios"
+  [ $caf = 1 ] && [ "$ckey" != - ] && echo "ratio ${id}_vs_caf=$rc" >>"$ratios"
 done <<<"$ROWS"
 
+peers="BEAM"
+[ $go = 1 ] && peers="$peers, Go"
+[ $caf = 1 ] && peers="$peers, CAF"
 echo
-echo "== medians of $ROUNDS round(s), weir vs BEAM ($(nproc) CPUs); raw lines: $out"
+echo "== medians of $ROUNDS round(s), weir vs $peers ($(nproc) CPUs); raw lines: $out"
 cat "$table" "$ratios"
 {
   echo "# table"
