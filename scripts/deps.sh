@@ -8,7 +8,7 @@ pkgs="build-essential cmake pkg-config libxxhash-dev"
 case "$what" in
   build) ;;
   test|demo) pkgs="$pkgs libsqlite3-dev sqlite3 libpq-dev libmicrohttpd-dev libjansson-dev libnats-dev nats-server postgresql prometheus python3 curl" ;;
-  bench) pkgs="$pkgs libsqlite3-dev libpq-dev libmicrohttpd-dev libjansson-dev libnats-dev nats-server postgresql python3 bc elixir erlang-nox" ;;
+  bench) pkgs="$pkgs libsqlite3-dev libpq-dev libmicrohttpd-dev libjansson-dev libnats-dev nats-server postgresql python3 bc elixir erlang-nox golang-go libcaf-dev" ;;
   ci) pkgs="$pkgs libsqlite3-dev sqlite3 libpq-dev libmicrohttpd-dev libjansson-dev libnats-dev nats-server postgresql prometheus python3 curl clang libclang-rt-14-dev clang-format valgrind" ;;
   *) echo "deps.sh: unknown target '$what' (build, test, demo, bench, ci)" >&2; exit 2 ;;
 esac
