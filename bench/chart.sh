@@ -5,8 +5,7 @@
 # One group per workload, one bar per peer, on a log scale from 0.1x to 50x
 # drawn from 1x: a bar to the right means weir is ahead, to the left that
 # the peer is. The goals (weir / BEAM; bench/README.md, "Goals") are marked
-# on the BEAM bars,
-# red where unmet. Needs only awk.
+# on the BEAM bars, red where unmet. Needs only awk.
 set -eu
 in=$1
 out=$2

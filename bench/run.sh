@@ -245,7 +245,8 @@ median() {
 # Rows: id|label|line|weir key|beam key|go key|caf key|goal on|op|goal|fmt
 # A peer's key is KEY (on the row's line) or LINE:KEY (another line of that
 # peer), "-" for none. Goals ("ratio": weir / BEAM; "weir": weir's own
-# figure) are DESIGN.md's, so the status column judges BEAM only; the Go
+# figure) are bench/README.md's "Goals", so the status column judges BEAM
+# only; the Go
 # and CAF columns are information (bench/README.md says what favours each).
 # partitioned: the Go and CAF twins send straight to the worker (they have no
 # partition supervisor), so compare them with weir's direct row too.
