@@ -245,12 +245,13 @@ median() {
 # Rows: id|label|line|weir key|beam key|go key|caf key|goal on|op|goal|fmt
 # A peer's key is KEY (on the row's line) or LINE:KEY (another line of that
 # peer), "-" for none. Goals ("ratio": weir / BEAM; "weir": weir's own
-# figure) are bench/README.md's "Goals", so the status column judges BEAM
-# only; the Go
-# and CAF columns are information (bench/README.md says what favours each).
+# figure; "go": weir / Go) are bench/README.md's "Goals"; the status
+# column judges each row's goal; the Go and CAF ratio columns are
+# information elsewhere (bench/README.md says what favours each peer).
 # partitioned: the Go and CAF twins send straight to the worker (they have no
 # partition supervisor), so compare them with weir's direct row too.
 ROWS='fanin|fan-in msgs/s|fanin|msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+fanin_go|fan-in msgs/s, goal vs Go|fanin|msgs_per_s|-|msgs_per_s|-|go|>=|1.2|%.0f
 fanin_map|fan-in msgs/s, Go map payload|fanin|msgs_per_s|-|fanin_map:msgs_per_s|-|none|-|-|%.0f
 pingpong|ping-pong round trips/s|pingpong|round_trips_per_s|round_trips_per_s|round_trips_per_s|round_trips_per_s|ratio|>=|4|%.0f
 call|call round trips/s|call|calls_per_s|calls_per_s|calls_per_s|calls_per_s|ratio|>=|2|%.0f
@@ -267,6 +268,7 @@ flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|-|-|
 proc_count|proc_count scan, 1 M procs, ms|proc_count|scan_ms|-|-|-|none|-|-|%.2f
 fanin_polled|fan-in polled / not polled|fanin_polled|ratio|-|-|-|weir|>=|0.95|%.3f
 partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
+partitioned_go|partitioned msgs/s, goal vs Go|partitioned|msgs_per_s|-|msgs_per_s|-|go|>=|1.2|%.0f
 partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|none|-|-|%.0f
 savina_pingpong|savina pingpong pings/s|savina_pingpong|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
 savina_count|savina count msgs/s|savina_count|ops_per_s|ops_per_s|-|-|info|-|-|%.0f
@@ -313,6 +315,7 @@ while IFS='|' read -r id label line wkey bkey gkey ckey on op goal fmt; do
   rc=$(ratio "$w" "$c")
   case $on in
     ratio) goaltxt="weir/BEAM $op $goal"; subject=$rb ;;
+    go) goaltxt="weir/Go $op $goal"; subject=$rg ;;
     weir) goaltxt="weir $op $goal"; subject=$w ;;
     info) goaltxt="info"; subject="-" ;;
     *) goaltxt="-"; subject="-" ;;
@@ -330,6 +333,9 @@ while IFS='|' read -r id label line wkey bkey gkey ckey on op goal fmt; do
   printf "$tfmt" "$label" "$(fmtv "$w" "$fmt")" "$(fmtv "$b" "$fmt")" \
     "$(fmtv "$g" "$fmt")" "$(fmtv "$c" "$fmt")" "$rb" "$rg" "$rc" \
     "$goaltxt" "$status" >>"$table"
+  # a "go" row repeats its workload's figures to judge the goal vs Go; its
+  # ratio line is the workload row's NAME_vs_go
+  [ "$on" = go ] && continue
   [ "$on" != none ] && echo "ratio $id=$rb" >>"$ratios"
   [ $go = 1 ] && [ "$gkey" != - ] && echo "ratio ${id}_vs_go=$rg" >>"$ratios"
   [ $caf = 1 ] && [ "$ckey" != - ] && echo "ratio ${id}_vs_caf=$rc" >>"$ratios"
