@@ -33,6 +33,7 @@ int bench_flood(int argc, char **argv);
 int bench_partitioned(int argc, char **argv);
 int bench_proc_count(int argc, char **argv);
 int bench_fanin_polled(int argc, char **argv);
+int bench_queue_probe(int argc, char **argv);
 /* The Savina actor micro-benchmarks (bench/savina_*.c); ARGS are optional
    and default to Savina's own defaults. */
 int bench_savina_pingpong(int argc, char **argv);

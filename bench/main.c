@@ -12,6 +12,7 @@
  *   weir-bench partitioned P M W    P producers -> partition supervisor
  *   weir-bench proc_count N         cost of one proc_count scan over N
  *   weir-bench fanin_polled P M     fan-in with proc_count polled every 100 ms
+ *   weir-bench queue_probe P M      the same mailbox with no runtime (limits)
  *   weir-bench savina_NAME [ARGS]   the Savina actor micro-benchmarks:
  *     pingpong, count, fjthrput, fjcreate, threadring, chameneos, big
  *     (bench/savina_*.c; bracketed arguments default to Savina's values)
@@ -164,6 +165,7 @@ static const bench_cmd cmds[] = {
     {"partitioned", bench_partitioned, "partitioned P M W"},
     {"proc_count", bench_proc_count, "proc_count N"},
     {"fanin_polled", bench_fanin_polled, "fanin_polled P M"},
+    {"queue_probe", bench_queue_probe, "queue_probe P M"},
     {"savina_pingpong", bench_savina_pingpong, "savina_pingpong [N]"},
     {"savina_count", bench_savina_count, "savina_count [N]"},
     {"savina_fjthrput", bench_savina_fjthrput, "savina_fjthrput [A] [N]"},

@@ -65,9 +65,10 @@ declare -A ARGS=(
   [flood]=${BENCH_FLOOD:-4}
   [proc_count]=${BENCH_PROC_COUNT:-1000000}
   [fanin_polled]=${BENCH_FANIN_POLLED:-2 3000000}
+  [queue_probe]=${BENCH_QUEUE_PROBE:-2 1000000}
 )
 WORKLOADS="fanin pingpong spawn_call backlog io_bound partitioned bounded flood
-  proc_count fanin_polled"
+  proc_count fanin_polled queue_probe"
 SAVINA="savina_pingpong savina_count savina_fjthrput savina_fjcreate
   savina_threadring savina_chameneos savina_big"
 WORKLOADS="$WORKLOADS $(echo $SAVINA)"
@@ -86,8 +87,10 @@ fi
 # weir-only workloads (no BEAM peer script): bounded compares weir with
 # itself (bounded / unbounded mailbox), flood reports RSS over time,
 # proc_count times one scan over a million processes, fanin_polled compares
-# fan-in with and without proc_count polled every 100 ms.
-WEIR_ONLY="bounded flood proc_count fanin_polled"
+# fan-in with and without proc_count polled every 100 ms, queue_probe is
+# fanin's mailbox and message pool with no runtime around them (the limits
+# probe: what the queue alone can do).
+WEIR_ONLY="bounded flood proc_count fanin_polled queue_probe"
 
 if [ ! -x "$bin" ]; then
   echo "run.sh: $bin not found; build first: make bench (or cmake --build $BUILD --target weir-bench)" >&2
@@ -267,6 +270,7 @@ flood_bounded|flood: bounded RSS growth|floodsum|bounded_rss_growth|-|-|-|none|-
 flood_unbounded|flood: unbounded RSS growth|floodsum|unbounded_rss_growth|-|-|-|none|-|-|%.0f
 proc_count|proc_count scan, 1 M procs, ms|proc_count|scan_ms|-|-|-|none|-|-|%.2f
 fanin_polled|fan-in polled / not polled|fanin_polled|ratio|-|-|-|weir|>=|0.95|%.3f
+queue_probe|bare queue fan-in msgs/s (no runtime)|queue_probe|msgs_per_s|-|-|-|none|-|-|%.0f
 partitioned|partitioned cast msgs/s|partitioned|msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|ratio|>=|8|%.0f
 partitioned_go|partitioned msgs/s, goal vs Go|partitioned|msgs_per_s|-|msgs_per_s|-|go|>=|1.2|%.0f
 partitioned_direct|same, direct cast msgs/s|partitioned|direct_msgs_per_s|msgs_per_s|msgs_per_s|msgs_per_s|none|-|-|%.0f
