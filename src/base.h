@@ -78,6 +78,57 @@ static inline void weir__cpu_relax(void) {
 _Noreturn void weir__assert_fail(const char *cond, const char *file, int line,
                                  const char *func);
 
+/* ---- lockorder.c: the lock order, checked ----------------------------------
+   Every mutex of the runtime has a rank; a thread may take a mutex only at a
+   rank above every rank it holds (docs/ARCHITECTURE.md, "Locks", is this
+   list with what each guards and what is taken under it). Lower ranks are
+   the outer locks. weir__lock/weir__unlock are pthread_mutex_lock/unlock;
+   with WEIR_CHECKS they also keep the thread's held locks and abort, naming
+   both sites, on a lock taken out of order, an unlock of a lock not held or
+   at another rank (the idea of the BEAM's erl_lock_check.c). */
+#define WEIR__LOCK_RANKS(X)                                                    \
+  X(CONSOLE, 5, "console mu")                                                  \
+  X(RESIZE, 10, "partsup resize_mu")                                           \
+  X(ALARM_REC, 20, "alarm rec_mu")                                             \
+  X(ALARM, 30, "alarm mu")                                                     \
+  X(TRACE, 40, "trace mu")                                                     \
+  X(REPORT, 50, "report mu")                                                   \
+  X(DQ, 60, "slot dq_mu")                                                      \
+  X(SUB, 70, "sub_mu")                                                         \
+  X(REG, 80, "reg_mu")                                                         \
+  X(TIMER, 90, "timer_mu")                                                     \
+  X(CALLS, 100, "calls_mu")                                                    \
+  X(WAITER, 110, "waiter mu")                                                  \
+  X(RUN_IN, 120, "run_in mu")                                                  \
+  X(TABLE, 130, "table_mu")                                                    \
+  X(RETIRE, 140, "retire_mu")                                                  \
+  X(ROUTERS, 150, "g_routers_mu")                                              \
+  X(INJECT, 160, "inject_mu")                                                  \
+  X(IO, 170, "io_mu")                                                          \
+  X(POOL, 180, "g_pool_mu")
+enum weir__lock_rank {
+#define WEIR__LOCK_RANK_ENUM(name, rank, what) WEIR__LK_##name = rank,
+  WEIR__LOCK_RANKS(WEIR__LOCK_RANK_ENUM)
+#undef WEIR__LOCK_RANK_ENUM
+};
+#ifdef WEIR_CHECKS
+#define weir__lock(mu, rank)                                                   \
+  weir__lock_at((mu), (rank), #mu, __FILE__, __LINE__, __func__)
+#define weir__unlock(mu, rank)                                                 \
+  weir__unlock_at((mu), (rank), #mu, __FILE__, __LINE__, __func__)
+#else
+#define weir__lock(mu, rank)   ((void)(rank), (void)pthread_mutex_lock(mu))
+#define weir__unlock(mu, rank) ((void)(rank), (void)pthread_mutex_unlock(mu))
+#endif
+void weir__lock_at(pthread_mutex_t *mu, enum weir__lock_rank rank,
+                   const char *what, const char *file, int line,
+                   const char *func);
+void weir__unlock_at(pthread_mutex_t *mu, enum weir__lock_rank rank,
+                     const char *what, const char *file, int line,
+                     const char *func);
+/* Does this thread hold mu? For WEIR__ASSERT (WEIR_CHECKS only). */
+bool weir__lock_held(const pthread_mutex_t *mu);
+
 /* ---- os.c: the clock, sleeping, futexes ---------------------------------- */
 uint64_t weir__now_ns(void); /* CLOCK_MONOTONIC */
 void weir__sleep_ns(uint64_t ns);
