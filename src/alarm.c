@@ -155,7 +155,7 @@ static void deliver_all(weir_rt *rt, weir__alarm_state *a,
 
 static void retry_later(weir__alarm_state *a, const weir_alarm *al,
                         weir_pid to) {
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   if (a->nretry < RETRY_MAX) {
     a->retry[a->nretry].al = *al;
     a->retry[a->nretry].to = to;
@@ -163,13 +163,13 @@ static void retry_later(weir__alarm_state *a, const weir_alarm *al,
   } else {
     a->lost++;
   }
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
 }
 
 /* Records a raised alarm in (or drops a cleared one from) the active list;
    false if the list could not grow. */
 static bool active_put(weir__alarm_state *a, const weir_alarm *al) {
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   for (size_t i = 0; i < a->nactive; i++)
     if (a->active[i].kind == al->kind &&
         weir_pid_eq(a->active[i].pid, al->pid)) {
@@ -177,7 +177,7 @@ static bool active_put(weir__alarm_state *a, const weir_alarm *al) {
         a->active[i] = *al;
       else
         a->active[i] = a->active[--a->nactive];
-      pthread_mutex_unlock(&a->mu);
+      weir__unlock(&a->mu, WEIR__LK_ALARM);
       return true;
     }
   if (al->on) {
@@ -192,12 +192,12 @@ static bool active_put(weir__alarm_state *a, const weir_alarm *al) {
       }
     }
     if (a->nactive == a->capactive) {
-      pthread_mutex_unlock(&a->mu);
+      weir__unlock(&a->mu, WEIR__LK_ALARM);
       return false;
     }
     a->active[a->nactive++] = *al;
   }
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
   return true;
 }
 
@@ -220,16 +220,16 @@ static bool deliver_alarm(weir_rt *rt, weir_pid to, const weir_alarm *al) {
 
 /* Once per tick: what failed for want of memory goes again, in order. */
 static void retry_pending(weir_rt *rt, weir__alarm_state *a) {
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   unsigned n = a->nretry;
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
   for (unsigned i = 0; i < n; i++) {
-    pthread_mutex_lock(&a->mu);
+    weir__lock(&a->mu, WEIR__LK_ALARM);
     weir_alarm al = a->retry[0].al;
     weir_pid to = a->retry[0].to;
     a->nretry--;
     memmove(&a->retry[0], &a->retry[1], a->nretry * sizeof a->retry[0]);
-    pthread_mutex_unlock(&a->mu);
+    weir__unlock(&a->mu, WEIR__LK_ALARM);
     bool ok;
     if (weir_pid_is_none(to))
       ok = active_put(a, &al);
@@ -244,11 +244,11 @@ static void retry_pending(weir_rt *rt, weir__alarm_state *a) {
 /* To every subscriber; what cannot be sent now is retried next tick. */
 static void deliver_all(weir_rt *rt, weir__alarm_state *a,
                         const weir_alarm *al) {
-  pthread_mutex_lock(&rt->sub_mu);
+  weir__lock(&rt->sub_mu, WEIR__LK_SUB);
   size_t n = rt->nalarm_subs;
   weir_pid *subs = n ? weir__malloc(n * sizeof *subs) : NULL;
   if (subs) memcpy(subs, rt->alarm_subs, n * sizeof *subs);
-  pthread_mutex_unlock(&rt->sub_mu);
+  weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
   if (!subs) {
     if (n) retry_later(a, al, ALL_SUBS); /* no memory for the copy */
     return;
@@ -380,7 +380,7 @@ static void *sampler_main(void *arg) {
   weir__alarm_state *a = rt->alarm;
   uint64_t last = weir__now_ns();
   uint64_t scan_ns = 0;
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   while (!a->stop) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -392,14 +392,14 @@ static void *sampler_main(void *arg) {
     ts.tv_nsec = (long)(abs_ns % 1000000000ull);
     pthread_cond_timedwait(&a->cv, &a->mu, &ts);
     if (a->stop) break;
-    pthread_mutex_unlock(&a->mu);
+    weir__unlock(&a->mu, WEIR__LK_ALARM);
     uint64_t now = weir__now_ns();
     double dt = (double)(now - last) / 1e9;
     last = now;
     if (dt <= 0) dt = 1e-3;
     uint32_t used = weir__proc_table_used(rt);
     uint64_t t0 = weir__now_ns();
-    pthread_mutex_lock(&a->rec_mu);
+    weir__lock(&a->rec_mu, WEIR__LK_ALARM_REC);
     for (uint32_t i = 0; i < used; i++) {
       weir__proc *p = weir__proc_slot(rt, i);
       if (!p ||
@@ -415,25 +415,25 @@ static void *sampler_main(void *arg) {
       int nout = 0;
       sample_proc(rt, a, p, now, dt, out, &nout);
       if (nout) {
-        pthread_mutex_unlock(&a->rec_mu);
+        weir__unlock(&a->rec_mu, WEIR__LK_ALARM_REC);
         for (int k = 0; k < nout; k++) {
           if (out[k].secs_to_limit == -2.0)
             active_set(a, &out[k]); /* on == 0: drop it quietly */
           else
             emit(rt, &out[k]);
         }
-        pthread_mutex_lock(&a->rec_mu);
+        weir__lock(&a->rec_mu, WEIR__LK_ALARM_REC);
       }
     }
-    pthread_mutex_unlock(&a->rec_mu);
+    weir__unlock(&a->rec_mu, WEIR__LK_ALARM_REC);
     /* Keep the sampler's share of a core small on huge nodes: wait ten
        times as long as the scan took before the next one. */
     scan_ns = weir__now_ns() - t0;
     sample_budget(rt, a);
     retry_pending(rt, a);
-    pthread_mutex_lock(&a->mu);
+    weir__lock(&a->mu, WEIR__LK_ALARM);
   }
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
   return NULL;
 }
 
@@ -462,10 +462,10 @@ int weir__alarm_start(weir_rt *rt) {
 void weir__alarm_stop(weir_rt *rt) {
   weir__alarm_state *a = rt->alarm;
   if (!a) return;
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   a->stop = 1;
   pthread_cond_signal(&a->cv);
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
   pthread_join(a->thread, NULL);
   for (uint32_t i = 0; i < a->nchunks; i++)
     weir__free(a->chunks[i]);
@@ -483,7 +483,7 @@ void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
   weir__alarm_state *a = rt->alarm;
   *in_rate = *out_rate = 0.0;
   if (!a) return;
-  pthread_mutex_lock(&a->rec_mu);
+  weir__lock(&a->rec_mu, WEIR__LK_ALARM_REC);
   uint32_t c = p->slot / CHUNK;
   if (c < a->nchunks && a->chunks[c]) {
     samp *r = &a->chunks[c][p->slot % CHUNK];
@@ -492,15 +492,15 @@ void weir__rates(weir_rt *rt, weir__proc *p, double *in_rate,
       *out_rate = r->out_rate;
     }
   }
-  pthread_mutex_unlock(&a->rec_mu);
+  weir__unlock(&a->rec_mu, WEIR__LK_ALARM_REC);
 }
 
 uint64_t weir__alarms_active(weir_rt *rt) {
   weir__alarm_state *a = rt->alarm;
   if (!a) return 0;
-  pthread_mutex_lock(&a->mu);
+  weir__lock(&a->mu, WEIR__LK_ALARM);
   uint64_t n = a->nactive;
-  pthread_mutex_unlock(&a->mu);
+  weir__unlock(&a->mu, WEIR__LK_ALARM);
   return n;
 }
 
@@ -509,11 +509,11 @@ int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count) {
   weir__alarm_state *a = rt->alarm;
   size_t k = 0;
   if (a) {
-    pthread_mutex_lock(&a->mu);
+    weir__lock(&a->mu, WEIR__LK_ALARM);
     k = a->nactive;
     for (size_t i = 0; i < k && i < n; i++)
       out[i] = a->active[i];
-    pthread_mutex_unlock(&a->mu);
+    weir__unlock(&a->mu, WEIR__LK_ALARM);
   }
   if (count) *count = k;
   return WEIR_OK;
@@ -524,36 +524,36 @@ int weir_alarms(weir_rt *rt, weir_alarm *out, size_t n, size_t *count) {
 int weir_alarm_subscribe(weir_rt *rt, weir_pid pid) {
   if (!rt) return WEIR_EINVAL;
   if (!weir__proc_get(rt, pid)) return WEIR_ENOPROC;
-  pthread_mutex_lock(&rt->sub_mu);
+  weir__lock(&rt->sub_mu, WEIR__LK_SUB);
   for (size_t i = 0; i < rt->nalarm_subs; i++)
     if (weir_pid_eq(rt->alarm_subs[i], pid)) {
-      pthread_mutex_unlock(&rt->sub_mu);
+      weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
       return WEIR_OK;
     }
   weir_pid *n = weir__malloc((rt->nalarm_subs + 1) * sizeof *n);
   if (!n) {
-    pthread_mutex_unlock(&rt->sub_mu);
+    weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
     return WEIR_ENOMEM;
   }
   if (rt->nalarm_subs) memcpy(n, rt->alarm_subs, rt->nalarm_subs * sizeof *n);
   n[rt->nalarm_subs++] = pid;
   weir__free(rt->alarm_subs);
   rt->alarm_subs = n;
-  pthread_mutex_unlock(&rt->sub_mu);
+  weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
   return WEIR_OK;
 }
 
 int weir_alarm_unsubscribe(weir_rt *rt, weir_pid pid) {
   if (!rt) return WEIR_EINVAL;
   int rc = WEIR_ENOTFOUND;
-  pthread_mutex_lock(&rt->sub_mu);
+  weir__lock(&rt->sub_mu, WEIR__LK_SUB);
   for (size_t i = 0; i < rt->nalarm_subs; i++)
     if (weir_pid_eq(rt->alarm_subs[i], pid)) {
       rt->alarm_subs[i] = rt->alarm_subs[--rt->nalarm_subs];
       rc = WEIR_OK;
       break;
     }
-  pthread_mutex_unlock(&rt->sub_mu);
+  weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
   return rc;
 }
 

@@ -181,9 +181,9 @@ static void tl_flush(void *unused) {
   (void)unused;
   /* Under the lock: a release between the check and the push would hand
      objects of freed slabs to the shared stacks. */
-  pthread_mutex_lock(&g_pool_mu);
+  weir__lock(&g_pool_mu, WEIR__LK_POOL);
   if (tl.epoch != atomic_load_explicit(&g_epoch, memory_order_acquire)) {
-    pthread_mutex_unlock(&g_pool_mu);
+    weir__unlock(&g_pool_mu, WEIR__LK_POOL);
     return;
   }
   for (int c = 0; c < WEIR__NCLASS; c++) {
@@ -195,7 +195,7 @@ static void tl_flush(void *unused) {
     tl.cls[c].head = NULL;
     tl.cls[c].count = 0;
   }
-  pthread_mutex_unlock(&g_pool_mu);
+  weir__unlock(&g_pool_mu, WEIR__LK_POOL);
 }
 
 static void key_once(void) {
@@ -219,7 +219,7 @@ static void *pool_refill(int c) {
   size_t sz = class_size[c];
   pool_obj *got = NULL;
   uint32_t n = 0; /* objects in the batch */
-  pthread_mutex_lock(&g_pool_mu);
+  weir__lock(&g_pool_mu, WEIR__LK_POOL);
   if (g_batches[c]) {
     got = g_batches[c];
     g_batches[c] = got->next_batch;
@@ -228,7 +228,7 @@ static void *pool_refill(int c) {
     if (g_carve[c] + sz > g_carve_end[c]) {
       slab *s = weir__malloc(WEIR__SLAB_BYTES);
       if (!s) {
-        pthread_mutex_unlock(&g_pool_mu);
+        weir__unlock(&g_pool_mu, WEIR__LK_POOL);
         return NULL;
       }
       s->next = g_slabs;
@@ -248,7 +248,7 @@ static void *pool_refill(int c) {
     }
     got = list;
   }
-  pthread_mutex_unlock(&g_pool_mu);
+  weir__unlock(&g_pool_mu, WEIR__LK_POOL);
   /* The batch's first object is returned; the rest become the local list. */
   tl.cls[c].head = got->next;
   tl.cls[c].count = n - 1;
@@ -291,10 +291,10 @@ void weir__pool_free(void *p, size_t n) {
     last->next = NULL;
     tc->count -= WEIR__POOL_BATCH;
     batch->batch_n = WEIR__POOL_BATCH;
-    pthread_mutex_lock(&g_pool_mu);
+    weir__lock(&g_pool_mu, WEIR__LK_POOL);
     batch->next_batch = g_batches[c];
     g_batches[c] = batch;
-    pthread_mutex_unlock(&g_pool_mu);
+    weir__unlock(&g_pool_mu, WEIR__LK_POOL);
   }
 }
 
@@ -303,7 +303,7 @@ void weir__pools_acquire(void) {
 }
 
 void weir__pools_release(void) {
-  pthread_mutex_lock(&g_pool_mu);
+  weir__lock(&g_pool_mu, WEIR__LK_POOL);
   if (atomic_fetch_sub(&g_runtimes, 1) == 1) {
     /* Last runtime gone: every pooled object is dead. */
     while (g_slabs) {
@@ -316,5 +316,5 @@ void weir__pools_release(void) {
     memset(g_carve_end, 0, sizeof g_carve_end);
     atomic_fetch_add_explicit(&g_epoch, 1, memory_order_release);
   }
-  pthread_mutex_unlock(&g_pool_mu);
+  weir__unlock(&g_pool_mu, WEIR__LK_POOL);
 }

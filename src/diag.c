@@ -264,9 +264,9 @@ int weir_node_stats(weir_rt *rt, weir_stats *s) {
   s->alarms_active = weir__alarms_active(rt);
   s->rss_bytes = rss_bytes();
   s->schedulers = rt->nscheds;
-  pthread_mutex_lock(&rt->io_mu);
+  weir__lock(&rt->io_mu, WEIR__LK_IO);
   s->io_threads_live = rt->io_live;
-  pthread_mutex_unlock(&rt->io_mu);
+  weir__unlock(&rt->io_mu, WEIR__LK_IO);
   s->io_threads_max = rt->io_max;
   s->uptime_s = (double)(weir__now_ns() - rt->start_ns) / 1e9;
   return WEIR_OK;

@@ -30,15 +30,15 @@ static void *io_main(void *arg) {
   weir_rt *rt = arg;
   tl_io = 1;
   unsigned budget = rt->opts.batch;
-  pthread_mutex_lock(&rt->io_mu);
+  weir__lock(&rt->io_mu, WEIR__LK_IO);
   for (;;) {
     weir__proc *p = rt->io_head;
     if (p) {
       rt->io_head = p->rq_next;
       if (!rt->io_head) rt->io_tail = NULL;
-      pthread_mutex_unlock(&rt->io_mu);
+      weir__unlock(&rt->io_mu, WEIR__LK_IO);
       weir__proc_run(p, budget);
-      pthread_mutex_lock(&rt->io_mu);
+      weir__lock(&rt->io_mu, WEIR__LK_IO);
       continue;
     }
     if (rt->io_stop) break;
@@ -54,12 +54,12 @@ static void *io_main(void *arg) {
   }
   rt->io_live--;
   pthread_cond_broadcast(&rt->io_cv); /* io_stop waits for io_live == 0 */
-  pthread_mutex_unlock(&rt->io_mu);
+  weir__unlock(&rt->io_mu, WEIR__LK_IO);
   return NULL;
 }
 
 void weir__io_schedule(weir_rt *rt, weir__proc *p) {
-  pthread_mutex_lock(&rt->io_mu);
+  weir__lock(&rt->io_mu, WEIR__LK_IO);
   p->rq_next = NULL;
   if (rt->io_tail)
     rt->io_tail->rq_next = p;
@@ -78,7 +78,7 @@ void weir__io_schedule(weir_rt *rt, weir__proc *p) {
   } else {
     pthread_cond_signal(&rt->io_cv);
   }
-  pthread_mutex_unlock(&rt->io_mu);
+  weir__unlock(&rt->io_mu, WEIR__LK_IO);
 }
 
 int weir__io_start(weir_rt *rt) {
@@ -93,12 +93,12 @@ int weir__io_start(weir_rt *rt) {
 }
 
 void weir__io_stop(weir_rt *rt) {
-  pthread_mutex_lock(&rt->io_mu);
+  weir__lock(&rt->io_mu, WEIR__LK_IO);
   rt->io_stop = 1;
   pthread_cond_broadcast(&rt->io_cv);
   while (rt->io_live > 0)
     pthread_cond_wait(&rt->io_cv, &rt->io_mu);
-  pthread_mutex_unlock(&rt->io_mu);
+  weir__unlock(&rt->io_mu, WEIR__LK_IO);
   pthread_cond_destroy(&rt->io_cv);
   pthread_mutex_destroy(&rt->io_mu);
 }

@@ -69,10 +69,10 @@ static void count_out_rare(weir__proc *p, weir__msg *m) {
     /* Queued for an earlier DROP_OLDEST incarnation of this slot: it still
        counts in dq_len, which a later one would inherit. */
     weir__slotx *sx = p->x;
-    pthread_mutex_lock(&sx->dq_mu);
+    weir__lock(&sx->dq_mu, WEIR__LK_DQ);
     sx->dq_len--;
     sx->dq_bytes -= m->len;
-    pthread_mutex_unlock(&sx->dq_mu);
+    weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
     m->flags &= (uint16_t)~WEIR__MF_DQ;
   }
 }
@@ -93,7 +93,7 @@ static inline void count_out(weir__proc *p, weir__msg *m) {
 void weir__mbox_uncount(weir__proc *p, uint32_t len) {
   /* DROP_OLDEST: senders add evictions to out_count under dq_mu */
   bool locked = p->shed_oldest;
-  if (WEIR__UNLIKELY(locked)) pthread_mutex_lock(&p->x->dq_mu);
+  if (WEIR__UNLIKELY(locked)) weir__lock(&p->x->dq_mu, WEIR__LK_DQ);
   atomic_store_explicit(
       &p->out_count,
       atomic_load_explicit(&p->out_count, memory_order_relaxed) - 1,
@@ -102,7 +102,7 @@ void weir__mbox_uncount(weir__proc *p, uint32_t len) {
       &p->out_bytes,
       atomic_load_explicit(&p->out_bytes, memory_order_relaxed) - len,
       memory_order_relaxed);
-  if (WEIR__UNLIKELY(locked)) pthread_mutex_unlock(&p->x->dq_mu);
+  if (WEIR__UNLIKELY(locked)) weir__unlock(&p->x->dq_mu, WEIR__LK_DQ);
 }
 
 void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
@@ -117,7 +117,7 @@ void weir__mbox_unpop(weir__proc *p, weir__msg *copy) {
 /* DROP_OLDEST: the pop under dq_mu (see the top of the file). */
 static weir__msg *pop_locked(weir__proc *p) {
   weir__slotx *sx = p->x;
-  pthread_mutex_lock(&sx->dq_mu);
+  weir__lock(&sx->dq_mu, WEIR__LK_DQ);
   weir__msg *f = p->front;
   if (f) { /* requeued: never MF_DQ, but its count_out needs the lock */
     p->front =
@@ -125,14 +125,14 @@ static weir__msg *pop_locked(weir__proc *p) {
     atomic_store_explicit(&f->node.next, NULL, memory_order_relaxed);
     f->flags |= WEIR__MF_FRONT;
     count_out(p, f);
-    pthread_mutex_unlock(&sx->dq_mu);
+    weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
     return f;
   }
   weir__node *tail = p->tail;
   /* acquire: pairs with the push's (or an eviction's) release store. */
   weir__node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (!next) {
-    pthread_mutex_unlock(&sx->dq_mu);
+    weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
     return NULL;
   }
   p->tail = next;
@@ -143,7 +143,7 @@ static weir__msg *pop_locked(weir__proc *p) {
     m->flags &= (uint16_t)~WEIR__MF_DQ;
   }
   count_out(p, m);
-  pthread_mutex_unlock(&sx->dq_mu);
+  weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
   /* the old tail is behind p->tail: no sender looks at it any more */
   node_free(p, tail);
   return m;

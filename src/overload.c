@@ -136,9 +136,9 @@ static bool wait_room(weir__proc *p, uint32_t len, uint64_t deadline) {
    slot no longer evicts (a stale sender: the caller pushes m unbounded). */
 static int admit_oldest(weir_rt *rt, weir__proc *p, weir__slotx *sx,
                         weir__msg *m) {
-  pthread_mutex_lock(&sx->dq_mu);
+  weir__lock(&sx->dq_mu, WEIR__LK_DQ);
   if (WEIR__UNLIKELY(!p->shed_oldest)) {
-    pthread_mutex_unlock(&sx->dq_mu);
+    weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
     atomic_fetch_add_explicit(&p->in_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->in_bytes, m->len, memory_order_relaxed);
     return WEIR_OK;
@@ -148,7 +148,7 @@ static int admit_oldest(weir_rt *rt, weir__proc *p, weir__slotx *sx,
   const uint64_t max_bytes = WEIR__LD(p->max_bytes);
   if (WEIR__UNLIKELY(max_bytes && m->len > max_bytes)) {
     /* It would push out everything and still not fit: it is the one shed. */
-    pthread_mutex_unlock(&sx->dq_mu);
+    weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
     if (m->flags & WEIR__MF_BUDGET)
       atomic_fetch_sub_explicit(&rt->queued_bytes, m->len,
                                 memory_order_relaxed);
@@ -193,7 +193,7 @@ static int admit_oldest(weir_rt *rt, weir__proc *p, weir__slotx *sx,
   atomic_fetch_add_explicit(&p->in_count, 1, memory_order_release);
   if (sx->dq_len > atomic_load_explicit(&sx->high_water, memory_order_relaxed))
     atomic_store_explicit(&sx->high_water, sx->dq_len, memory_order_relaxed);
-  pthread_mutex_unlock(&sx->dq_mu);
+  weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
   if (sched) weir__schedule(rt, p);
   return WEIR__SHED;
 }
@@ -323,16 +323,16 @@ void weir__bound_mode(weir__proc *p, bool shed_oldest) {
      the receiver (after this incarnation is published) pops under the lock
      exactly when it reads 1. dq_len/dq_bytes stay: a restart that keeps
      the mailbox keeps its MF_DQ messages. */
-  pthread_mutex_lock(&sx->dq_mu);
+  weir__lock(&sx->dq_mu, WEIR__LK_DQ);
   p->shed_oldest = shed_oldest ? 1 : 0;
-  pthread_mutex_unlock(&sx->dq_mu);
+  weir__unlock(&sx->dq_mu, WEIR__LK_DQ);
 }
 
 void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,
                               int reason) {
-  pthread_mutex_lock(&rt->sub_mu);
+  weir__lock(&rt->sub_mu, WEIR__LK_SUB);
   weir_pid sub = rt->dead_letter_sub;
-  pthread_mutex_unlock(&rt->sub_mu);
+  weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
   if (weir_pid_is_none(sub)) return;
   /* the user's bytes only, without the runtime's prefix (a call's from) */
   uint32_t pre = weir__kind_prefix(m->kind);
@@ -359,9 +359,9 @@ void weir__dead_letter_notify(weir_rt *rt, weir_pid to, weir__msg *m,
 int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid) {
   if (!rt) return WEIR_EINVAL;
   if (!weir_pid_is_none(pid) && !weir__proc_get(rt, pid)) return WEIR_ENOPROC;
-  pthread_mutex_lock(&rt->sub_mu);
+  weir__lock(&rt->sub_mu, WEIR__LK_SUB);
   rt->dead_letter_sub = pid;
-  pthread_mutex_unlock(&rt->sub_mu);
+  weir__unlock(&rt->sub_mu, WEIR__LK_SUB);
   return WEIR_OK;
 }
 

@@ -110,10 +110,10 @@ static router_rec *router_me(void) {
      (a thread's cached record is then stale by its generation). */
   router_rec *r = weir__calloc(1, sizeof *r);
   if (!r) return NULL;
-  pthread_mutex_lock(&g_routers_mu);
+  weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   r->next = g_routers;
   g_routers = r;
-  pthread_mutex_unlock(&g_routers_mu);
+  weir__unlock(&g_routers_mu, WEIR__LK_ROUTERS);
   tl_router = r;
   tl_router_gen = gen;
   return r;
@@ -143,14 +143,14 @@ static void routers_quiesce(void) {
     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   else
     atomic_thread_fence(memory_order_seq_cst);
-  pthread_mutex_lock(&g_routers_mu);
+  weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   for (router_rec *r = g_routers; r; r = r->next) {
     uint64_t s = atomic_load_explicit(&r->seq, memory_order_acquire);
     if (s & 1u)
       while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
         sched_yield();
   }
-  pthread_mutex_unlock(&g_routers_mu);
+  weir__unlock(&g_routers_mu, WEIR__LK_ROUTERS);
 }
 
 /* ---- table ------------------------------------------------------------ */
@@ -456,15 +456,15 @@ static bool route_done(weir__proc *p) {
 int weir__partsup_start(weir_rt *rt) {
   rt->hooks.route_admit = route_admit;
   rt->hooks.route_done = route_done;
-  pthread_mutex_lock(&g_routers_mu);
+  weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   g_router_users++;
-  pthread_mutex_unlock(&g_routers_mu);
+  weir__unlock(&g_routers_mu, WEIR__LK_ROUTERS);
   return WEIR_OK;
 }
 
 void weir__partsup_stop(weir_rt *rt) {
   (void)rt;
-  pthread_mutex_lock(&g_routers_mu);
+  weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   if (--g_router_users == 0) {
     router_rec *r = g_routers;
     g_routers = NULL;
@@ -476,7 +476,7 @@ void weir__partsup_stop(weir_rt *rt) {
       r = n;
     }
   }
-  pthread_mutex_unlock(&g_routers_mu);
+  weir__unlock(&g_routers_mu, WEIR__LK_ROUTERS);
 }
 
 /* A barrier handled by an old partition: everything routed to it with the
@@ -523,7 +523,7 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   if (weir__on_scheduler()) return WEIR_EDEADLK;
   weir__partsup *ps = ps_of(rt, ps_pid);
   if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
-  pthread_mutex_lock(&ps->resize_mu);
+  weir__lock(&ps->resize_mu, WEIR__LK_RESIZE);
   route_tab *old = atomic_load_explicit(&ps->tab, memory_order_acquire);
   int rc = WEIR_OK;
   if (n == old->n) goto out;
@@ -597,6 +597,6 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     }
   }
 out:
-  pthread_mutex_unlock(&ps->resize_mu);
+  weir__unlock(&ps->resize_mu, WEIR__LK_RESIZE);
   return rc;
 }

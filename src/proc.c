@@ -691,7 +691,7 @@ static void backoff(unsigned *spins) {
    a requester that has ended is as good as sent). */
 static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
   pthread_mutex_t *mu = p->shed_oldest ? &p->x->dq_mu : NULL;
-  if (mu) pthread_mutex_lock(mu);
+  if (mu) weir__lock(mu, WEIR__LK_DQ);
   weir__node *end = queue_head(p);
   unsigned spins = 0;
   for (weir__node *n = p->tail; n != end;) {
@@ -707,7 +707,7 @@ static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
         weir__request_answer(p->rt, m, reason) != WEIR_ENOMEM)
       m->kind = WEIR__K_WAKE; /* senders never read a queued node's kind */
   }
-  if (mu) pthread_mutex_unlock(mu);
+  if (mu) weir__unlock(mu, WEIR__LK_DQ);
 }
 
 /* Dead-letters everything queued (token held, state FREE). The LINK and

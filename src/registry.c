@@ -101,7 +101,7 @@ int weir_register(weir_rt *rt, const char *name, weir_pid pid) {
   }
   memcpy(e->name, name, len + 1);
   e->pid = pid;
-  pthread_mutex_lock(&rt->reg_mu);
+  weir__lock(&rt->reg_mu, WEIR__LK_REG);
   reg *r = rt->registry;
   entry **pp = find(r, name);
   int rc = WEIR_OK;
@@ -122,7 +122,7 @@ int weir_register(weir_rt *rt, const char *name, weir_pid pid) {
     e = NULL;
     own = NULL;
   }
-  pthread_mutex_unlock(&rt->reg_mu);
+  weir__unlock(&rt->reg_mu, WEIR__LK_REG);
   weir__free(e);
   weir__free(own);
   return rc;
@@ -130,7 +130,7 @@ int weir_register(weir_rt *rt, const char *name, weir_pid pid) {
 
 int weir_unregister(weir_rt *rt, const char *name) {
   if (!rt || !name) return WEIR_EINVAL;
-  pthread_mutex_lock(&rt->reg_mu);
+  weir__lock(&rt->reg_mu, WEIR__LK_REG);
   reg *r = rt->registry;
   entry **pp = find(r, name);
   entry *e = *pp;
@@ -144,7 +144,7 @@ int weir_unregister(weir_rt *rt, const char *name) {
       p->name = NULL;
     }
   }
-  pthread_mutex_unlock(&rt->reg_mu);
+  weir__unlock(&rt->reg_mu, WEIR__LK_REG);
   weir__free(e);
   weir__free(own);
   return e ? WEIR_OK : WEIR_ENOTFOUND;
@@ -152,27 +152,27 @@ int weir_unregister(weir_rt *rt, const char *name) {
 
 int weir_whereis(weir_rt *rt, const char *name, weir_pid *pid) {
   if (!rt || !name || !pid) return WEIR_EINVAL;
-  pthread_mutex_lock(&rt->reg_mu);
+  weir__lock(&rt->reg_mu, WEIR__LK_REG);
   entry *e = *find(rt->registry, name);
   if (e) *pid = e->pid;
-  pthread_mutex_unlock(&rt->reg_mu);
+  weir__unlock(&rt->reg_mu, WEIR__LK_REG);
   return e ? WEIR_OK : WEIR_ENOTFOUND;
 }
 
 /* Copies p's registered name into buf (diagnostics); "" if none. */
 void weir__registry_name(weir_rt *rt, weir__proc *p, char *buf, size_t n) {
-  pthread_mutex_lock(&rt->reg_mu);
+  weir__lock(&rt->reg_mu, WEIR__LK_REG);
   if (p->name) {
     strncpy(buf, p->name, n - 1);
     buf[n - 1] = 0;
   } else {
     buf[0] = 0;
   }
-  pthread_mutex_unlock(&rt->reg_mu);
+  weir__unlock(&rt->reg_mu, WEIR__LK_REG);
 }
 
 void weir__registry_drop_pid(weir_rt *rt, weir__proc *p) {
-  pthread_mutex_lock(&rt->reg_mu);
+  weir__lock(&rt->reg_mu, WEIR__LK_REG);
   char *own = p->name;
   p->name = NULL;
   entry *e = NULL;
@@ -184,7 +184,7 @@ void weir__registry_drop_pid(weir_rt *rt, weir__proc *p) {
       ((reg *)rt->registry)->n--;
     }
   }
-  pthread_mutex_unlock(&rt->reg_mu);
+  weir__unlock(&rt->reg_mu, WEIR__LK_REG);
   weir__free(e);
   weir__free(own);
 }

@@ -357,7 +357,7 @@ void weir__report_exit(weir_ctx *cx, int reason) {
     if (sp)
       weir__registry_name(rt, sp, r.supervisor_name, sizeof r.supervisor_name);
   }
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   r.seq = ++s->seq;
   if (wait && s->npend < PEND_MAX) {
     for (unsigned i = 0; i < PEND_MAX; i++)
@@ -372,13 +372,13 @@ void weir__report_exit(weir_ctx *cx, int reason) {
   } else {
     finalize(s, &r, p->slot, beh);
   }
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
 }
 
 void weir__report_sup(weir_rt *rt, weir_pid child, const weir__sup_note *n) {
   weir__report_state *s = rt->report;
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   for (unsigned i = 0; i < PEND_MAX && s->npend; i++) {
     pend *e = &s->pend[i];
     if (!e->due_ns || !weir_pid_eq(e->r.pid, child)) continue;
@@ -396,7 +396,7 @@ void weir__report_sup(weir_rt *rt, weir_pid child, const weir__sup_note *n) {
     finalize(s, &r, e->slot, r.behaviour);
     break;
   }
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
 }
 
 void weir__report_gave_up(weir_rt *rt, weir_pid sup, weir_pid child,
@@ -418,10 +418,10 @@ void weir__report_gave_up(weir_rt *rt, weir_pid sup, weir_pid child,
   r.max_seconds = n->max_seconds;
   r.child = child;
   snprintf(r.child_id, sizeof r.child_id, "%s", n->child_id);
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   r.seq = ++s->seq;
   finalize(s, &r, weir__pid_slot(sup), "supervisor");
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
 }
 
 /* ---- the reporter thread ---------------------------------------------- */
@@ -453,7 +453,7 @@ static void expire(weir__report_state *s, uint64_t now, bool all) {
 static void *reporter_main(void *arg) {
   weir_rt *rt = arg;
   weir__report_state *s = rt->report;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   for (;;) {
     uint64_t now = weir__now_ns();
     expire(s, now, s->stop);
@@ -474,9 +474,9 @@ static void *reporter_main(void *arg) {
         r.suppressed = s->held;
         s->held = 0;
       }
-      pthread_mutex_unlock(&s->mu);
+      weir__unlock(&s->mu, WEIR__LK_REPORT);
       emit(rt, s, &r);
-      pthread_mutex_lock(&s->mu);
+      weir__lock(&s->mu, WEIR__LK_REPORT);
       continue;
     }
     if (s->stop) break;
@@ -502,7 +502,7 @@ static void *reporter_main(void *arg) {
       pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
   }
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
   return NULL;
 }
 
@@ -544,10 +544,10 @@ int weir__report_start(weir_rt *rt) {
 void weir__report_stop(weir_rt *rt) {
   weir__report_state *s = rt->report;
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   s->stop = 1;
   pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
   pthread_join(s->thr, NULL);
   rt->report = NULL;
   pthread_mutex_destroy(&s->mu);
@@ -565,11 +565,11 @@ int weir_crash_reports(weir_rt *rt, weir_report *out, size_t n, size_t *count,
   size_t k = 0;
   uint64_t t = 0;
   if (s) {
-    pthread_mutex_lock(&s->mu);
+    weir__lock(&s->mu, WEIR__LK_REPORT);
     t = s->seq - s->npend; /* pending ones are not reports yet */
     for (; k < n && k < s->ring_len; k++)
       out[k] = s->ring[(s->ring_pos + s->ring_cap - 1 - k) % s->ring_cap];
-    pthread_mutex_unlock(&s->mu);
+    weir__unlock(&s->mu, WEIR__LK_REPORT);
   }
   if (count) *count = k;
   if (total) *total = t;
@@ -582,13 +582,13 @@ size_t weir__report_counts(weir_rt *rt, weir__report_count *out, size_t n,
   size_t k = 0;
   *other = *suppressed = 0;
   if (!s) return 0;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_REPORT);
   for (; k < n && k < s->nbeh; k++) {
     snprintf(out[k].behaviour, sizeof out[k].behaviour, "%s", s->beh[k].name);
     out[k].n = s->beh[k].n;
   }
   *other = s->beh_other;
   *suppressed = s->suppressed_total;
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_REPORT);
   return k;
 }

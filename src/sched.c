@@ -61,7 +61,7 @@ bool weir__on_scheduler(void) {
 /* ---- the shared inject queue ------------------------------------------ */
 
 static void inject_push(weir_rt *rt, weir__proc *p) {
-  pthread_mutex_lock(&rt->inject_mu);
+  weir__lock(&rt->inject_mu, WEIR__LK_INJECT);
   p->rq_next = NULL;
   if (rt->inject_tail)
     rt->inject_tail->rq_next = p;
@@ -69,21 +69,21 @@ static void inject_push(weir_rt *rt, weir__proc *p) {
     rt->inject_head = p;
   rt->inject_tail = p;
   atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&rt->inject_mu);
+  weir__unlock(&rt->inject_mu, WEIR__LK_INJECT);
 }
 
 static weir__proc *inject_pop(weir_rt *rt) {
   /* Cheap peek first; the mutex makes the real answer. */
   if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0)
     return NULL;
-  pthread_mutex_lock(&rt->inject_mu);
+  weir__lock(&rt->inject_mu, WEIR__LK_INJECT);
   weir__proc *p = rt->inject_head;
   if (p) {
     rt->inject_head = p->rq_next;
     if (!rt->inject_head) rt->inject_tail = NULL;
     atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed);
   }
-  pthread_mutex_unlock(&rt->inject_mu);
+  weir__unlock(&rt->inject_mu, WEIR__LK_INJECT);
   return p;
 }
 

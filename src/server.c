@@ -53,16 +53,16 @@ static weir__waiter *waiter_get(weir_rt *rt, uint32_t *idx_out) {
   weir__waiter *w = weir__calloc(1, sizeof *w);
   if (!w) return NULL;
   pthread_mutex_init(&w->mu, NULL);
-  pthread_mutex_lock(&rt->calls_mu);
+  weir__lock(&rt->calls_mu, WEIR__LK_CALLS);
   if (rt->nwaiters >= WEIR__MAX_WAITERS) {
-    pthread_mutex_unlock(&rt->calls_mu);
+    weir__unlock(&rt->calls_mu, WEIR__LK_CALLS);
     pthread_mutex_destroy(&w->mu);
     weir__free(w);
     return NULL;
   }
   uint32_t idx = rt->nwaiters++;
   rt->waiters[idx] = w;
-  pthread_mutex_unlock(&rt->calls_mu);
+  weir__unlock(&rt->calls_mu, WEIR__LK_CALLS);
   /* Replace the least recently added cache entry (round robin). */
   int victim = 0;
   for (int i = 0; i < 4; i++)
@@ -103,9 +103,9 @@ static weir__waiter *waiter_of(weir_rt *rt, weir_from from, uint32_t *seq) {
   uint32_t idx = (uint32_t)(from.b >> 32);
   *seq = (uint32_t)(from.b & 0xffffffffu);
   if (idx >= WEIR__MAX_WAITERS) return NULL;
-  pthread_mutex_lock(&rt->calls_mu);
+  weir__lock(&rt->calls_mu, WEIR__LK_CALLS);
   weir__waiter *w = idx < rt->nwaiters ? rt->waiters[idx] : NULL;
-  pthread_mutex_unlock(&rt->calls_mu);
+  weir__unlock(&rt->calls_mu, WEIR__LK_CALLS);
   return w;
 }
 
@@ -115,9 +115,9 @@ static int waiter_finish(weir_rt *rt, weir_from from, const void *data,
   uint32_t seq;
   weir__waiter *w = waiter_of(rt, from, &seq);
   if (!w) return WEIR_ENOPROC;
-  pthread_mutex_lock(&w->mu);
+  weir__lock(&w->mu, WEIR__LK_WAITER);
   if (!w->waiting || w->seq != seq) {
-    pthread_mutex_unlock(&w->mu);
+    weir__unlock(&w->mu, WEIR__LK_WAITER);
     return WEIR_ENOPROC; /* the caller timed out and left */
   }
   if (err == WEIR_OK && len && w->buf)
@@ -127,29 +127,29 @@ static int waiter_finish(weir_rt *rt, weir_from from, const void *data,
   w->waiting = 0;
   /* release: the copied reply is visible to the caller's acquire load. */
   atomic_store_explicit(&w->done, 1, memory_order_release);
-  pthread_mutex_unlock(&w->mu);
+  weir__unlock(&w->mu, WEIR__LK_WAITER);
   weir__futex_wake(&w->done, 1);
   return WEIR_OK;
 }
 
 /* A server that ends with thread callers still waiting fails their calls. */
 void weir__calls_server_gone(weir_rt *rt, weir_pid server) {
-  pthread_mutex_lock(&rt->calls_mu);
+  weir__lock(&rt->calls_mu, WEIR__LK_CALLS);
   uint32_t n = rt->nwaiters;
-  pthread_mutex_unlock(&rt->calls_mu);
+  weir__unlock(&rt->calls_mu, WEIR__LK_CALLS);
   for (uint32_t i = 0; i < n; i++) {
     weir__waiter *w = rt->waiters[i];
-    pthread_mutex_lock(&w->mu);
+    weir__lock(&w->mu, WEIR__LK_WAITER);
     if (w->waiting && w->server == server.id) {
       w->err = WEIR_ENOPROC;
       w->got = 0;
       w->waiting = 0;
       atomic_store_explicit(&w->done, 1, memory_order_release);
-      pthread_mutex_unlock(&w->mu);
+      weir__unlock(&w->mu, WEIR__LK_WAITER);
       weir__futex_wake(&w->done, 1);
       continue;
     }
-    pthread_mutex_unlock(&w->mu);
+    weir__unlock(&w->mu, WEIR__LK_WAITER);
   }
 }
 
@@ -207,7 +207,7 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
   weir__waiter *w = waiter_get(rt, &idx);
   if (!w) return WEIR_ENOMEM;
 
-  pthread_mutex_lock(&w->mu);
+  weir__lock(&w->mu, WEIR__LK_WAITER);
   w->seq++;
   uint32_t seq = w->seq;
   w->waiting = 1;
@@ -217,15 +217,15 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
   w->err = WEIR_OK;
   w->server = pid.id;
   atomic_store_explicit(&w->done, 0, memory_order_relaxed);
-  pthread_mutex_unlock(&w->mu);
+  weir__unlock(&w->mu, WEIR__LK_WAITER);
 
   weir_from from = {0, ((uint64_t)idx << 32) | seq};
   weir__msg *m = build(WEIR__K_CALL, tag, &from, sizeof from, data, len);
   int rc = m ? weir__deliver(rt, pid, m) : WEIR_ENOMEM;
   if (rc != WEIR_OK) {
-    pthread_mutex_lock(&w->mu);
+    weir__lock(&w->mu, WEIR__LK_WAITER);
     w->waiting = 0;
-    pthread_mutex_unlock(&w->mu);
+    weir__unlock(&w->mu, WEIR__LK_WAITER);
     return rc;
   }
 
@@ -246,15 +246,15 @@ int weir_call(weir_rt *rt, weir_pid pid, uint32_t tag, const void *data,
     weir__futex_wait(&w->done, 0, left);
   }
 done:
-  pthread_mutex_lock(&w->mu);
+  weir__lock(&w->mu, WEIR__LK_WAITER);
   if (!atomic_load_explicit(&w->done, memory_order_acquire)) {
     w->waiting = 0; /* a later reply sees waiting == 0 and is discarded */
-    pthread_mutex_unlock(&w->mu);
+    weir__unlock(&w->mu, WEIR__LK_WAITER);
     return WEIR_ETIMEDOUT;
   }
   rc = w->err;
   uint32_t got = w->got;
-  pthread_mutex_unlock(&w->mu);
+  weir__unlock(&w->mu, WEIR__LK_WAITER);
   if (reply_len) *reply_len = got;
   if (rc == WEIR_OK && got > cap) rc = WEIR_E2BIG;
   return rc;
@@ -392,10 +392,10 @@ typedef struct {
 static void run_in_cb(weir_ctx *cx, void *a) {
   run_in_req *r = a;
   r->fn(cx, r->arg);
-  pthread_mutex_lock(&r->mu);
+  weir__lock(&r->mu, WEIR__LK_RUN_IN);
   r->done = 1;
   pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
+  weir__unlock(&r->mu, WEIR__LK_RUN_IN);
 }
 
 int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
@@ -411,10 +411,10 @@ int weir__run_in(weir_rt *rt, weir_pid pid, void (*fn)(weir_ctx *, void *),
   pthread_cond_init(&r.cv, NULL);
   int rc = weir__syscall_send(rt, pid, run_in_cb, &r);
   if (rc == WEIR_OK) {
-    pthread_mutex_lock(&r.mu);
+    weir__lock(&r.mu, WEIR__LK_RUN_IN);
     while (!r.done)
       pthread_cond_wait(&r.cv, &r.mu);
-    pthread_mutex_unlock(&r.mu);
+    weir__unlock(&r.mu, WEIR__LK_RUN_IN);
   }
   pthread_cond_destroy(&r.cv);
   pthread_mutex_destroy(&r.mu);

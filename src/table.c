@@ -15,7 +15,7 @@ weir_ref weir__new_ref(weir_rt *rt) {
 
 /* Takes a slot off the free list (or a fresh one), allocating its proc. */
 int weir__slot_alloc(weir_rt *rt, weir__proc **out) {
-  pthread_mutex_lock(&rt->table_mu);
+  weir__lock(&rt->table_mu, WEIR__LK_TABLE);
   uint32_t slot;
   weir__proc *p = NULL;
   if (rt->nfree > 0) {
@@ -25,7 +25,7 @@ int weir__slot_alloc(weir_rt *rt, weir__proc **out) {
     slot = rt->next_fresh;
     p = weir__pool_alloc(sizeof(weir__proc));
     if (!p) {
-      pthread_mutex_unlock(&rt->table_mu);
+      weir__unlock(&rt->table_mu, WEIR__LK_TABLE);
       return WEIR_ENOMEM;
     }
     memset(p, 0, sizeof *p);
@@ -37,24 +37,24 @@ int weir__slot_alloc(weir_rt *rt, weir__proc **out) {
     /* release: the initialised proc is visible to anyone loading the slot */
     atomic_store_explicit(&rt->slots[slot], p, memory_order_release);
   } else {
-    pthread_mutex_unlock(&rt->table_mu);
+    weir__unlock(&rt->table_mu, WEIR__LK_TABLE);
     return WEIR_ELIMIT;
   }
-  pthread_mutex_unlock(&rt->table_mu);
+  weir__unlock(&rt->table_mu, WEIR__LK_TABLE);
   *out = p;
   return WEIR_OK;
 }
 
 void weir__slot_release(weir_rt *rt, weir__proc *p) {
-  pthread_mutex_lock(&rt->table_mu);
+  weir__lock(&rt->table_mu, WEIR__LK_TABLE);
   rt->free_slots[rt->nfree++] = p->slot;
-  pthread_mutex_unlock(&rt->table_mu);
+  weir__unlock(&rt->table_mu, WEIR__LK_TABLE);
 }
 
 uint32_t weir__proc_table_used(weir_rt *rt) {
-  pthread_mutex_lock(&rt->table_mu);
+  weir__lock(&rt->table_mu, WEIR__LK_TABLE);
   uint32_t n = rt->next_fresh;
-  pthread_mutex_unlock(&rt->table_mu);
+  weir__unlock(&rt->table_mu, WEIR__LK_TABLE);
   return n;
 }
 
@@ -71,10 +71,10 @@ int weir__retire(weir_rt *rt, void *obj, void (*fn)(void *)) {
   if (!r) return WEIR_ENOMEM;
   r->obj = obj;
   r->fn = fn;
-  pthread_mutex_lock(&rt->retire_mu);
+  weir__lock(&rt->retire_mu, WEIR__LK_RETIRE);
   r->next = rt->retired;
   rt->retired = r;
-  pthread_mutex_unlock(&rt->retire_mu);
+  weir__unlock(&rt->retire_mu, WEIR__LK_RETIRE);
   return WEIR_OK;
 }
 

@@ -128,7 +128,7 @@ int weir__timer_add(weir_rt *rt, uint64_t due_ns, weir_pid to, weir__msg *m,
   e->ref = ref;
   e->to = to;
   e->m = m;
-  pthread_mutex_lock(&rt->timer_mu);
+  weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
   timers *t = rt->timers;
   int rc = WEIR_OK;
   if ((t->hused + 1) * 2 > t->hcap) rc = hash_grow(t);
@@ -145,7 +145,7 @@ int weir__timer_add(weir_rt *rt, uint64_t due_ns, weir_pid to, weir__msg *m,
     }
   }
   if (rc != WEIR_OK || rt->timer_stop) {
-    pthread_mutex_unlock(&rt->timer_mu);
+    weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
     weir__msg_free(m);
     weir__free(e);
     return rc != WEIR_OK ? rc : WEIR_ESTOPPED;
@@ -159,23 +159,23 @@ int weir__timer_add(weir_rt *rt, uint64_t due_ns, weir_pid to, weir__msg *m,
   t->heap[t->n++] = e;
   heap_up(t, e->heap_idx);
   bool earliest = t->heap[0] == e;
-  pthread_mutex_unlock(&rt->timer_mu);
+  weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
   if (earliest) pthread_cond_signal(&rt->timer_cv);
   return WEIR_OK;
 }
 
 int weir__timer_cancel(weir_rt *rt, weir_ref ref) {
-  pthread_mutex_lock(&rt->timer_mu);
+  weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
   timers *t = rt->timers;
   uint32_t j = hash_find(t, ref);
   if (j == UINT32_MAX) {
-    pthread_mutex_unlock(&rt->timer_mu);
+    weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
     return WEIR_ENOTFOUND;
   }
   tmr *e = t->hash[j];
   t->hash[j] = TOMB;
   heap_remove(t, e->heap_idx);
-  pthread_mutex_unlock(&rt->timer_mu);
+  weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
   weir__msg_free(e->m);
   weir__free(e);
   return WEIR_OK;
@@ -183,7 +183,7 @@ int weir__timer_cancel(weir_rt *rt, weir_ref ref) {
 
 static void *timer_main(void *arg) {
   weir_rt *rt = arg;
-  pthread_mutex_lock(&rt->timer_mu);
+  weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
   timers *t = rt->timers;
   while (!rt->timer_stop) {
     uint64_t now = weir__now_ns();
@@ -192,10 +192,10 @@ static void *timer_main(void *arg) {
       heap_remove(t, 0);
       uint32_t j = hash_find(t, e->ref);
       if (j != UINT32_MAX) t->hash[j] = TOMB;
-      pthread_mutex_unlock(&rt->timer_mu);
+      weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
       weir__deliver(rt, e->to, e->m); /* ENOPROC: the target is gone */
       weir__free(e);
-      pthread_mutex_lock(&rt->timer_mu);
+      weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
       continue;
     }
     /* Sleep until the next deadline, but at most WATCHDOG_NS: the thread
@@ -210,11 +210,11 @@ static void *timer_main(void *arg) {
     ts.tv_sec = (time_t)(abs_ns / 1000000000ull);
     ts.tv_nsec = (long)(abs_ns % 1000000000ull);
     pthread_cond_timedwait(&rt->timer_cv, &rt->timer_mu, &ts);
-    pthread_mutex_unlock(&rt->timer_mu);
+    weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
     weir__sched_watchdog(rt);
-    pthread_mutex_lock(&rt->timer_mu);
+    weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
   }
-  pthread_mutex_unlock(&rt->timer_mu);
+  weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
   return NULL;
 }
 
@@ -241,9 +241,9 @@ int weir__timer_start(weir_rt *rt) {
 
 void weir__timer_stop(weir_rt *rt) {
   if (!rt->timers) return;
-  pthread_mutex_lock(&rt->timer_mu);
+  weir__lock(&rt->timer_mu, WEIR__LK_TIMER);
   rt->timer_stop = 1;
-  pthread_mutex_unlock(&rt->timer_mu);
+  weir__unlock(&rt->timer_mu, WEIR__LK_TIMER);
   pthread_cond_signal(&rt->timer_cv);
   pthread_join(rt->timer_thread, NULL);
   timers *t = rt->timers;

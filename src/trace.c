@@ -143,7 +143,7 @@ int weir__trace_open(weir_rt *rt, weir_pid pid, uint32_t count,
   if (!s || !out || pid.id == 0 || count == 0 || ntags > WEIR__TRACE_TAGS ||
       (ntags && !tags))
     return WEIR_EINVAL;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_TRACE);
   weir__proc *p = weir__proc_get(rt, pid);
   int rc = WEIR_OK;
   weir__trace *t = NULL;
@@ -183,7 +183,7 @@ int weir__trace_open(weir_rt *rt, weir_pid pid, uint32_t count,
   atomic_fetch_or_explicit(&p->rx_flags, WEIR__RX_TRACED, memory_order_relaxed);
   *out = t;
 out:
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_TRACE);
   return rc;
 }
 
@@ -211,7 +211,7 @@ void weir__trace_counts(weir__trace *t, uint64_t *seen, uint64_t *lost,
 void weir__trace_close(weir_rt *rt, weir__trace *t) {
   weir__trace_state *s = rt->trace;
   if (!s || !t) return;
-  pthread_mutex_lock(&s->mu);
+  weir__lock(&s->mu, WEIR__LK_TRACE);
   uint32_t slot = t->slot;
   atomic_store(&t->pid, 0);
   while (atomic_load(&t->writers) != 0)
@@ -226,5 +226,5 @@ void weir__trace_close(weir_rt *rt, weir__trace *t) {
   if (!others && p)
     atomic_fetch_and_explicit(&p->rx_flags, (uint8_t)~WEIR__RX_TRACED,
                               memory_order_relaxed);
-  pthread_mutex_unlock(&s->mu);
+  weir__unlock(&s->mu, WEIR__LK_TRACE);
 }
