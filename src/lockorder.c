@@ -65,7 +65,7 @@ _Noreturn static void broken(const char *why, const char *verb,
             "weir:   while holding %s (rank %d, %s) taken at %s:%d (%s)\n",
             held->what, (int)held->rank, rank_name(held->rank), held->file,
             held->line, held->func);
-  for (unsigned i = tl_nheld; i-- > 0;)
+  for (unsigned i = tl_nheld > 1 ? tl_nheld : 0; i-- > 0;)
     fprintf(stderr, "weir:   held: %s (rank %d) taken at %s:%d (%s)\n",
             tl_held[i].what, (int)tl_held[i].rank, tl_held[i].file,
             tl_held[i].line, tl_held[i].func);
