@@ -27,6 +27,10 @@
  * only unlinks a node whose successor link is written, never the head, so
  * it cannot race with them. Every other mailbox pays one predictable branch
  * per pop for this.
+ *
+ * Debug builds check the consumer's rules (WEIR__ASSERT): the consumer-only
+ * calls find the token taken (head unmarked), and a DROP_OLDEST mailbox's
+ * counters and evictions find its dq_mu held by the caller.
  */
 #include "internal.h"
 
@@ -78,6 +82,7 @@ static void count_out_rare(weir__proc *p, weir__msg *m) {
 }
 
 static inline void count_out(weir__proc *p, weir__msg *m) {
+  WEIR__ASSERT(!p->shed_oldest || weir__lock_held(&p->x->dq_mu));
   if (WEIR__UNLIKELY(m->flags & (WEIR__MF_BUDGET | WEIR__MF_DQ)))
     count_out_rare(p, m);
   atomic_store_explicit(
@@ -91,6 +96,7 @@ static inline void count_out(weir__proc *p, weir__msg *m) {
 }
 
 void weir__mbox_uncount(weir__proc *p, uint32_t len) {
+  WEIR__ASSERT(weir__mbox_token_taken(p));
   /* DROP_OLDEST: senders add evictions to out_count under dq_mu */
   bool locked = p->shed_oldest;
   if (WEIR__UNLIKELY(locked)) weir__lock(&p->x->dq_mu, WEIR__LK_DQ);
@@ -150,6 +156,7 @@ static weir__msg *pop_locked(weir__proc *p) {
 }
 
 weir__msg *weir__mbox_evict_oldest(weir__proc *p) {
+  WEIR__ASSERT(p->shed_oldest && weir__lock_held(&p->x->dq_mu));
   weir__node *prev = p->tail, *n;
   for (;;) {
     /* acquire: the node's contents (its flags) were published by the
@@ -176,7 +183,7 @@ weir__msg *weir__mbox_evict_oldest(weir__proc *p) {
   return m;
 }
 
-weir__msg *weir__mbox_pop(weir__proc *p) {
+static weir__msg *pop(weir__proc *p) {
   if (WEIR__UNLIKELY(p->shed_oldest)) return pop_locked(p);
   weir__msg *f = p->front;
   if (f) { /* requeued messages come first; they are not tail nodes, so
@@ -199,7 +206,13 @@ weir__msg *weir__mbox_pop(weir__proc *p) {
   return m;
 }
 
+weir__msg *weir__mbox_pop(weir__proc *p) {
+  WEIR__ASSERT(weir__mbox_token_taken(p));
+  return pop(p);
+}
+
 bool weir__mbox_markempty(weir__proc *p) {
+  WEIR__ASSERT(weir__mbox_token_taken(p));
   uintptr_t expect = (uintptr_t)p->tail;
   /* acq_rel: release hands the process's state to the next sender that
      schedules it (it acquires in its exchange); acquire because on failure
@@ -225,9 +238,11 @@ uint64_t weir__mbox_bytes(const weir__proc *p) {
   return in > out ? in - out : 0;
 }
 
+/* The node stops: nothing runs, so no token is taken (an idle slot's head
+   is marked), and the pops need none. */
 void weir__mbox_destroy(weir__proc *p) {
   weir__msg *m;
-  while ((m = weir__mbox_pop(p)) != NULL) {
+  while ((m = pop(p)) != NULL) {
     /* pop freed the previous tail; m becomes the tail (or is a front copy) */
     if (m->flags & WEIR__MF_FRONT) weir__msg_free(m);
   }

@@ -30,4 +30,16 @@ uint64_t weir__mbox_bytes(const weir__proc *p);
 /* Consumer only: frees every queued node (runtime teardown). */
 void weir__mbox_destroy(weir__proc *p);
 
+/* For WEIR__ASSERT: is the schedule token taken? Bit 0 of head set means
+   the mailbox was found empty and nobody holds the token; clear, that
+   somebody does (only the holder may set it again). So the check cannot
+   tell which thread holds it, only that one does: a consumer-only call
+   made while the process is idle is caught. */
+static inline bool weir__mbox_token_taken(const weir__proc *p) {
+  /* relaxed: the holder set the bit clear itself or acquired the state
+     of whoever did (the run queue, the HELD store), and nobody else can
+     set it: a holder never reads it set */
+  return (atomic_load_explicit(&p->head, memory_order_relaxed) & 1u) == 0;
+}
+
 #endif

@@ -304,6 +304,7 @@ refuse:
 }
 
 void weir__bound_popped(weir__proc *p) {
+  WEIR__ASSERT(weir__mbox_token_taken(p)); /* the receiver, after a pop */
   /* seq_cst fence: orders the pop's out_count store (relaxed) before the
      read of `blocked`, the other half of wait_room's handshake. */
   atomic_thread_fence(memory_order_seq_cst);
@@ -314,6 +315,7 @@ void weir__bound_popped(weir__proc *p) {
 }
 
 void weir__bound_mode(weir__proc *p, bool shed_oldest) {
+  WEIR__ASSERT(weir__mbox_token_taken(p)); /* incarnate: no pop runs */
   weir__slotx *sx = p->x;
   if (!sx) { /* never bounded, so no sender can be evicting */
     p->shed_oldest = 0;

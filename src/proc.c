@@ -33,6 +33,12 @@
  * answers them in the drain of its leftover queue it made anyway; a slot
  * held for a restart walks its kept queue once, in place (answer_queued).
  * The send path and the run loop are unchanged.
+ *
+ * Debug builds check these rules (WEIR__ASSERT): whoever incarnates, exits
+ * or frees a slot, or touches its per-incarnation data, holds the token;
+ * an incarnation starts in a FREE or HELD slot, an exit starts LIVE and
+ * walks its queue EXITING (held) or FREE (freed), and only a HELD slot is
+ * released.
  */
 #include "internal.h"
 
@@ -68,6 +74,7 @@ static void token_take(weir__proc *p) {
 
 /* Gives the token back: schedules the process if its mailbox is not empty. */
 static void token_release(weir_rt *rt, weir__proc *p) {
+  WEIR__ASSERT(weir__mbox_token_taken(p));
   if (p->front ||
       atomic_load_explicit(&p->tail->next, memory_order_acquire) != NULL ||
       !weir__mbox_markempty(p))
@@ -75,6 +82,8 @@ static void token_release(weir_rt *rt, weir__proc *p) {
 }
 
 weir__ext *weir__ext_get(weir__proc *p) {
+  /* per incarnation, touched by its token holder only (slot.h) */
+  WEIR__ASSERT(weir__mbox_token_taken(p));
   if (!p->ext) p->ext = weir__calloc(1, sizeof(weir__ext));
   return p->ext;
 }
@@ -122,6 +131,10 @@ void weir_spawn_opts_init(weir_spawn_opts *so) {
 /* Prepares slot p for a new incarnation; the caller holds the token. */
 static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
                       const weir_spawn_opts *so, const weir__spawn_x *x) {
+  WEIR__ASSERT(weir__mbox_token_taken(p));
+  WEIR__ASSERT(
+      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_FREE ||
+      atomic_load_explicit(&p->life, memory_order_relaxed) == WEIR__P_HELD);
   uint32_t accept_from = x ? x->accept_from : 0;
   uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
   if (g == 0) g = 1;
@@ -574,6 +587,10 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
   weir__proc *p = cx->p;
   weir_rt *rt = p->rt;
   weir_pid self = weir__proc_pid(p);
+  WEIR__ASSERT(weir__mbox_token_taken(p));
+  /* relaxed: the token holder's own store (incarnate) */
+  WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+               WEIR__P_LIVE);
   atomic_store_explicit(&p->status, WEIR_STATUS_EXITING, memory_order_relaxed);
   atomic_store_explicit(&p->life, WEIR__P_EXITING, memory_order_release);
   /* Not counted from here: whoever gets our DOWN or EXIT sees us gone. */
@@ -663,8 +680,9 @@ bool weir__proc_exit_now(weir_ctx *cx, int reason, weir__msg *in_hand) {
 /* The last node pushed so far (token held, so head carries no mark). */
 static weir__node *queue_head(weir__proc *p) {
   /* acquire: pairs with the push's exchange (its message is written). */
-  return (weir__node *)(atomic_load_explicit(&p->head, memory_order_acquire) &
-                        ~(uintptr_t)1);
+  uintptr_t h = atomic_load_explicit(&p->head, memory_order_acquire);
+  WEIR__ASSERT((h & 1u) == 0);
+  return (weir__node *)(h & ~(uintptr_t)1);
 }
 
 /* A sender is between its exchange and its link store: let it finish. */
@@ -690,6 +708,8 @@ static void backoff(unsigned *spins) {
    cannot be allocated leaves its request in place for that NOPROC (one to
    a requester that has ended is as good as sent). */
 static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
+  WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+               WEIR__P_EXITING);
   pthread_mutex_t *mu = p->shed_oldest ? &p->x->dq_mu : NULL;
   if (mu) weir__lock(mu, WEIR__LK_DQ);
   weir__node *end = queue_head(p);
@@ -717,6 +737,8 @@ static void answer_queued(weir__proc *p, uint64_t self, int32_t reason) {
    is waited for (an eviction never moves head), so a request queued behind
    it is not left to the run loop's NOPROC. */
 static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason) {
+  WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+               WEIR__P_FREE);
   if (p->x && p->x->defer_head) undefer(p);
   unsigned spins = 0;
   for (;;) {
@@ -737,6 +759,10 @@ static void proc_drain_dead(weir__proc *p, uint64_t self, int32_t reason) {
 
 /* Frees a held slot whose restart will not come (token held by the slot). */
 void weir__proc_release_held(weir_rt *rt, weir__proc *p) {
+  /* relaxed: the caller acquired HELD (sup.c's wait_held) */
+  WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+               WEIR__P_HELD);
+  WEIR__ASSERT(weir__mbox_token_taken(p));
   atomic_store_explicit(&p->life, WEIR__P_FREE, memory_order_release);
   proc_drain_dead(p, 0, WEIR_REASON_NOPROC); /* answered at the exit */
   weir__slot_release(rt, p);

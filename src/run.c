@@ -32,6 +32,7 @@ uint64_t weir_queue_len(weir_ctx *cx) {
 
 int weir_requeue(weir_ctx *cx, const weir_msg *m) {
   if (!cx || !cx->in_hand || !m) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx); /* from its own callback */
   if (cx->requeued) return WEIR_EEXIST;
   weir__msg *h = cx->in_hand;
   weir__msg *c = weir__msg_new(h->kind, h->tag, h->len);
@@ -81,6 +82,7 @@ static const char *kind_callback(uint32_t kind) {
 /* Handles one accepted message; returns the callback's result (or a reason
    to exit). */
 static int dispatch(weir_ctx *cx, weir__proc *p, weir__msg *m) {
+  WEIR__ASSERT(weir__current_ctx() == cx && cx->p == p);
   const weir_server *srv = p->srv;
   uint32_t pre = weir__kind_prefix(m->kind);
   char *d = weir__msg_data(m);
@@ -259,6 +261,7 @@ static void rx_slow(weir_ctx *cx, weir__proc *p, weir__msg *m, uint8_t rx) {
 }
 
 void weir__proc_run(weir__proc *p, unsigned budget) {
+  WEIR__ASSERT(weir__mbox_token_taken(p)); /* the scheduler gave it to us */
   weir_rt *rt = p->rt;
   weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
   weir_ctx *prev = weir__current_ctx();

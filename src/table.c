@@ -21,6 +21,10 @@ int weir__slot_alloc(weir_rt *rt, weir__proc **out) {
   if (rt->nfree > 0) {
     slot = rt->free_slots[--rt->nfree];
     p = atomic_load_explicit(&rt->slots[slot], memory_order_relaxed);
+    /* relaxed: FREE was stored before the slot went on the free list,
+       under table_mu, which we hold */
+    WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+                 WEIR__P_FREE);
   } else if (rt->next_fresh < rt->max_processes) {
     slot = rt->next_fresh;
     p = weir__pool_alloc(sizeof(weir__proc));
@@ -46,6 +50,9 @@ int weir__slot_alloc(weir_rt *rt, weir__proc **out) {
 }
 
 void weir__slot_release(weir_rt *rt, weir__proc *p) {
+  /* relaxed: the caller stored FREE (or never incarnated the slot) */
+  WEIR__ASSERT(atomic_load_explicit(&p->life, memory_order_relaxed) ==
+               WEIR__P_FREE);
   weir__lock(&rt->table_mu, WEIR__LK_TABLE);
   rt->free_slots[rt->nfree++] = p->slot;
   weir__unlock(&rt->table_mu, WEIR__LK_TABLE);

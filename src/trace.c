@@ -123,6 +123,9 @@ static void record(weir__trace *t, const weir__msg *m) {
 
 void weir__trace_msg(weir_rt *rt, uint64_t self, const weir__msg *m) {
   weir__trace_state *s = rt->trace;
+  /* the one writer of self's sessions: self's own run, token taken */
+  WEIR__ASSERT(weir__mbox_token_taken(
+      weir__proc_slot(rt, weir__pid_slot((weir_pid){self}))));
   if (!s || !traceable(m->kind)) return;
   for (int i = 0; i < WEIR__TRACE_SESSIONS; i++) {
     /* acquire: the session's fields were written before its publication */

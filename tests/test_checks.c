@@ -1,11 +1,13 @@
 /*
- * test_lockorder: the lock order checker (src/lockorder.c). In a build with
- * WEIR_CHECKS (Debug, sanitizers) a lock taken at a rank not above one held,
- * a mutex taken twice, an unlock of a mutex not held or at another rank each
- * abort the process with a message naming the sites; the order kept, nothing
- * happens. Without WEIR_CHECKS the checker is not in the library at all
- * (weir__lock is pthread_mutex_lock). Each broken rule runs in a child
- * process whose stderr is read back.
+ * test_checks: the runtime's own checks, on in Debug and sanitizer builds
+ * (WEIR_CHECKS). The lock order (src/lockorder.c): a lock taken at a rank
+ * not above one held, a mutex taken twice, an unlock of a mutex not held or
+ * at another rank each abort the process with a message naming the sites;
+ * the order kept, nothing happens. A state rule (WEIR__ASSERT): a
+ * consumer-only call on a mailbox whose token nobody holds aborts, naming
+ * the rule. Without WEIR_CHECKS none of it is in the library (weir__lock is
+ * pthread_mutex_lock, WEIR__ASSERT nothing). Each broken rule runs in a
+ * child process whose stderr is read back.
  */
 #include "testlib.h"
 
@@ -94,6 +96,20 @@ static void in_order(void) {
   UNLOCK(&mu_b, WEIR__LK_POOL);
 }
 
+/* A consumer-only call on an idle process: nobody holds its token. */
+static void pop_idle(void) {
+  weir_rt *rt;
+  weir_rt_opts o;
+  weir_rt_opts_init(&o);
+  o.schedulers = 1;
+  if (weir_rt_start(&o, &rt) != WEIR_OK) _exit(3);
+  static const weir_server idle = {.name = "idle"};
+  weir_pid pid;
+  if (weir_spawn(rt, &idle, NULL, NULL, &pid) != WEIR_OK) _exit(4);
+  /* no message ever came: spawn gave the token back, the mailbox is idle */
+  weir__mbox_pop(weir__proc_get(rt, pid));
+}
+
 static void expect_abort(const char *name, void (*fn)(void), const char *what,
                          const char *site) {
   char err[4096];
@@ -108,8 +124,8 @@ int main(void) {
   if (!weir__lock_at) {
     /* A build without WEIR_CHECKS: nothing of the checker is linked. */
     CHECK(weir__unlock_at == NULL && weir__lock_held == NULL);
-    test_log("[lockorder] checks off in this build: weir__lock is "
-             "pthread_mutex_lock");
+    test_log("[checks] off in this build: weir__lock is pthread_mutex_lock, "
+             "WEIR__ASSERT nothing");
     return 0;
   }
   expect_abort("out_of_order", out_of_order,
@@ -121,12 +137,14 @@ int main(void) {
                "taking &mu_a (rank 180");
   expect_abort("unlock_not_held", unlock_not_held,
                "an unlock of a mutex this thread does not hold",
-               "test_lockorder.c");
+               "test_checks.c");
   expect_abort("unlock_other_rank", unlock_other_rank,
                "an unlock at another rank than its lock", "rank 130");
   char err[4096];
   CHECK_EQ_INT(in_child(in_order, err, sizeof err), 0);
   CHECK_STR_EQ(err, "");
   test_log("[in_order] no complaint");
+  expect_abort("pop_idle", pop_idle, "rule broken: weir__mbox_token_taken(p)",
+               "weir__mbox_pop");
   return 0;
 }
