@@ -38,7 +38,9 @@ LAYERS = [
 # The runtime's own checks (WEIR__ASSERT's failure, the lock order), called
 # only in Debug and sanitizer builds (WEIR_CHECKS): not drawn, so that the
 # picture is the same in every build. They are in the base layer, below
-# every module that could call them.
+# every module that could call them. Any other use an assertion adds is
+# drawn, and a Debug build's test_layers then finds the picture changed:
+# an assertion may use only what its module uses anyway.
 CHECKS = {"weir__assert_fail", "weir__lock_at", "weir__unlock_at",
           "weir__lock_held"}
 

@@ -63,7 +63,9 @@ typedef struct weir__alarm_state {
   uint64_t lost; /* retries that did not fit (counted, reported) */
 } weir__alarm_state;
 
+/* The record of slot, its chunk allocated on first use (rec_mu held). */
 static samp *rec_of(weir__alarm_state *a, uint32_t slot) {
+  WEIR__ASSERT(weir__lock_held(&a->rec_mu));
   uint32_t c = slot / CHUNK;
   if (c >= a->nchunks) {
     uint32_t n = c + 1;

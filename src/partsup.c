@@ -163,6 +163,14 @@ static route_tab *tab_new(unsigned n, uint8_t epoch) {
   return t;
 }
 
+/* Has every partition of t a slot? (WEIR__ASSERT: a grown table is
+   published only once its new workers have filled it.) */
+static inline bool tab_full(route_tab *t) {
+  for (unsigned i = 0; i < t->n; i++)
+    if (!atomic_load_explicit(&t->slot[i], memory_order_relaxed)) return false;
+  return true;
+}
+
 static void partsup_free(void *arg) {
   weir__partsup *ps = arg;
   route_tab *t = atomic_load(&ps->tab);
@@ -186,6 +194,8 @@ static void *ops_child_arg(void *ctx, void *arg, unsigned partition) {
 /* Called by the supervisor when partition i (re)starts in `slot`. */
 static void ops_set_slot(void *ctx, unsigned i, weir__proc *slot) {
   weir__partsup *ps = ctx;
+  /* the supervisor (ps->self) starts its children in its own run */
+  WEIR__ASSERT(weir__current_ctx() && weir__current_ctx()->p == ps->self);
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   /* release: the slot's incarnation is set up before routers use it */
   if (i < t->n) atomic_store_explicit(&t->slot[i], slot, memory_order_release);
@@ -436,6 +446,7 @@ int weir_partition_hot_keys(weir_rt *rt, weir_pid ps_pid, unsigned partition,
    serialized and each ends only when no worker holds a deferred message, so
    a message of any other epoch is older and runs at once. */
 static bool route_admit(weir__proc *p, const weir__msg *m) {
+  WEIR__ASSERT(weir__current_ctx() && weir__current_ctx()->p == p);
   weir__partsup *ps = p->route;
   uint64_t st = atomic_load_explicit(&ps->resize_state, memory_order_acquire);
   uint8_t e = (uint8_t)(m->flags >> 8);
@@ -448,6 +459,7 @@ static bool route_admit(weir__proc *p, const weir__msg *m) {
 }
 
 static bool route_done(weir__proc *p) {
+  WEIR__ASSERT(weir__current_ctx() && weir__current_ctx()->p == p);
   weir__partsup *ps = p->route;
   return (uint32_t)atomic_load_explicit(&ps->resize_state,
                                         memory_order_acquire) == 0;
@@ -484,7 +496,10 @@ void weir__partsup_stop(weir_rt *rt) {
 static void barrier_cb(weir_ctx *cx, void *arg) {
   weir__partsup *ps = arg;
   (void)cx;
-  atomic_fetch_sub_explicit(&ps->resize_state, 1, memory_order_acq_rel);
+  uint64_t was =
+      atomic_fetch_sub_explicit(&ps->resize_state, 1, memory_order_acq_rel);
+  WEIR__ASSERT((uint32_t)was > 0); /* one barrier per old partition */
+  (void)was;
 }
 
 /* Handled by a partition after the resize completed: its deferred messages
@@ -492,13 +507,16 @@ static void barrier_cb(weir_ctx *cx, void *arg) {
 static void flush_cb(weir_ctx *cx, void *arg) {
   weir__partsup *ps = arg;
   (void)cx;
-  atomic_fetch_sub_explicit(&ps->flush_left, 1, memory_order_acq_rel);
+  int was = atomic_fetch_sub_explicit(&ps->flush_left, 1, memory_order_acq_rel);
+  WEIR__ASSERT(was > 0); /* one flush per partition of the new table */
+  (void)was;
 }
 
 /* Sends a runtime call (fn) through every slot of t; a slot that is gone
    counts as done at once. */
 static void through_all(weir_rt *rt, weir__partsup *ps, route_tab *t,
                         unsigned n, void (*fn)(weir_ctx *, void *)) {
+  WEIR__ASSERT(weir__lock_held(&ps->resize_mu)); /* resizes are serialized */
   for (unsigned i = 0; i < n; i++) {
     weir__proc *slot = atomic_load(&t->slot[i]);
     weir__msg *b = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
@@ -557,6 +575,7 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     /* New workers start before the table is published (they fill
        `pending`), so no route ever finds an empty entry. */
     rc = weir__sup_resize_children(rt, ps_pid, n);
+    WEIR__ASSERT(rc != WEIR_OK || tab_full(t));
     if (rc != WEIR_OK) {
       atomic_store_explicit(&ps->pending, NULL, memory_order_release);
       /* a restart may still be writing into t: free it with the node */

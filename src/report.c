@@ -261,6 +261,7 @@ static double wall_now(void) {
    allow. */
 static void finalize(weir__report_state *s, weir_report *r, uint32_t slot,
                      const char *beh) {
+  WEIR__ASSERT(weir__lock_held(&s->mu));
   s->ring[s->ring_pos] = *r;
   s->ring_pos = (s->ring_pos + 1) % s->ring_cap;
   if (s->ring_len < s->ring_cap) s->ring_len++;
@@ -440,6 +441,7 @@ static void emit(weir_rt *rt, weir__report_state *s, const weir_report *r) {
 
 /* Pending reports past their deadline go as they are (mu held). */
 static void expire(weir__report_state *s, uint64_t now, bool all) {
+  WEIR__ASSERT(weir__lock_held(&s->mu));
   for (unsigned i = 0; i < PEND_MAX && s->npend; i++) {
     pend *e = &s->pend[i];
     if (!e->due_ns || (!all && e->due_ns > now)) continue;

@@ -107,6 +107,7 @@ static weir__proc *rq_take(weir__sched *s) {
 }
 
 static void rq_push(weir__sched *s, weir__proc *p) {
+  WEIR__ASSERT(tl.sched == s); /* only the owner pushes */
   for (;;) {
     uint32_t t = atomic_load_explicit(&s->tail, memory_order_relaxed);
     uint32_t h = atomic_load_explicit(&s->head, memory_order_acquire);
@@ -243,10 +244,12 @@ static weir__proc *find_work(weir__sched *s) {
 }
 
 static void busy_begin(weir__sched *s) {
+  WEIR__ASSERT(tl.sched == s); /* written by the owner */
   atomic_store_explicit(&s->busy_since, weir__now_ns(), memory_order_relaxed);
 }
 
 static void busy_end(weir__sched *s) {
+  WEIR__ASSERT(tl.sched == s);
   uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
   if (!since) return;
   atomic_store_explicit(

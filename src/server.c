@@ -290,6 +290,9 @@ static weir__pending *pending_find(weir__proc *p, weir_ref ref) {
 }
 
 bool weir__pending_take(weir__proc *p, weir_ref ref, int why) {
+  /* the process's own bookkeeping: from its run (a reply, a DOWN) or its
+     callback (call_async) */
+  WEIR__ASSERT(weir__current_ctx() && weir__current_ctx()->p == p);
   weir__pending *pc = pending_find(p, ref);
   if (!pc) return false;
   weir__pending c = *pc;
@@ -302,6 +305,7 @@ bool weir__pending_take(weir__proc *p, weir_ref ref, int why) {
 int weir_call_async(weir_ctx *cx, weir_pid pid, uint32_t tag, const void *data,
                     uint32_t len, int timeout_ms, weir_ref *ref) {
   if (!cx || (len && !data) || tag >= WEIR_TAG_SYSTEM) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx); /* from its own callback */
   weir__proc *p = cx->p;
   weir_rt *rt = p->rt;
   weir_ref r;

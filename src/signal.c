@@ -3,12 +3,15 @@
  * (weir_link, weir_monitor, weir_exit...). Each sends a runtime signal
  * through the target's mailbox, so that signals keep Erlang's per-sender
  * order with the messages around them; the bookkeeping on each side
- * (proc.c) runs in the owner's own run.
+ * (proc.c) runs in the owner's own run. A weir_ctx exists only inside its
+ * process's callbacks: Debug builds check that each call here comes from
+ * the callback cx was handed to (WEIR__ASSERT).
  */
 #include "internal.h"
 
 int weir_link(weir_ctx *cx, weir_pid pid) {
   if (!cx) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx); /* from its own callback */
   weir__proc *p = cx->p;
   weir_pid self = weir__proc_pid(p);
   if (weir_pid_eq(self, pid)) return WEIR_OK;
@@ -31,6 +34,7 @@ int weir_link(weir_ctx *cx, weir_pid pid) {
 
 int weir_unlink(weir_ctx *cx, weir_pid pid) {
   if (!cx) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx);
   weir__proc *p = cx->p;
   weir__link_del(p->ext, pid);
   int rc = weir__signal(p->rt, weir__proc_pid(p), pid, WEIR__K_UNLINK, 0, 0, 0);
@@ -39,6 +43,7 @@ int weir_unlink(weir_ctx *cx, weir_pid pid) {
 
 int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref) {
   if (!cx) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx);
   weir__proc *p = cx->p;
   weir__ext *e = weir__ext_get(p);
   if (!e) return WEIR_ENOMEM;
@@ -59,6 +64,7 @@ int weir_monitor(weir_ctx *cx, weir_pid pid, weir_ref *ref) {
 
 int weir_demonitor(weir_ctx *cx, weir_ref ref) {
   if (!cx) return WEIR_EINVAL;
+  WEIR__ASSERT(weir__current_ctx() == cx);
   weir__proc *p = cx->p;
   weir_pid target;
   if (!weir__mon_del(p->ext, ref, 0, &target)) return WEIR_ENOTFOUND;
@@ -68,6 +74,7 @@ int weir_demonitor(weir_ctx *cx, weir_ref ref) {
 }
 
 void weir_trap_exit(weir_ctx *cx, int on) {
+  WEIR__ASSERT(!cx || weir__current_ctx() == cx); /* owner-only field */
   if (cx) cx->p->trap_exit = on ? 1 : 0;
 }
 

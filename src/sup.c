@@ -19,6 +19,11 @@
  * restart inside max_seconds and the supervisor stops its children (reverse
  * start order) and exits with WEIR_REASON_SHUTDOWN, for its own supervisor to
  * decide.
+ *
+ * Debug builds check (WEIR__ASSERT): the supervisor is a blocking process
+ * (its callbacks run on the I/O pool); a held child has its slot and no running
+ * incarnation, and its slot is HELD with the schedule token taken when a
+ * restart comes.
  */
 #include "internal.h"
 
@@ -54,6 +59,11 @@ typedef struct weir__sup {
 } weir__sup;
 
 static const weir_server sup_server;
+
+/* A held child has its slot and no running incarnation (sup_child). */
+static inline bool child_ok(const sup_child *ch) {
+  return !ch->held || (ch->slot && weir_pid_is_none(ch->pid));
+}
 static void note_action(weir__sup *s, sup_child *ch, weir_pid pid,
                         weir_sup_action action);
 
@@ -167,9 +177,12 @@ static int start_child(weir__sup *s, sup_child *ch) {
   weir_pid pid = WEIR_PID_NONE;
   weir__proc *slot = NULL;
   int rc;
+  WEIR__ASSERT(child_ok(ch));
   if (ch->held && ch->slot) {
     slot = ch->slot;
     wait_held(slot);
+    /* the exit kept the token with the slot: this restart holds it */
+    WEIR__ASSERT(weir__mbox_token_taken(slot));
     x.accept_from =
         atomic_load_explicit(&slot->accept_gen, memory_order_relaxed);
     rc = weir__spawn_in(rt, slot, srv, arg, &so, &x, &pid);
@@ -196,6 +209,7 @@ static int start_child(weir__sup *s, sup_child *ch) {
 }
 
 static void release_held(weir__sup *s, sup_child *ch) {
+  WEIR__ASSERT(child_ok(ch));
   if (ch->held && ch->slot) {
     wait_held(ch->slot);
     weir__proc_release_held(s->rt, ch->slot);
@@ -216,6 +230,7 @@ static bool still_running(weir__proc *p, weir_pid pid) {
    keep, a kept mailbox stays held for the restart that follows. */
 static void stop_child(weir__sup *s, sup_child *ch, bool keep) {
   weir_rt *rt = s->rt;
+  WEIR__ASSERT(child_ok(ch));
   if (!weir_pid_is_none(ch->pid) && ch->slot) {
     weir_pid pid = ch->pid;
     weir__proc *p = ch->slot;
@@ -371,6 +386,7 @@ static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
   weir_pid was = ch->pid;
   ch->pid = WEIR_PID_NONE;
   if (ch->spec.keep_mailbox && ch->slot) ch->held = 1;
+  WEIR__ASSERT(child_ok(ch));
   bool abnormal =
       reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN;
   bool restart = ch->spec.restart == WEIR_PERMANENT ||
@@ -409,6 +425,7 @@ static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
 }
 
 static int sup_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  WEIR__ASSERT(WEIR__LD(cx->p->blocking)); /* runs on the I/O pool */
   weir__sup *s = state;
   if (m->tag != WEIR_TAG_EXIT) return WEIR_OK;
   int32_t reason = 0;
@@ -427,6 +444,7 @@ static void sup_terminate(weir_ctx *cx, void *state, int reason,
   (void)cx;
   (void)reason;
   (void)in_hand;
+  WEIR__ASSERT(WEIR__LD(cx->p->blocking));
   weir__sup *s = state;
   if (!s) return;
   for (size_t i = s->n; i-- > 0;)
@@ -516,6 +534,7 @@ typedef struct sup_req {
 
 static void sup_req_run(weir_ctx *cx, void *arg) {
   sup_req *r = arg;
+  WEIR__ASSERT(!cx || cx->p->srv != &sup_server || WEIR__LD(cx->p->blocking));
   if (!cx || cx->p->srv != &sup_server || !cx->p->state) {
     r->rc = cx ? WEIR_EINVAL : WEIR_ENOPROC;
     return;
