@@ -46,7 +46,11 @@ static _Atomic int g_runtimes;
 
 int weir_set_allocator(const weir_allocator *a) {
   if (!a || !a->malloc || !a->free) return WEIR_EINVAL;
-  if (atomic_load(&g_runtimes) > 0) return WEIR_EINVAL;
+  /* relaxed: a check for misuse. weir.h asks for this call before the
+     first runtime starts, with no other thread in libweir: nothing may
+     race it, so no order could make a racing start safe. */
+  if (atomic_load_explicit(&g_runtimes, memory_order_relaxed) > 0)
+    return WEIR_EINVAL;
   g_alloc = *a;
   return WEIR_OK;
 }
@@ -57,14 +61,18 @@ int weir_set_allocator(const weir_allocator *a) {
    weir__alloc_count or weir__alloc_fail_nth turns it on for good. */
 static _Atomic int g_counting;
 
+/* The stores below are relaxed: their one reader, should_fail, loads them
+   relaxed, so a stronger store would order nothing for it; the test then
+   starts the work that allocates (a spawn, a send), and that work's own
+   synchronisation carries the values to the threads that do it. */
 void weir__alloc_fail_nth(uint64_t n) {
-  atomic_store(&g_counting, 1);
+  atomic_store_explicit(&g_counting, 1, memory_order_relaxed);
   uint64_t now = atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
-  atomic_store(&g_fail_at, n ? now + n : 0);
+  atomic_store_explicit(&g_fail_at, n ? now + n : 0, memory_order_relaxed);
 }
 
 uint64_t weir__alloc_count(void) {
-  atomic_store(&g_counting, 1);
+  atomic_store_explicit(&g_counting, 1, memory_order_relaxed); /* as above */
   return atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
 }
 
@@ -299,12 +307,17 @@ void weir__pool_free(void *p, size_t n) {
 }
 
 void weir__pools_acquire(void) {
-  atomic_fetch_add(&g_runtimes, 1);
+  /* relaxed: a read-modify-write reads the latest count whatever its
+     order, so the count alone decides which release is the last; the
+     slabs that one frees are ordered by g_pool_mu, which it and every
+     refill hold (a runtime starting now refills after the frees). */
+  atomic_fetch_add_explicit(&g_runtimes, 1, memory_order_relaxed);
 }
 
 void weir__pools_release(void) {
   weir__lock(&g_pool_mu, WEIR__LK_POOL);
-  if (atomic_fetch_sub(&g_runtimes, 1) == 1) {
+  /* relaxed: under g_pool_mu (see weir__pools_acquire) */
+  if (atomic_fetch_sub_explicit(&g_runtimes, 1, memory_order_relaxed) == 1) {
     /* Last runtime gone: every pooled object is dead. */
     while (g_slabs) {
       slab *s = g_slabs;

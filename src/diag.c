@@ -244,13 +244,16 @@ static uint64_t rss_bytes(void) {
 int weir_node_stats(weir_rt *rt, weir_stats *s) {
   if (!rt || !s) return WEIR_EINVAL;
   memset(s, 0, sizeof *s);
-  s->processes = atomic_load(&rt->nprocs);
+  /* relaxed: counters that order nothing, read for a report; each is
+     exact, the set of them a snapshot a message stale (see the top) */
+  s->processes = atomic_load_explicit(&rt->nprocs, memory_order_relaxed);
   s->max_processes = rt->max_processes;
-  s->spawned = atomic_load(&rt->spawned);
-  s->exited = atomic_load(&rt->exited);
-  s->crashed = atomic_load(&rt->crashed);
-  s->dropped = atomic_load(&rt->dropped);
-  s->dead_letters = atomic_load(&rt->dead_letters);
+  s->spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
+  s->exited = atomic_load_explicit(&rt->exited, memory_order_relaxed);
+  s->crashed = atomic_load_explicit(&rt->crashed, memory_order_relaxed);
+  s->dropped = atomic_load_explicit(&rt->dropped, memory_order_relaxed);
+  s->dead_letters =
+      atomic_load_explicit(&rt->dead_letters, memory_order_relaxed);
   uint32_t used = weir__proc_table_used(rt);
   for (uint32_t i = 0; i < used; i++) {
     weir__proc *p = weir__proc_slot(rt, i);

@@ -350,7 +350,10 @@ void weir__report_exit(weir_ctx *cx, int reason) {
   r.queue_len = weir__mbox_len(p);
   weir__slotx *x = p->x;
   uint64_t sup = x ? WEIR__LD(x->supervisor) : 0;
-  bool wait = sup && !atomic_load(&rt->stopping);
+  /* relaxed: a hint. At stop no supervisor will say what it did, so the
+     report goes at once; a stale 0 only makes it wait (PEND_NS at most,
+     and weir__report_stop flushes what is pending). */
+  bool wait = sup && !atomic_load_explicit(&rt->stopping, memory_order_relaxed);
   r.supervisor.id = sup;
   r.action = sup ? WEIR_SUP_ACTION_UNKNOWN : WEIR_SUP_ACTION_NONE;
   if (sup) { /* filled in now, in case the supervisor never says */

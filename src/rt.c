@@ -67,10 +67,14 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
   if (!rt->opts.alarm_growth_ms) rt->opts.alarm_growth_ms = 2000;
   if (rt->opts.alarm_enable && !rt->opts.alarm_disable)
     rt->opts.alarm_disable = rt->opts.alarm_enable / 2;
-  rt->rt_id = atomic_fetch_add(&weir__rt_ids, 1);
+  /* relaxed: ids need uniqueness, not order */
+  rt->rt_id = atomic_fetch_add_explicit(&weir__rt_ids, 1, memory_order_relaxed);
   rt->start_ns = weir__now_ns();
   rt->max_processes = rt->opts.max_processes;
-  atomic_store(&rt->next_ref, 2); /* 1 marks an explicit exit signal */
+  /* relaxed: rt is not shared yet (its threads start below, and
+     pthread_create orders what we wrote) */
+  atomic_store_explicit(&rt->next_ref, 2, /* 1: an explicit exit signal */
+                        memory_order_relaxed);
   pthread_mutex_init(&rt->table_mu, NULL);
   pthread_mutex_init(&rt->inject_mu, NULL);
   pthread_mutex_init(&rt->calls_mu, NULL);
@@ -145,9 +149,17 @@ static int by_age(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
+/* Processes alive now, for stop's polls. */
+static uint64_t live(weir_rt *rt) {
+  /* relaxed: a poll. An exit counts itself out before it is done (proc.c);
+     what the exits did is ordered for stop by the joins of the threads
+     that ran them (weir__sched_stop, weir__io_stop), not by this count. */
+  return atomic_load_explicit(&rt->nprocs, memory_order_relaxed);
+}
+
 /* Waits until no process is alive or the deadline passes. */
 static bool wait_empty(weir_rt *rt, uint64_t deadline) {
-  while (atomic_load(&rt->nprocs) > 0) {
+  while (live(rt) > 0) {
     if (weir__now_ns() >= deadline) return false;
     weir__sleep_ms(1);
   }
@@ -158,10 +170,18 @@ static void signal_all(weir_rt *rt, bool kill) {
   uint32_t n = weir__proc_table_used(rt);
   stop_item *items = weir__malloc((n ? n : 1) * sizeof *items);
   size_t k = 0;
-  uint32_t now_seq = (uint32_t)atomic_load(&rt->spawn_seq);
+  /* relaxed: an age, for the order of the stops; a spawn racing with it
+     is refused (stopping) or caught by the kill rounds */
+  uint32_t now_seq =
+      (uint32_t)atomic_load_explicit(&rt->spawn_seq, memory_order_relaxed);
   for (uint32_t i = 0; i < n; i++) {
     weir__proc *p = weir__proc_slot(rt, i);
-    if (!p || atomic_load(&p->life) != WEIR__P_LIVE) continue;
+    /* acquire, as the scans of diag.c and alarm.c: pairs with the exit's
+       release stores of life; a process caught changing gets a stop it
+       handles, or its ENOPROC */
+    if (!p ||
+        atomic_load_explicit(&p->life, memory_order_acquire) != WEIR__P_LIVE)
+      continue;
     weir__slotx *sx = WEIR__LD(p->x);
     if (!kill && sx && WEIR__LD(sx->supervisor))
       continue; /* its supervisor stops it */
@@ -194,7 +214,12 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
   if (!rt) return WEIR_EINVAL;
   if (weir__current_ctx()) return WEIR_EDEADLK;
   int rc = WEIR_OK;
-  atomic_store(&rt->stopping, 1);
+  /* release: it publishes nothing, but spawn's acquire load pairs with it
+     (refused from here). No store-load order rests on it: a spawn that
+     read 0 just before may still start (the kill rounds below catch it).
+     The supervisors' relaxed reads (sup.c, report.c) see it through the
+     STOP and EXIT messages that follow, which are release/acquire. */
+  atomic_store_explicit(&rt->stopping, 1, memory_order_release);
   weir__console_stop(rt);
   uint64_t deadline = timeout_ms < 0
                           ? UINT64_MAX
@@ -204,7 +229,7 @@ int weir_rt_stop(weir_rt *rt, int timeout_ms) {
     rc = WEIR_ETIMEDOUT;
     /* Supervised children whose supervisor did not get to them, and
        everything that outlived the timeout. */
-    for (int round = 0; round < 100 && atomic_load(&rt->nprocs) > 0; round++) {
+    for (int round = 0; round < 100 && live(rt) > 0; round++) {
       signal_all(rt, true);
       wait_empty(rt, weir__now_ns() + 50000000ull);
     }

@@ -198,7 +198,10 @@ static int start_child(weir__sup *s, sup_child *ch) {
     return WEIR_OK;
   }
   ch->pid = WEIR_PID_NONE;
-  if (slot && x.keep && atomic_load(&slot->life) == WEIR__P_HELD) {
+  /* relaxed: a HELD here was stored by this thread (the failed init's exit
+     ran in it) or already acquired by wait_held */
+  if (slot && x.keep &&
+      atomic_load_explicit(&slot->life, memory_order_relaxed) == WEIR__P_HELD) {
     ch->slot = slot; /* init failed: the mailbox waits for the next try */
     ch->held = 1;
   } else {
@@ -391,7 +394,11 @@ static int sup_child_exited(weir_ctx *cx, weir__sup *s, sup_child *ch,
       reason != WEIR_REASON_NORMAL && reason != WEIR_REASON_SHUTDOWN;
   bool restart = ch->spec.restart == WEIR_PERMANENT ||
                  (ch->spec.restart == WEIR_TRANSIENT && abnormal);
-  if (atomic_load(&rt->stopping)) restart = false;
+  /* relaxed: the stop's store happens before every exit it causes (the
+     STOP and EXIT messages are release/acquire), so those see it; a crash
+     racing with the stop may restart once, as it could with any order */
+  if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+    restart = false;
   if (!restart) {
     release_held(s, ch);
     if (ch->spec.restart == WEIR_TEMPORARY) ch->removed = 1;
