@@ -139,7 +139,11 @@ static inline void router_exit(router_rec *r) {
 
 /* Waits until every router that could have read the old table is done. */
 static void routers_quiesce(void) {
-  if (atomic_load(&g_membarrier) == 1)
+  /* acquire, as membarrier_ready's own load: pairs with its release
+     store. This partsup's start ran membarrier_ready before its pid
+     existed, so we read the value every router of it reads: both sides
+     take the membarrier path, or both pay a full fence. */
+  if (atomic_load_explicit(&g_membarrier, memory_order_acquire) == 1)
     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   else
     atomic_thread_fence(memory_order_seq_cst);
@@ -173,13 +177,14 @@ static inline bool tab_full(route_tab *t) {
 
 static void partsup_free(void *arg) {
   weir__partsup *ps = arg;
-  route_tab *t = atomic_load(&ps->tab);
+  /* relaxed, both: the node stops, nothing routes or resizes */
+  route_tab *t = atomic_load_explicit(&ps->tab, memory_order_relaxed);
   while (t) {
     route_tab *o = t->older;
     weir__free(t);
     t = o;
   }
-  weir__free(atomic_load(&ps->hot));
+  weir__free(atomic_load_explicit(&ps->hot, memory_order_relaxed));
   pthread_mutex_destroy(&ps->resize_mu);
   weir__free(ps);
 }
@@ -247,8 +252,11 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   ps->rt = rt;
   ps->with_arguments = o->with_arguments;
   hot->cap = n;
-  atomic_store(&ps->hot, hot);
-  atomic_store(&ps->tab, t);
+  /* relaxed: not yet shared. Routers find ps through the supervisor's
+     slot (its route field), published by the spawn's release store of
+     gen, which comes after these. */
+  atomic_store_explicit(&ps->hot, hot, memory_order_relaxed);
+  atomic_store_explicit(&ps->tab, t, memory_order_relaxed);
   for (unsigned i = 0; i < n; i++) {
     specs[i] = o->child;
     snprintf(ids + i * 32, 32, "partition-%u", i);
@@ -383,7 +391,12 @@ int weir_partition_whereis(weir_rt *rt, weir_pid ps_pid, uint64_t key,
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   weir__proc *slot =
       atomic_load_explicit(&t->slot[key % t->n], memory_order_acquire);
-  if (!slot || atomic_load(&slot->life) != WEIR__P_LIVE) return WEIR_ENOPROC;
+  /* acquire, as weir__deliver_slot: pairs with the exit's release stores
+     of life. A LIVE that ends right after costs the caller an ENOPROC,
+     as it would a moment later anyway. */
+  if (!slot ||
+      atomic_load_explicit(&slot->life, memory_order_acquire) != WEIR__P_LIVE)
+    return WEIR_ENOPROC;
   *pid = weir__proc_pid(slot);
   return WEIR_OK;
 }
@@ -518,7 +531,8 @@ static void through_all(weir_rt *rt, weir__partsup *ps, route_tab *t,
                         unsigned n, void (*fn)(weir_ctx *, void *)) {
   WEIR__ASSERT(weir__lock_held(&ps->resize_mu)); /* resizes are serialized */
   for (unsigned i = 0; i < n; i++) {
-    weir__proc *slot = atomic_load(&t->slot[i]);
+    /* acquire, as route(): pairs with ops_set_slot's release store */
+    weir__proc *slot = atomic_load_explicit(&t->slot[i], memory_order_acquire);
     weir__msg *b = weir__msg_new(WEIR__K_SYSCALL, 0, sizeof(weir__syscall));
     int rc = WEIR_ENOMEM;
     if (b) {
@@ -545,7 +559,9 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   route_tab *old = atomic_load_explicit(&ps->tab, memory_order_acquire);
   int rc = WEIR_OK;
   if (n == old->n) goto out;
-  hot_arr *ha = atomic_load(&ps->hot);
+  /* relaxed: after start only a resize stores it, under resize_mu, which
+     we hold */
+  hot_arr *ha = atomic_load_explicit(&ps->hot, memory_order_relaxed);
   if (n > ha->cap) {
     /* Samplers read the sketches lock-free: grow into a new array and
        retire the old one with the node. Counts restart from zero. */
@@ -567,8 +583,14 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     rc = WEIR_ENOMEM;
     goto out;
   }
+  /* acquire on the old entry: pairs with a restart's release store in
+     ops_set_slot; relaxed on the new one: t is published to routers by
+     the release of pending and the seq_cst store of tab below, which
+     carry what we acquired here */
   for (unsigned i = 0; i < n && i < old->n; i++)
-    atomic_store(&t->slot[i], atomic_load(&old->slot[i]));
+    atomic_store_explicit(
+        &t->slot[i], atomic_load_explicit(&old->slot[i], memory_order_acquire),
+        memory_order_relaxed);
   /* A restart during the resize writes its slot into `pending` too. */
   atomic_store_explicit(&ps->pending, t, memory_order_release);
   if (n > old->n) {
