@@ -146,8 +146,12 @@ static void wake_all(weir_rt *rt) {
   for (unsigned i = 0; i < rt->nscheds; i++) {
     weir__sched *s = &rt->scheds[i];
     uint32_t one = 1;
-    if (atomic_compare_exchange_strong(&s->parked, &one, 0)) {
-      atomic_fetch_sub(&rt->nsleeping, 1);
+    /* seq_cst kept, as in wake_one: the waker's half of the parking
+       handshake (the stopper stores stopping, then reads parked; a parker
+       stores parked, then reads stopping) */
+    if (atomic_compare_exchange_strong_explicit(
+            &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed)) {
+      atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
       weir__futex_wake(&s->parked, 1);
     }
   }
@@ -322,7 +326,9 @@ int weir__sched_start(weir_rt *rt) {
   for (unsigned i = 0; i < rt->nscheds; i++) {
     if (pthread_create(&rt->scheds[i].thread, NULL, sched_main,
                        &rt->scheds[i]) != 0) {
-      atomic_store(&rt->stopping, 2);
+      /* seq_cst, as in weir__sched_stop: the store before wake_all reads
+         parked (store-load: a scheduler parking now sees stopping) */
+      atomic_store_explicit(&rt->stopping, 2, memory_order_seq_cst);
       wake_all(rt);
       for (unsigned j = 0; j < i; j++)
         pthread_join(rt->scheds[j].thread, NULL);
@@ -338,7 +344,10 @@ void weir__sched_stop(weir_rt *rt) {
   if (!rt->scheds) return;
   /* stopping == 2: the schedulers leave once they find no work. */
   atomic_store_explicit(&rt->stopping, 2, memory_order_seq_cst);
-  while (atomic_load(&rt->nsleeping) > 0) {
+  /* seq_cst kept: reads nsleeping after the seq_cst store of stopping,
+     while a parker adds itself to nsleeping (seq_cst) and then reads
+     stopping; store-load on both sides (Dekker), so one sees the other */
+  while (atomic_load_explicit(&rt->nsleeping, memory_order_seq_cst) > 0) {
     wake_all(rt);
   }
   for (unsigned i = 0; i < rt->nscheds; i++) {

@@ -132,10 +132,12 @@ void weir__trace_msg(weir_rt *rt, uint64_t self, const weir__msg *m) {
     weir__trace *t = atomic_load_explicit(&s->sess[i], memory_order_acquire);
     if (!t || atomic_load_explicit(&t->pid, memory_order_acquire) != self)
       continue;
-    /* seq_cst increment, then re-check: closing stores pid 0 and then
-       waits for writers to be 0 (see the file comment) */
-    atomic_fetch_add(&t->writers, 1);
-    if (atomic_load(&t->pid) == self) record(t, m);
+    /* seq_cst kept, both: increment, then re-check (store-load); closing
+       stores pid 0 and then reads writers (see the file comment, Dekker):
+       one of us sees the other */
+    atomic_fetch_add_explicit(&t->writers, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&t->pid, memory_order_seq_cst) == self)
+      record(t, m);
     atomic_fetch_sub_explicit(&t->writers, 1, memory_order_release);
   }
 }
@@ -177,8 +179,10 @@ int weir__trace_open(weir_rt *rt, weir_pid pid, uint32_t count,
   atomic_store_explicit(&t->tail, 0, memory_order_relaxed);
   atomic_store_explicit(&t->seen, 0, memory_order_relaxed);
   atomic_store_explicit(&t->lost, 0, memory_order_relaxed);
-  /* seq_cst: the pid goes live after the fields above */
-  atomic_store(&t->pid, pid.id);
+  /* release: the pid goes live after the fields above (a writer's acquire
+     load of pid sees them). Not part of the close handshake: no writer of
+     this pid can be inside record() before this store. */
+  atomic_store_explicit(&t->pid, pid.id, memory_order_release);
   /* release: publishes a fresh session with its fields */
   if (fresh) atomic_store_explicit(&s->sess[i], t, memory_order_release);
   /* relaxed: the first messages may be missed until the flag is seen; the
@@ -216,8 +220,10 @@ void weir__trace_close(weir_rt *rt, weir__trace *t) {
   if (!s || !t) return;
   weir__lock(&s->mu, WEIR__LK_TRACE);
   uint32_t slot = t->slot;
-  atomic_store(&t->pid, 0);
-  while (atomic_load(&t->writers) != 0)
+  /* seq_cst kept, both: store pid 0, then read writers (store-load), the
+     other half of weir__trace_msg's handshake */
+  atomic_store_explicit(&t->pid, 0, memory_order_seq_cst);
+  while (atomic_load_explicit(&t->writers, memory_order_seq_cst) != 0)
     weir__cpu_relax(); /* a writer is inside record(): a few ns */
   t->open = 0;
   bool others = false;
