@@ -7,8 +7,9 @@
                                an operator on an _Atomic object, x++ or
                                x = v, through -Watomic-implicit-seq-cst)
   rules.py locks SRCDIR DOC    fail on a lock site that bypasses weir__lock
-                               and weir__unlock, or when DOC's lock table
-                               and WEIR__LOCK_RANKS (base.h) disagree
+                               and weir__unlock, on one mutex taken at two
+                               ranks, or when DOC's lock table and
+                               WEIR__LOCK_RANKS (base.h) disagree
 
 Every atomic operation names its memory order and says why it is enough;
 seq_cst is written out where a store-load (Dekker) order needs it. Every
@@ -130,10 +131,38 @@ def ranks_in_doc(doc):
     return out
 
 
+SITE = re.compile(r"\bweir__(un)?lock\(\s*([^,]+?)\s*,\s*WEIR__LK_(\w+)\s*\)")
+
+
+def one_rank_per_mutex(srcdir):
+    """A mutex is named by its field (dq_mu, table_mu...); a bare `mu` (a
+    module's own state, a local pointer) by its file and expression. Every
+    site of one mutex must give the same rank, or the checker, which takes
+    the rank from the site, would be checking two orders."""
+    ranks, bad = {}, []
+    for path in sources(srcdir):
+        text = strip_comments(open(path).read())
+        for no, line in enumerate(text.splitlines(), 1):
+            for m in SITE.finditer(line):
+                expr, rank = m.group(2), m.group(3)
+                field = re.findall(r"\w+", expr)[-1]
+                key = field if field != "mu" else \
+                    f"{os.path.basename(path)}:{expr}"
+                first = ranks.setdefault(key, (rank, f"{path}:{no}"))
+                if first[0] != rank:
+                    bad.append(f"{path}:{no}: {expr} at WEIR__LK_{rank}, "
+                               f"but at WEIR__LK_{first[0]} in {first[1]}")
+    return bad, len(ranks)
+
+
 def locks(srcdir, doc):
     bad = scan(srcdir, RAW_LOCK, PENDING_LOCKS, skip=("lockorder.c", "base.h"))
     for b in bad:
         print(f"rules: lock site without its rank (weir__lock): {b}")
+    mixed, nmutex = one_rank_per_mutex(srcdir)
+    for b in mixed:
+        print(f"rules: one mutex, two ranks: {b}")
+    bad += mixed
     code, table = ranks_in_code(srcdir), ranks_in_doc(doc)
     if not code:
         bad.append("no WEIR__LOCK_RANKS in base.h")
@@ -146,7 +175,8 @@ def locks(srcdir, doc):
     if bad:
         sys.exit(1)
     print(f"rules: {len(code)} lock ranks, the same in base.h and the doc; "
-          f"every lock site in src/ takes its rank")
+          f"every lock site in src/ takes its rank ({nmutex} mutexes, one "
+          f"rank each)")
 
 
 if __name__ == "__main__":
