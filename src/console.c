@@ -103,8 +103,9 @@ static uint64_t ms_ns(uint32_t ms) {
 /* Sleeps until now + ms or stop; false if stopped. */
 static bool job_sleep(console *c, uint32_t ms) {
   uint64_t until = weir__now_ns() + ms_ns(ms);
-  pthread_mutex_lock(&c->mu);
-  while (!atomic_load(&c->stop)) {
+  weir__lock(&c->mu, WEIR__LK_CONSOLE);
+  /* relaxed: stop is stored under c->mu, which we hold */
+  while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
     uint64_t now = weir__now_ns();
     if (now >= until) break;
     struct timespec ts;
@@ -115,8 +116,8 @@ static bool job_sleep(console *c, uint32_t ms) {
     ts.tv_nsec = (long)(t % 1000000000ull);
     pthread_cond_timedwait(&c->cv, &c->mu, &ts);
   }
-  bool ok = !atomic_load(&c->stop);
-  pthread_mutex_unlock(&c->mu);
+  bool ok = !atomic_load_explicit(&c->stop, memory_order_relaxed);
+  weir__unlock(&c->mu, WEIR__LK_CONSOLE);
   return ok;
 }
 
@@ -185,7 +186,8 @@ static void job_scheduler_usage(client *cl) {
     for (size_t i = 0; i < ns && i < 256; i++)
       acc[i] += part[i] * slice;
     left -= slice;
-    if (atomic_load(&c->stop)) return;
+    /* relaxed: a poll; the stop joins this thread, which orders the rest */
+    if (atomic_load_explicit(&c->stop, memory_order_relaxed)) return;
   }
   weir__console_sched_usage(&cl->job, cl->req.ms, acc, ns > 256 ? 256 : ns);
 }
@@ -478,7 +480,9 @@ static void client_next(client *cl) {
 
 static void client_enter_read(client *cl) {
   cl->state = C_READ;
-  cl->deadline_ns = weir__now_ns() + ms_ns(atomic_load(&weir__console_idle_ms));
+  cl->deadline_ns =
+      weir__now_ns() +
+      ms_ns(atomic_load_explicit(&weir__console_idle_ms, memory_order_relaxed));
   client_next(cl);
 }
 
@@ -579,7 +583,9 @@ static void *console_main(void *arg) {
   console *c = arg;
   struct pollfd pf[MAX_CLIENTS + 2];
   client *who[MAX_CLIENTS + 2];
-  while (!atomic_load(&c->stop)) {
+  /* relaxed: a poll; weir__console_stop wakes the loop after the store and
+     joins it, which orders everything after */
+  while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
     nfds_t n = 0;
     pf[n] = (struct pollfd){c->lfd, POLLIN, 0};
     who[n++] = NULL;
@@ -780,10 +786,12 @@ fail:
 void weir__console_stop(weir_rt *rt) {
   console *c = rt->console;
   if (!c) return;
-  pthread_mutex_lock(&c->mu);
-  atomic_store(&c->stop, 1);
+  weir__lock(&c->mu, WEIR__LK_CONSOLE);
+  /* relaxed: under c->mu for the jobs' sleeps; the loop's poll is woken
+     by the pipe below and the join orders the rest */
+  atomic_store_explicit(&c->stop, 1, memory_order_relaxed);
   pthread_cond_broadcast(&c->cv);
-  pthread_mutex_unlock(&c->mu);
+  weir__unlock(&c->mu, WEIR__LK_CONSOLE);
   char x = 1;
   if (write(c->wake[1], &x, 1) < 0) {
     /* full: the thread will wake anyway */
