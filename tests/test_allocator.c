@@ -112,9 +112,8 @@ static const weir_server idle = {.name = "idle", .handle_cast = t_cast};
 
 static void test_console_no_realloc(void) {
   char dir[] = "/tmp/weir-alloc-test-XXXXXX";
-  CHECK(mkdtemp(dir));
   char path[128];
-  snprintf(path, sizeof path, "%s/n.sock", dir);
+  test_console_path(dir, path, sizeof path);
   weir_rt_opts o;
   weir_rt_opts_init(&o);
   o.schedulers = 2;

@@ -451,9 +451,8 @@ static char *ask(const char *path, const char *req, int multiline) {
 
 static void test_console(void) {
   char dir[] = "/tmp/weir-report-test-XXXXXX";
-  CHECK(mkdtemp(dir));
   char path[128];
-  snprintf(path, sizeof path, "%s/n.sock", dir);
+  test_console_path(dir, path, sizeof path);
   weir_rt *rt = start(1000, 1000, 0, path);
   weir_spawn_opts so;
   weir_spawn_opts_init(&so);

@@ -290,9 +290,8 @@ static void test_key(const char *path, weir_rt *rt) {
 
 int main(void) {
   char dir[] = "/tmp/weir-trace-test-XXXXXX";
-  CHECK(mkdtemp(dir));
   char path[128];
-  snprintf(path, sizeof path, "%s/n.sock", dir);
+  test_console_path(dir, path, sizeof path);
   weir_rt_opts o;
   weir_rt_opts_init(&o);
   o.schedulers = 2;

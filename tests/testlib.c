@@ -338,3 +338,9 @@ int test_unix_connect(const char *path) {
             "cannot connect to %s", path);
   return fd;
 }
+
+void test_console_path(char *dir, char *path, size_t n) {
+  CHECK_MSG(mkdtemp(dir), "mkdtemp %s", dir);
+  int k = snprintf(path, n, "%s/n.sock", dir);
+  CHECK(k > 0 && (size_t)k < n);
+}

@@ -132,6 +132,9 @@ int test_sanitized(void);
 weir_rt *test_rt_start(unsigned schedulers);
 /* The same with caller's options. */
 weir_rt *test_rt_start_opts(const weir_rt_opts *o);
+/* Makes the directory dir (a mkdtemp template, changed in place) and puts
+   the path of a console socket in it into path. */
+void test_console_path(char *dir, char *path, size_t n);
 /* A connected AF_UNIX stream socket to path (a node's console). */
 int test_unix_connect(const char *path);
 /* Stops rt (timeout 30 s) and checks it returned WEIR_OK. */
