@@ -528,6 +528,25 @@ WEIR_API int weir_sup_which_children(weir_rt *rt, weir_pid sup,
    workers. */
 WEIR_API int weir_sup_count_children(weir_rt *rt, weir_pid sup,
                                      weir_child_counts *c);
+/* What weirctl tree shows of a supervisor. Read without a message (the
+   supervisor publishes its figures as it restarts), so it works from any
+   thread or process, even while sup is busy or its mailbox is deep. */
+typedef struct weir_sup_stats {
+  weir_strategy strategy;
+  int max_restarts, max_seconds; /* its intensity */
+  uint64_t restarts;             /* restarts it counted since it started */
+  int restarts_recent; /* of those, inside the last max_seconds (as of the
+                          last restart; 0 once max_seconds pass quietly) */
+  int intensity_left;  /* max_restarts - restarts_recent: restarts it can
+                          still take before it gives up */
+} weir_sup_stats;
+/* Fills *st for the supervisor sup (a partition supervisor too). Errors:
+   EINVAL (rt or st NULL, or sup is not a supervisor), ENOPROC (sup ended,
+   also during the read). */
+WEIR_API int weir_supervisor_stats(weir_rt *rt, weir_pid sup,
+                                   weir_sup_stats *st);
+/* WEIR_ONE_FOR_ONE -> "one_for_one" ("unknown" out of range); static. */
+WEIR_API const char *weir_strategy_name(weir_strategy s);
 /* Stops child id (shutdown signal, up to its shutdown_ms, then kill; 0:
    kill at once) and dead-letters what its mailbox held; it is not
    restarted. A temporary child's spec is deleted, others stay for

@@ -280,6 +280,7 @@ static void client_request(client *cl, const char *line, size_t len) {
   case WEIR__CMD_ALARMS:
   case WEIR__CMD_METRICS:
   case WEIR__CMD_CRASHES:
+  case WEIR__CMD_TREE:
   case WEIR__CMD_HELP:
     break;
   }

@@ -74,6 +74,10 @@
        "the last crash and supervisor reports, newest first",                  \
        0, 0, "",                                                               \
        "the last crash and supervisor reports")                                \
+  BOTH("tree", TREE, 0, "",                                                    \
+       "supervisors: strategy, restarts, intensity left, children",           \
+       0, 0, "",                                                               \
+       "the supervision tree")                                                 \
   BOTH("trace", TRACE, 4, "PID|NAME N SECS TAGS",                              \
        "stream the messages a process takes, until N or SECS (TAGS: * or "     \
        "a,b,...); one JSON line each, then a summary",                         \

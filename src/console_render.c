@@ -444,6 +444,106 @@ static void cmd_crashes(weir_rt *rt, weir__sb *b) {
   weir__free(r);
 }
 
+/* tree: every supervisor, its figures (weir_supervisor_stats) and its
+   children, from one pass over the processes; nothing is asked of a
+   supervisor, so a busy one is shown as it is. A flat list, each entry
+   naming its parent: the client draws the tree. A child's restarts are
+   those of its spec, from its slot's extras (sup.c keeps them there). */
+#define TREE_MAX_PROCS 65536
+typedef struct tree_proc {
+  weir_pid pid, sup;
+  int is_sup;
+} tree_proc;
+
+static uint32_t child_restarts(weir_rt *rt, weir_pid pid) {
+  weir__proc *p = weir__proc_get(rt, pid);
+  weir__slotx *sx = p ? WEIR__LD(p->x) : NULL;
+  return sx ? WEIR__LD(sx->child_restarts) : 0;
+}
+
+static void tree_child(weir_rt *rt, weir__sb *b, const tree_proc *t,
+                       int first) {
+  weir_proc_info in;
+  if (weir_process_info(rt, t->pid, &in) != WEIR_OK) return;
+  weir__sb_puts(b, first ? "{\"pid\":" : ",{\"pid\":");
+  sb_pid(b, t->pid);
+  weir__sb_puts(b, ",\"registered_name\":");
+  sb_json_str_or_null(b, in.registered_name);
+  weir__sb_puts(b, ",\"initial_call\":");
+  sb_json_str(b, in.initial_call);
+  weir__sb_puts(b, ",\"current_function\":");
+  sb_json_str(b, in.current_function);
+  weir__sb_printf(b,
+                  ",\"supervisor\":%s,\"restarts\":%u,"
+                  "\"message_queue_len\":%llu,\"partition\":",
+                  t->is_sup ? "true" : "false", child_restarts(rt, t->pid),
+                  (unsigned long long)in.message_queue_len);
+  if (in.partition >= 0)
+    weir__sb_printf(b, "%d}", in.partition);
+  else
+    weir__sb_puts(b, "null}");
+}
+
+static void cmd_tree(weir_rt *rt, weir__sb *b) {
+  weir_stats ns;
+  size_t cap = 64, n = 0, nt = 0;
+  if (weir_node_stats(rt, &ns) == WEIR_OK) cap += (size_t)ns.processes;
+  if (cap > TREE_MAX_PROCS) cap = TREE_MAX_PROCS;
+  weir_proc_sample *s = weir__calloc(cap, sizeof *s);
+  tree_proc *t = weir__calloc(cap, sizeof *t);
+  if (!s || !t ||
+      weir_proc_count(rt, WEIR_ATTR_MEMORY, cap, s, &n) != WEIR_OK) {
+    weir__sb_error(b, s && t ? "tree failed" : "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    weir_proc_info in;
+    weir_sup_stats st;
+    if (weir_process_info(rt, s[i].pid, &in) != WEIR_OK) continue;
+    t[nt].pid = s[i].pid;
+    t[nt].sup = in.supervisor;
+    t[nt].is_sup = weir_supervisor_stats(rt, s[i].pid, &st) == WEIR_OK;
+    nt++;
+  }
+  weir__sb_puts(b, "{\"node\":");
+  sb_json_str(b, rt->node_name);
+  weir__sb_printf(b, ",\"truncated\":%s,\"supervisors\":[",
+                  n == cap && cap == TREE_MAX_PROCS ? "true" : "false");
+  int first = 1;
+  for (size_t i = 0; i < nt; i++) {
+    weir_sup_stats st;
+    weir_proc_info in;
+    if (!t[i].is_sup || weir_supervisor_stats(rt, t[i].pid, &st) != WEIR_OK ||
+        weir_process_info(rt, t[i].pid, &in) != WEIR_OK)
+      continue;
+    weir__sb_puts(b, first ? "{\"pid\":" : ",{\"pid\":");
+    first = 0;
+    sb_pid(b, t[i].pid);
+    weir__sb_puts(b, ",\"registered_name\":");
+    sb_json_str_or_null(b, in.registered_name);
+    weir__sb_puts(b, ",\"parent\":");
+    sb_pid_or_null(b, in.supervisor);
+    weir__sb_printf(b,
+                    ",\"strategy\":\"%s\",\"max_restarts\":%d,"
+                    "\"max_seconds\":%d,\"restarts\":%llu,"
+                    "\"restarts_recent\":%d,\"intensity_left\":%d,"
+                    "\"message_queue_len\":%llu,\"children\":[",
+                    weir_strategy_name(st.strategy), st.max_restarts,
+                    st.max_seconds, (unsigned long long)st.restarts,
+                    st.restarts_recent, st.intensity_left,
+                    (unsigned long long)in.message_queue_len);
+    size_t before = b->len;
+    for (size_t j = 0; j < nt; j++)
+      if (weir_pid_eq(t[j].sup, t[i].pid))
+        tree_child(rt, b, &t[j], b->len == before);
+    weir__sb_puts(b, "]}");
+  }
+  weir__sb_printf(b, "],\"processes_seen\":%zu}", nt);
+out:
+  weir__free(s);
+  weir__free(t);
+}
+
 static void cmd_help(weir__sb *b) {
   weir__sb_puts(b, "{\"commands\":[");
   for (size_t i = 0; i < WEIR__CMD__COUNT; i++) {
@@ -580,6 +680,9 @@ void weir__console_reply(weir_rt *rt, const weir__console_req *rq,
     break;
   case WEIR__CMD_CRASHES:
     cmd_crashes(rt, b);
+    break;
+  case WEIR__CMD_TREE:
+    cmd_tree(rt, b);
     break;
   case WEIR__CMD_HELP:
     cmd_help(b);

@@ -162,6 +162,7 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
     atomic_store_explicit(&sx->high_water, 0, memory_order_relaxed);
     WEIR__ST(sx->partition, x ? x->partition : -1);
     WEIR__ST(sx->supervisor, x ? x->supervisor : (uint64_t)0);
+    WEIR__ST(sx->child_restarts, x ? x->restarts : 0u);
     /* the defer list belongs to the slot: it survives a restart */
   }
   WEIR__ST(p->blocking, (uint8_t)(so->blocking ? 1 : 0));
@@ -215,7 +216,7 @@ static bool needs_x(const weir_rt *rt, const weir_spawn_opts *so,
   /* a node budget can refuse any process's sends: each counts its drops */
   return so->max_queue_len || so->max_queue_bytes || so->alarm_enable ||
          rt->opts.max_mailbox_bytes ||
-         (x && (x->supervisor || x->route || x->partition >= 0));
+         (x && (x->supervisor || x->route || x->partition >= 0 || x->is_sup));
 }
 
 static int slotx_ensure(weir__proc *p) {

@@ -84,6 +84,8 @@ typedef struct weir__spawn_x {
   uint8_t keep;         /* hold the mailbox at exit, for a restart */
   uint32_t accept_from; /* restart: oldest generation still accepted */
   void *route;          /* partition supervisor that routes here, or NULL */
+  uint32_t restarts;    /* restarts of this child spec so far */
+  uint8_t is_sup;       /* a supervisor: it keeps its figures in its extras */
 } weir__spawn_x;
 /* Spawns into slot p whose token the caller holds. On init failure with
    x->keep the slot is left HELD (token held), else it is freed. */

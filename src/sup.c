@@ -40,6 +40,8 @@ typedef struct sup_child {
   int held;         /* slot is HELD, waiting for a restart */
   int partition;    /* -1 unless a partition worker */
   int removed;      /* spec deleted (temporary child ended) */
+  int started;      /* started once: every later start is a restart */
+  uint32_t restarts;
 } sup_child;
 
 typedef struct weir__sup {
@@ -56,6 +58,7 @@ typedef struct weir__sup {
   void *route;
   weir_pid self;
   uint64_t parent; /* pid id of whoever started us (its EXIT stops us) */
+  weir__slotx *sx; /* our slot's extras: the figures we publish */
 } weir__sup;
 
 static const weir_server sup_server;
@@ -161,11 +164,15 @@ static int start_child(weir__sup *s, sup_child *ch) {
   weir_rt *rt = s->rt;
   weir_spawn_opts so = ch->spec.opts;
   so.link = 1;
+  if (ch->started) ch->restarts++;
+  ch->started = 1;
   weir__spawn_x x = {.supervisor = s->self.id,
                      .partition = ch->partition,
                      .keep = ch->spec.keep_mailbox ? 1 : 0,
                      .accept_from = 0,
-                     .route = s->route};
+                     .route = s->route,
+                     .restarts = ch->restarts,
+                     .is_sup = ch->spec.is_supervisor ? 1 : 0};
   const weir_server *srv =
       ch->spec.is_supervisor ? &sup_server : ch->spec.server;
   void *arg =
@@ -298,6 +305,15 @@ static void note_action(weir__sup *s, sup_child *ch, weir_pid pid,
     weir__report_gave_up(s->rt, s->self, pid, &n);
 }
 
+/* The figures weir_supervisor_stats reads (slot.h): one more restart. */
+static void publish_restart(weir__sup *s, uint64_t now) {
+  weir__slotx *sx = s->sx;
+  if (!sx) return;
+  WEIR__ST(sx->sup_recent, (int32_t)restarts_in_window(s));
+  WEIR__ST(sx->sup_last_ns, now);
+  atomic_fetch_add_explicit(&sx->sup_restarts, 1, memory_order_relaxed);
+}
+
 static bool intensity_ok(weir__sup *s) {
   uint64_t now = weir__now_ns();
   if (s->o.max_restarts == 0) return false;
@@ -305,6 +321,7 @@ static bool intensity_ok(weir__sup *s) {
   s->tpos = (s->tpos + 1) % s->ntimes;
   /* the oldest of the last max_restarts+1 restarts */
   uint64_t oldest = s->times[s->tpos];
+  publish_restart(s, now);
   if (!oldest) return true;
   return now - oldest > (uint64_t)s->o.max_seconds * 1000000000ull;
 }
@@ -340,6 +357,18 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
     memcpy(ch->id, d->c[i].id, strlen(d->c[i].id) + 1);
     ch->spec.id = ch->id;
     ch->partition = d->ops ? (int)i : -1;
+  }
+  s->sx = cx->p->x; /* always there: spawned with is_sup */
+  if (s->sx) {
+    weir__slotx *sx = s->sx;
+    WEIR__ST(sx->sup_strategy, (int32_t)s->o.strategy);
+    WEIR__ST(sx->sup_max_restarts, (int32_t)s->o.max_restarts);
+    WEIR__ST(sx->sup_max_seconds, (int32_t)s->o.max_seconds);
+    WEIR__ST(sx->sup_recent, 0);
+    WEIR__ST(sx->sup_last_ns, (uint64_t)0);
+    atomic_store_explicit(&sx->sup_restarts, 0, memory_order_relaxed);
+    /* release: a reader that sees our pid sees the figures above */
+    atomic_store_explicit(&sx->sup_self, s->self.id, memory_order_release);
   }
   if (s->ops) s->ops->bind(s->ops_ctx, cx->p, s);
   *state = s;
@@ -454,6 +483,7 @@ static void sup_terminate(weir_ctx *cx, void *state, int reason,
   WEIR__ASSERT(WEIR__LD(cx->p->blocking));
   weir__sup *s = state;
   if (!s) return;
+  if (s->sx) atomic_store_explicit(&s->sx->sup_self, 0, memory_order_relaxed);
   for (size_t i = s->n; i-- > 0;)
     if (!s->c[i].removed) stop_child(s, &s->c[i], false);
   if (s->ops) s->ops->unbind(s->ops_ctx);
@@ -476,7 +506,8 @@ int weir__sup_start_def(weir_rt *rt, weir__sup_def *d, void *route,
   so.blocking = 1;
   so.trap_exit = 1;
   so.name = d->name[0] ? d->name : NULL;
-  weir__spawn_x x = {.supervisor = 0, .partition = -1, .route = route};
+  weir__spawn_x x = {
+      .supervisor = 0, .partition = -1, .route = route, .is_sup = 1};
   weir_ctx *cx = weir__current_ctx();
   if (cx && cx->p->rt == rt) {
     so.link = 1;
@@ -581,6 +612,44 @@ int weir_sup_which_children(weir_rt *rt, weir_pid sup, weir_child_info *out,
   if (rc == WEIR_OK) rc = r.rc;
   if (rc == WEIR_OK && count) *count = r.count;
   return rc;
+}
+
+int weir_supervisor_stats(weir_rt *rt, weir_pid sup, weir_sup_stats *st) {
+  if (!rt || !st) return WEIR_EINVAL;
+  weir__proc *p = weir__proc_get(rt, sup);
+  if (!p) return WEIR_ENOPROC;
+  weir__slotx *sx = WEIR__LD(p->x);
+  /* acquire: pairs with sup_init's release of sup_self */
+  if (!sx ||
+      atomic_load_explicit(&sx->sup_self, memory_order_acquire) != sup.id)
+    return weir__proc_get(rt, sup) ? WEIR_EINVAL : WEIR_ENOPROC;
+  memset(st, 0, sizeof *st);
+  st->strategy = (weir_strategy)WEIR__LD(sx->sup_strategy);
+  st->max_restarts = WEIR__LD(sx->sup_max_restarts);
+  st->max_seconds = WEIR__LD(sx->sup_max_seconds);
+  st->restarts = atomic_load_explicit(&sx->sup_restarts, memory_order_relaxed);
+  uint64_t last = WEIR__LD(sx->sup_last_ns);
+  int recent = WEIR__LD(sx->sup_recent);
+  uint64_t w = (uint64_t)st->max_seconds * 1000000000ull;
+  if (!last || weir__now_ns() - last > w) recent = 0;
+  if (recent > st->max_restarts) recent = st->max_restarts;
+  st->restarts_recent = recent;
+  st->intensity_left = st->max_restarts - recent;
+  /* it may have ended while we read: say so */
+  if (!weir__proc_get(rt, sup)) return WEIR_ENOPROC;
+  return WEIR_OK;
+}
+
+const char *weir_strategy_name(weir_strategy s) {
+  switch (s) {
+  case WEIR_ONE_FOR_ONE:
+    return "one_for_one";
+  case WEIR_ONE_FOR_ALL:
+    return "one_for_all";
+  case WEIR_REST_FOR_ONE:
+    return "rest_for_one";
+  }
+  return "unknown";
 }
 
 static int do_count(weir__sup *s, sup_req *r) {

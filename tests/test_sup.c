@@ -432,6 +432,61 @@ static void test_intensity(void) {
   test_watcher_free(w);
 }
 
+/* ---- weir_supervisor_stats: read without a message ----------------------- */
+
+static void test_stats(void) {
+  test_log("[supervisor_stats: strategy, restarts, intensity left]");
+  reset_all();
+  weir_rt *rt = test_rt_start(2);
+  weir_pid sup = start_sup(rt, WEIR_REST_FOR_ONE, 3, 5, 2);
+  weir_sup_stats st;
+  CHECK_OK(weir_supervisor_stats(rt, sup, &st));
+  CHECK_EQ_INT(st.strategy, WEIR_REST_FOR_ONE);
+  CHECK(strcmp(weir_strategy_name(st.strategy), "rest_for_one") == 0);
+  CHECK_EQ_INT(st.max_restarts, 3);
+  CHECK_EQ_INT(st.max_seconds, 5);
+  CHECK_EQ_U64(st.restarts, 0);
+  CHECK_EQ_INT(st.restarts_recent, 0);
+  CHECK_EQ_INT(st.intensity_left, 3);
+  for (int k = 1; k <= 2; k++) {
+    crash(rt, 1);
+    WAIT_UNTIL(atomic_load(&cfg[1].starts) == k + 1, TEST_LIVENESS_MS);
+    CHECK_OK(weir_supervisor_stats(rt, sup, &st));
+    CHECK_EQ_U64(st.restarts, (uint64_t)k);
+    CHECK_EQ_INT(st.restarts_recent, k);
+    CHECK_EQ_INT(st.intensity_left, 3 - k);
+  }
+  /* a worker is no supervisor; a made-up pid is no process */
+  CHECK_EQ_INT(weir_supervisor_stats(rt, cpid(0), &st), WEIR_EINVAL);
+  CHECK_EQ_INT(weir_supervisor_stats(rt, sup, NULL), WEIR_EINVAL);
+  CHECK_EQ_INT(weir_supervisor_stats(NULL, sup, &st), WEIR_EINVAL);
+  CHECK(strcmp(weir_strategy_name((weir_strategy)99), "unknown") == 0);
+  test_rt_stop(rt);
+
+  test_log("[supervisor_stats: the window empties, a stopped one is gone]");
+  reset_all();
+  rt = test_rt_start(2);
+  test_watcher *w = test_watcher_start(rt);
+  sup = start_sup(rt, WEIR_ONE_FOR_ALL, 2, 1, 1);
+  weir_ref ref = test_watch(w, sup);
+  crash(rt, 0);
+  WAIT_UNTIL(atomic_load(&cfg[0].starts) == 2, TEST_LIVENESS_MS);
+  CHECK_OK(weir_supervisor_stats(rt, sup, &st));
+  CHECK_EQ_INT(st.strategy, WEIR_ONE_FOR_ALL);
+  CHECK_EQ_INT(st.intensity_left, 1);
+  test_sleep_ms(1100);
+  CHECK_OK(weir_supervisor_stats(rt, sup, &st));
+  CHECK_EQ_U64(st.restarts, 1);
+  CHECK_EQ_INT(st.restarts_recent, 0);
+  CHECK_EQ_INT(st.intensity_left, 2);
+  CHECK_OK(weir_exit(rt, sup, WEIR_REASON_KILL));
+  int reason = 0;
+  CHECK(test_wait_down(w, ref, TEST_LIVENESS_MS, &reason));
+  CHECK_EQ_INT(weir_supervisor_stats(rt, sup, &st), WEIR_ENOPROC);
+  test_rt_stop(rt);
+  test_watcher_free(w);
+}
+
 /* ---- nested supervisors and escalation ---------------------------------- */
 
 /* top: [a, inner{b, c}, d] */
@@ -828,6 +883,7 @@ int main(void) {
         headline(blocking, requeue, keep);
   test_stop_tree();
   test_intensity();
+  test_stats();
   test_log("test_sup: ok");
   return 0;
 }

@@ -88,7 +88,8 @@ awk 'length($0) > 80 { bad = 1 } END { exit bad }' "$TMP/table" || fail "table w
 
 # Every other command works, in both forms.
 for cmd in "node_stats" "info drowning" "partitions events" "alarms" \
-           "scheduler_usage 200" "proc_window message_queue_len 3 300" "help"; do
+           "scheduler_usage 200" "proc_window message_queue_len 3 300" "help" \
+           "tree"; do
   # shellcheck disable=SC2086
   "$WEIRCTL" -s "$SOCK" $cmd >"$TMP/o" 2>"$TMP/e" || { fail "$cmd: $(cat "$TMP/e")"; continue; }
   # shellcheck disable=SC2086
@@ -98,6 +99,23 @@ done
 ok "all commands"
 "$WEIRCTL" partitions events | grep -q '42:' || fail "partitions: hot key 42 missing"
 "$WEIRCTL" info drowning | grep -q '^registered_name  *drowning' || fail "info drowning"
+
+# tree: app_sup (one_for_one, 100 in 60 s) over steady and flaky; the
+# partition supervisor events over its four workers; flaky's restarts count
+# (the test node crashes it every two seconds).
+"$WEIRCTL" tree >"$TMP/o" 2>"$TMP/e" || fail "tree: $(cat "$TMP/e")"
+cat "$TMP/o"
+grep -q '^<0\.[0-9]*\.[0-9]*> app_sup  *one_for_one  restarts [0-9]* ([0-9]* recent), intensity left [0-9]* of 100 in 60s$' "$TMP/o" \
+  || fail "tree: app_sup line"
+grep -q '^  <0\.[0-9]*\.[0-9]*>  *flaky  *crasher' "$TMP/o" || fail "tree: flaky under app_sup"
+grep -q '^<0\.[0-9]*\.[0-9]*> events  *one_for_one' "$TMP/o" || fail "tree: events"
+[ "$(grep -c 'event_worker' "$TMP/o")" -eq 4 ] || fail "tree: events has not 4 workers"
+i=0
+until "$WEIRCTL" --json tree | grep -q '"registered_name":"flaky","initial_call":"crasher","current_function":"[^"]*","supervisor":false,"restarts":[1-9]'; do
+  i=$((i + 1)); [ $i -gt 60 ] && { fail "tree: flaky's restarts never counted"; break; }
+  sleep 0.1
+done
+[ $i -le 60 ] && ok "tree"
 
 # The drowning process's alarm is listed (the sampler runs every 100 ms).
 i=0

@@ -30,6 +30,7 @@ typedef enum {
   WEIRCTL_TOP,
   WEIRCTL_CRASHES,
   WEIRCTL_TRACE,
+  WEIRCTL_TREE,
   WEIRCTL_HELP /* the node's own command list */
 } weirctl_cmd;
 

@@ -490,6 +490,63 @@ static void print_crashes(json_t *o) {
   }
 }
 
+/* tree: the flat list of supervisors drawn as a tree, roots first. */
+static void print_sup(json_t *sups, json_t *sup, int depth) {
+  char nb[40], q[32];
+  const char *pid = str_or(sup, "pid", "?");
+  printf("%*s%s %s %s  restarts %llu (%llu recent), intensity left %llu of "
+         "%llu in %llus\n",
+         depth * 2, "", pid,
+         fit(str_or(sup, "registered_name", "-"), 24, nb, sizeof nb),
+         str_or(sup, "strategy", "?"), num_of(sup, "restarts"),
+         num_of(sup, "restarts_recent"), num_of(sup, "intensity_left"),
+         num_of(sup, "max_restarts"), num_of(sup, "max_seconds"));
+  size_t i;
+  json_t *c;
+  json_array_foreach(json_object_get(sup, "children"), i, c) {
+    if (json_is_true(json_object_get(c, "supervisor"))) {
+      size_t k;
+      json_t *s;
+      json_array_foreach(sups, k, s) {
+        if (strcmp(str_or(s, "pid", ""), str_or(c, "pid", "-")) == 0)
+          print_sup(sups, s, depth + 1);
+      }
+      continue;
+    }
+    unsigned long long r = num_of(c, "restarts");
+    printf("%*s%-13s %-20s %-22s queue %s%s\n", depth * 2 + 2, "",
+           str_or(c, "pid", "?"),
+           fit(str_or(c, "registered_name", "-"), 20, nb, sizeof nb),
+           str_or(c, "initial_call", "-"),
+           human(num_of(c, "message_queue_len"), q, sizeof q), "");
+    if (r) printf("%*s  restarted %llu times\n", depth * 2 + 2, "", r);
+  }
+}
+
+static void print_tree(json_t *o) {
+  json_t *sups = json_object_get(o, "supervisors");
+  if (json_array_size(sups) == 0) {
+    printf("no supervisors on node %s\n", str_or(o, "node", "?"));
+    return;
+  }
+  size_t i;
+  json_t *s;
+  json_array_foreach(sups, i, s) {
+    /* a root: no parent, or a parent that is no supervisor listed */
+    const char *parent = str_or(s, "parent", "");
+    int listed = 0;
+    size_t k;
+    json_t *p;
+    json_array_foreach(sups, k, p) {
+      if (*parent && strcmp(str_or(p, "pid", ""), parent) == 0) listed = 1;
+    }
+    if (!listed) print_sup(sups, s, 0);
+  }
+  if (json_is_true(json_object_get(o, "truncated")))
+    printf("(truncated: only the first %llu processes were read)\n",
+           num_of(o, "processes_seen"));
+}
+
 static void print_help(json_t *o) {
   size_t i;
   json_t *c;
@@ -782,6 +839,9 @@ int main(int argc, char **argv) {
     break;
   case WEIRCTL_CRASHES:
     print_crashes(j);
+    break;
+  case WEIRCTL_TREE:
+    print_tree(j);
     break;
   default:
     print_object(j);

@@ -4,7 +4,9 @@
  * "drowning" is blocked inside its first handle_cast while 10000 more casts
  * queue behind it. Beside it runs a partition supervisor "events" with four
  * workers that have seen a few keys, so `weirctl partitions events` has
- * something to show.
+ * something to show, and a supervisor "app_sup" whose child "flaky" crashes
+ * every two seconds (restarted each time), for `weirctl tree` and the
+ * dashboard's supervision view.
  *
  *   weirctl_testnode NODE [SECONDS]
  *
@@ -63,6 +65,8 @@ static const weir_server drown_srv = {.name = "aggregator",
                                       .handle_cast = drown_cast};
 static const weir_server work_srv = {.name = "event_worker",
                                      .handle_cast = work_cast};
+static const weir_server steady_srv = {.name = "steady_worker",
+                                       .handle_cast = work_cast};
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -112,6 +116,20 @@ int main(int argc, char **argv) {
   if ((rc = weir_spawn(rt, &crash_srv, NULL, &so, &c)) != WEIR_OK) goto fail;
   if ((rc = weir_cast(rt, c, 9, "boom", 4)) != WEIR_OK) goto fail;
 
+  /* app_sup: a steady worker and a flaky one, restarted again and again */
+  weir_sup_opts sup_o;
+  weir_sup_opts_init(&sup_o);
+  sup_o.name = "app_sup";
+  sup_o.max_restarts = 100;
+  sup_o.max_seconds = 60;
+  weir_child_spec kids[2];
+  weir_child_spec_init(&kids[0], "steady", &steady_srv, NULL);
+  weir_child_spec_init(&kids[1], "flaky", &crash_srv, NULL);
+  kids[1].opts.name = "flaky";
+  weir_pid app_sup;
+  if ((rc = weir_sup_start(rt, &sup_o, kids, 2, &app_sup)) != WEIR_OK)
+    goto fail;
+
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   printf("ready %s\n", weir_rt_console_path(rt));
@@ -125,6 +143,9 @@ int main(int argc, char **argv) {
     /* a trickle for weirctl trace: key 42, tag 5, ten a second */
     uint64_t n = (uint64_t)t;
     weir_partition_cast(rt, ps, 42, 5, &n, sizeof n);
+    weir_pid f;
+    if (t % 20 == 10 && weir_whereis(rt, "flaky", &f) == WEIR_OK)
+      weir_cast(rt, f, 9, "flap", 4);
   }
   atomic_store(&release_gate, 1);
   weir_rt_stop(rt, 10000);
