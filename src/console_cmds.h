@@ -20,7 +20,7 @@
  *       a request that weirctl sends for its command of the same name;
  *   CTL(name, ID, cmin, cmax, cargs, cdoc)
  *       a weirctl command that is no request of its own (nodes reads the
- *       run dir, top repeats proc_count).
+ *       run dir, top repeats proc_count, web serves a dashboard).
  *
  * nargs, args, doc: the node's exact argument count, its usage ("" = no
  * arguments) and its help line. cmin..cmax, cargs, cdoc: weirctl's
@@ -90,6 +90,10 @@
        "trace the worker of partition supervisor NAME that KEY routes to")     \
   CTL("top", TOP, 0, 0, "[--sort ATTR] [-n N] [--once]",                       \
       "live view, refreshed every second")                                     \
+  CTL("web", WEB, 0, 0, "[--listen ADDR:PORT] [--token FILE]",              \
+      "read-only dashboard of every live node over\n"                         \
+      "HTTP (default 127.0.0.1:8086; any other\n"                             \
+      "address needs --token)")                                                \
   BOTH("help", HELP, 0, "",                                                    \
        "this list",                                                            \
        0, 0, "",                                                               \

@@ -210,6 +210,42 @@ static int parse_trace(weirctl_args *a, const cmd_row *c, char *const *pos,
   return 0;
 }
 
+/* ADDR:PORT: a non-empty address (an IPv4 literal or [IPv6]; web.c checks
+   it) and a port from 1 to 65535. */
+static int listen_addr(const char *s) {
+  const char *colon = strrchr(s, ':');
+  unsigned port;
+  if (!colon || colon == s || strlen(s) > 64) return -1;
+  if (s[0] == '[' && colon[-1] != ']') return -1;
+  return num(colon + 1, 1, 65535, &port);
+}
+
+/* web [--listen ADDR:PORT] [--token FILE] */
+static int parse_web(weirctl_args *a, const cmd_row *c, char *const *pos,
+                     int np, char *err, size_t errn) {
+  a->listen = "127.0.0.1:8086";
+  for (int k = 0; k < np; k++) {
+    const char *s = pos[k], *v;
+    int j = k + 1;
+    char *const *sub = pos - 1;
+    if (is_opt(s, "--listen")) {
+      if (!(v = optval(np + 1, sub, &j, "--listen")) || listen_addr(v))
+        return fail(err, errn,
+                    "--listen needs ADDR:PORT (e.g. 127.0.0.1:8086, "
+                    "[::1]:8086)");
+      a->listen = v;
+    } else if (is_opt(s, "--token")) {
+      if (!(v = optval(np + 1, sub, &j, "--token")) || !*v)
+        return fail(err, errn, "--token needs a file");
+      a->token = v;
+    } else {
+      return usage(err, errn, c);
+    }
+    k = j - 1;
+  }
+  return 0;
+}
+
 int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
                        size_t errn) {
   if (err && errn) err[0] = 0;
@@ -290,6 +326,7 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
     return 0;
   }
   if (a->cmd == WEIRCTL_TRACE) return parse_trace(a, c, pos, np, err, errn);
+  if (a->cmd == WEIRCTL_WEB) return parse_web(a, c, pos, np, err, errn);
   if (np < c->min || np > c->max) return usage(err, errn, c);
   switch (a->cmd) {
   case WEIRCTL_PROC_COUNT:

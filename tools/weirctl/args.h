@@ -31,6 +31,7 @@ typedef enum {
   WEIRCTL_CRASHES,
   WEIRCTL_TRACE,
   WEIRCTL_TREE,
+  WEIRCTL_WEB,
   WEIRCTL_HELP /* the node's own command list */
 } weirctl_cmd;
 
@@ -48,6 +49,8 @@ typedef struct weirctl_args {
   int once;           /* top --once */
   unsigned count;     /* trace --count (default 10, at most 10000) */
   unsigned secs;      /* trace --secs (default 10, at most 300) */
+  const char *listen; /* web --listen ADDR:PORT (default 127.0.0.1:8086) */
+  const char *token;  /* web --token FILE, or NULL */
   char request[256];  /* the console request line, no newline ("" = none) */
 } weirctl_args;
 

@@ -11,6 +11,7 @@
  * ones, a node that stops answering is a timeout, never a hang.
  */
 #include "args.h"
+#include "client.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -44,7 +45,7 @@ static int die(const char *fmt, ...) {
 
 /* ---- finding nodes ----------------------------------------------------- */
 
-static void run_dir(char *buf, size_t n) {
+void weirctl_run_dir(char *buf, size_t n) {
   const char *env = getenv("WEIR_RUN_DIR");
   if (env && *env)
     snprintf(buf, n, "%s", env);
@@ -52,8 +53,7 @@ static void run_dir(char *buf, size_t n) {
     snprintf(buf, n, "/tmp/weir-%u", (unsigned)geteuid());
 }
 
-/* Connects to a Unix socket; -1 with errno set on failure. */
-static int sock_open(const char *path) {
+int weirctl_sock_open(const char *path) {
   struct sockaddr_un sa;
   if (strlen(path) >= sizeof sa.sun_path) {
     errno = ENAMETOOLONG;
@@ -73,13 +73,7 @@ static int sock_open(const char *path) {
   return fd;
 }
 
-typedef struct {
-  char name[64];
-  char path[256];
-} node_ent;
-
-/* The live nodes of the run dir (sockets that accept a connection). */
-static int list_nodes(const char *dir, node_ent *out, int max) {
+int weirctl_list_nodes(const char *dir, node_ent *out, int max) {
   DIR *d = opendir(dir);
   if (!d) return -1;
   int n = 0;
@@ -94,7 +88,7 @@ static int list_nodes(const char *dir, node_ent *out, int max) {
     if ((size_t)snprintf(x->path, sizeof x->path, "%s/%s", dir, e->d_name) >=
         sizeof x->path)
       continue;
-    int fd = sock_open(x->path);
+    int fd = weirctl_sock_open(x->path);
     if (fd < 0) continue;
     close(fd);
     n++;
@@ -109,9 +103,9 @@ static int by_name(const void *a, const void *b) {
 
 static int cmd_nodes(const weirctl_args *a) {
   char dir[200];
-  run_dir(dir, sizeof dir);
+  weirctl_run_dir(dir, sizeof dir);
   node_ent nodes[256];
-  int n = list_nodes(dir, nodes, 256);
+  int n = weirctl_list_nodes(dir, nodes, 256);
   if (n < 0) n = 0; /* no run dir: no nodes */
   qsort(nodes, (size_t)n, sizeof nodes[0], by_name);
   if (a->json) {
@@ -138,7 +132,7 @@ static int cmd_nodes(const weirctl_args *a) {
 /* The socket to talk to, or exit 1 with a message. */
 static int pick_socket(const weirctl_args *a, char *path, size_t n) {
   char dir[200];
-  run_dir(dir, sizeof dir);
+  weirctl_run_dir(dir, sizeof dir);
   if (a->socket) {
     snprintf(path, n, "%s", a->socket);
     return 0;
@@ -148,7 +142,7 @@ static int pick_socket(const weirctl_args *a, char *path, size_t n) {
     return 0;
   }
   node_ent nodes[64];
-  int k = list_nodes(dir, nodes, 64);
+  int k = weirctl_list_nodes(dir, nodes, 64);
   if (k <= 0)
     return die("no live node in %s (start one with a console, or "
                "use --node / -s)",
@@ -169,11 +163,11 @@ static int pick_socket(const weirctl_args *a, char *path, size_t n) {
 }
 
 static int connect_node(const weirctl_args *a, const char *path) {
-  int fd = sock_open(path);
+  int fd = weirctl_sock_open(path);
   if (fd >= 0) return fd;
   if (a->node && (errno == ENOENT || errno == ECONNREFUSED)) {
     char dir[200];
-    run_dir(dir, sizeof dir);
+    weirctl_run_dir(dir, sizeof dir);
     die("no node named '%s' is running (no live socket %s/%s.sock); "
         "`weirctl nodes` lists the live ones",
         a->node, dir, a->node);
@@ -785,6 +779,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (a.cmd == WEIRCTL_NODES) return cmd_nodes(&a);
+  if (a.cmd == WEIRCTL_WEB) return weirctl_web(&a);
   signal(SIGPIPE, SIG_IGN);
   char path[256];
   if (pick_socket(&a, path, sizeof path) != 0) return 1;

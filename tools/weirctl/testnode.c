@@ -2,11 +2,11 @@
  * testnode.c: a small node for weirctl's tests and for trying weirctl by
  * hand. It reproduces the seed's drowning singleton: a process registered as
  * "drowning" is blocked inside its first handle_cast while 10000 more casts
- * queue behind it. Beside it runs a partition supervisor "events" with four
- * workers that have seen a few keys, so `weirctl partitions events` has
- * something to show, and a supervisor "app_sup" whose child "flaky" crashes
- * every two seconds (restarted each time), for `weirctl tree` and the
- * dashboard's supervision view.
+ * queue behind it, and 200 more a second after that. Beside it runs a partition
+ * supervisor "events" with four workers that have seen a few keys, so `weirctl
+ * partitions events` has something to show, and a supervisor "app_sup" whose
+ * child "flaky" crashes every two seconds (restarted each time), for `weirctl
+ * tree` and the dashboard's supervision view.
  *
  *   weirctl_testnode NODE [SECONDS]
  *
@@ -143,6 +143,9 @@ int main(int argc, char **argv) {
     /* a trickle for weirctl trace: key 42, tag 5, ten a second */
     uint64_t n = (uint64_t)t;
     weir_partition_cast(rt, ps, 42, 5, &n, sizeof n);
+    /* drowning keeps drowning: 200 more a second, none taken */
+    for (int k = 0; k < 20; k++)
+      weir_cast(rt, d, 1, &k, sizeof k);
     weir_pid f;
     if (t % 20 == 10 && weir_whereis(rt, "flaky", &f) == WEIR_OK)
       weir_cast(rt, f, 9, "flap", 4);

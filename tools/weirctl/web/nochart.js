@@ -1,0 +1,1 @@
+window.Chart = undefined; /* built without libjs-chart.js */
