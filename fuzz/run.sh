@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DWEIR_FUZZ=ON \
   -DWEIR_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
-targets="console_parse weirctl_args pid_parse"
+targets="console_parse weirctl_args pid_parse web_route"
 for t in $targets; do
   cmake --build build-fuzz -j2 --target "fuzz_$t" >/dev/null
 done

@@ -76,13 +76,14 @@ typedef struct weir__slotx {
      and the console's tree read them without a message. Each is a figure
      on its own (relaxed); sup_self, stored last with release, says whose
      they are, so a reader that sees its pid there sees that incarnation's
-     strategy and limits. */
-  _Atomic uint64_t sup_self; /* pid id of the supervisor, 0 = none */
-  _Atomic int32_t sup_strategy, sup_max_restarts, sup_max_seconds;
-  _Atomic int32_t sup_recent; /* restarts in the window, at the last one */
-  _Atomic uint64_t sup_restarts, sup_last_ns; /* ever; time of the last */
+     strategy and limits. Plain fields behind WEIR__LD/ST and __atomic
+     builtins, like the rest of the extras. */
+  uint64_t sup_self; /* pid id of the supervisor, 0 = none */
+  int32_t sup_strategy, sup_max_restarts, sup_max_seconds;
+  int32_t sup_recent; /* restarts in the window, at the last one */
+  uint64_t sup_restarts, sup_last_ns; /* ever; time of the last */
   /* A supervised child's: how often its spec was restarted (sup.c). */
-  _Atomic uint32_t child_restarts;
+  uint32_t child_restarts;
 } weir__slotx;
 
 typedef struct weir__proc weir__proc;

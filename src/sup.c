@@ -311,7 +311,7 @@ static void publish_restart(weir__sup *s, uint64_t now) {
   if (!sx) return;
   WEIR__ST(sx->sup_recent, (int32_t)restarts_in_window(s));
   WEIR__ST(sx->sup_last_ns, now);
-  atomic_fetch_add_explicit(&sx->sup_restarts, 1, memory_order_relaxed);
+  __atomic_fetch_add(&sx->sup_restarts, 1, __ATOMIC_RELAXED);
 }
 
 static bool intensity_ok(weir__sup *s) {
@@ -366,9 +366,9 @@ static int sup_init(weir_ctx *cx, void *arg, void **state) {
     WEIR__ST(sx->sup_max_seconds, (int32_t)s->o.max_seconds);
     WEIR__ST(sx->sup_recent, 0);
     WEIR__ST(sx->sup_last_ns, (uint64_t)0);
-    atomic_store_explicit(&sx->sup_restarts, 0, memory_order_relaxed);
+    WEIR__ST(sx->sup_restarts, (uint64_t)0);
     /* release: a reader that sees our pid sees the figures above */
-    atomic_store_explicit(&sx->sup_self, s->self.id, memory_order_release);
+    __atomic_store_n(&sx->sup_self, s->self.id, __ATOMIC_RELEASE);
   }
   if (s->ops) s->ops->bind(s->ops_ctx, cx->p, s);
   *state = s;
@@ -483,7 +483,7 @@ static void sup_terminate(weir_ctx *cx, void *state, int reason,
   WEIR__ASSERT(WEIR__LD(cx->p->blocking));
   weir__sup *s = state;
   if (!s) return;
-  if (s->sx) atomic_store_explicit(&s->sx->sup_self, 0, memory_order_relaxed);
+  if (s->sx) WEIR__ST(s->sx->sup_self, (uint64_t)0);
   for (size_t i = s->n; i-- > 0;)
     if (!s->c[i].removed) stop_child(s, &s->c[i], false);
   if (s->ops) s->ops->unbind(s->ops_ctx);
@@ -620,14 +620,13 @@ int weir_supervisor_stats(weir_rt *rt, weir_pid sup, weir_sup_stats *st) {
   if (!p) return WEIR_ENOPROC;
   weir__slotx *sx = WEIR__LD(p->x);
   /* acquire: pairs with sup_init's release of sup_self */
-  if (!sx ||
-      atomic_load_explicit(&sx->sup_self, memory_order_acquire) != sup.id)
+  if (!sx || __atomic_load_n(&sx->sup_self, __ATOMIC_ACQUIRE) != sup.id)
     return weir__proc_get(rt, sup) ? WEIR_EINVAL : WEIR_ENOPROC;
   memset(st, 0, sizeof *st);
   st->strategy = (weir_strategy)WEIR__LD(sx->sup_strategy);
   st->max_restarts = WEIR__LD(sx->sup_max_restarts);
   st->max_seconds = WEIR__LD(sx->sup_max_seconds);
-  st->restarts = atomic_load_explicit(&sx->sup_restarts, memory_order_relaxed);
+  st->restarts = WEIR__LD(sx->sup_restarts);
   uint64_t last = WEIR__LD(sx->sup_last_ns);
   int recent = WEIR__LD(sx->sup_recent);
   uint64_t w = (uint64_t)st->max_seconds * 1000000000ull;

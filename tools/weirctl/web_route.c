@@ -58,14 +58,15 @@ static int decode(const char *s, size_t n, char *out, size_t cap) {
   return 0;
 }
 
-/* A word the console takes: 1..63 printable bytes, no space. Bytes past
-   0x7F are allowed (UTF-8 names); the node checks their encoding. */
+/* A word the console takes: 1..63 printable ASCII bytes, no space. (The
+   console also takes UTF-8 names; the dashboard, which only sends back the
+   pids and names it was shown, keeps to ASCII: docs/DEVIATIONS.md.) */
 static int is_word(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 63) return 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c <= ' ' || c == 0x7F) return 0;
+    if (c <= ' ' || c >= 0x7F) return 0;
   }
   return 1;
 }
