@@ -85,6 +85,13 @@ weir_rt *bench_rt_start(uint32_t max_processes, unsigned io_threads) {
   weir_rt_opts_init(&o);
   o.node_name = "weir-bench";
   o.console = NULL;
+  /* WEIR_BENCH_CONSOLE=NAME: serve a console as node NAME, for bench/web.sh
+     (a dashboard polling the node while it works) */
+  const char *con = getenv("WEIR_BENCH_CONSOLE");
+  if (con && *con) {
+    o.node_name = con;
+    o.console = "";
+  }
   o.alarm_enable = 0;
   o.alarm_log = 0;
   o.max_processes = max_processes;
