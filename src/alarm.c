@@ -137,7 +137,8 @@ static void fill(weir_alarm *al, weir_rt *rt, weir__proc *p, samp *r,
   al->on = on;
   al->pid = weir__proc_pid(p);
   weir__registry_name(rt, p, al->registered_name, sizeof al->registered_name);
-  const char *mod = p->srv && p->srv->name ? p->srv->name : "anonymous";
+  const weir_server *srv = WEIR__LD(p->srv); /* see incarnate */
+  const char *mod = srv && srv->name ? srv->name : "anonymous";
   const char *cur = atomic_load_explicit(&p->current, memory_order_relaxed);
   if (cur)
     snprintf(al->current_function, sizeof al->current_function, "%s:%s", mod,

@@ -99,7 +99,7 @@ int weir_process_info(weir_rt *rt, weir_pid pid, weir_proc_info *info) {
   info->pid = pid;
   weir__registry_name(rt, p, info->registered_name,
                       sizeof info->registered_name);
-  const weir_server *srv = p->srv;
+  const weir_server *srv = WEIR__LD(p->srv); /* see incarnate */
   snprintf(info->initial_call, sizeof info->initial_call, "%s",
            srv && srv->name ? srv->name : "anonymous");
   const char *cur = atomic_load_explicit(&p->current, memory_order_relaxed);

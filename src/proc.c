@@ -138,7 +138,10 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
   uint32_t accept_from = x ? x->accept_from : 0;
   uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
   if (g == 0) g = 1;
-  p->srv = srv;
+  /* relaxed atomic: diagnostics (weir_process_info, the alarm sampler)
+     read the behaviour's name from other threads while a restart writes
+     it; the process's own runs read it plainly (the token orders them) */
+  WEIR__ST(p->srv, srv);
   p->state = NULL;
   p->ext = NULL;
   WEIR__ST(p->max_len, so->max_queue_len);
@@ -265,7 +268,7 @@ int weir__spawn_in(weir_rt *rt, weir__proc *p, const weir_server *srv,
     /* The process never lived: undo without terminate, dead-letter what
        arrived during init, free the slot, hand back the token. */
     weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
-    p->srv = NULL;
+    WEIR__ST(p->srv, (const weir_server *)NULL);
     bool held = weir__proc_exit_now(&cx, rc, NULL);
     /* it never lived: not an exit or a crash in the node's counts */
     atomic_fetch_sub_explicit(&rt->exited, 1, memory_order_relaxed);

@@ -47,6 +47,10 @@ struct agg_http {
   agg_serve_opts o;
   agg_http_sink sink;
   agg_linger *linger;
+  /* the listening socket MHD_quiesce_daemon handed back: closed only after
+     MHD_stop_daemon, as libmicrohttpd requires with internal threads (a
+     worker may still hold it in its epoll set) */
+  MHD_socket quiesced;
 };
 
 enum { R_NONE, R_TRACK, R_BATCH, R_METRICS, R_HEALTH, R_READY };
@@ -425,6 +429,7 @@ int agg__http_start(const agg_serve_opts *o, const agg_http_sink *sink,
   }
   h->o = *o;
   h->sink = *sink;
+  h->quiesced = MHD_INVALID_SOCKET;
   if (agg_linger_start(&h->linger)) {
     snprintf(err, errn, "cannot start the lingering-close thread");
     free(h);
@@ -466,14 +471,14 @@ int agg__http_start(const agg_serve_opts *o, const agg_http_sink *sink,
 }
 
 void agg__http_quiesce(agg_http *h) {
-  if (!h) return;
-  MHD_socket fd = MHD_quiesce_daemon(h->d);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+  if (!h || h->quiesced != MHD_INVALID_SOCKET) return;
+  h->quiesced = MHD_quiesce_daemon(h->d);
 }
 
 void agg__http_stop(agg_http *h) {
   if (!h) return;
   MHD_stop_daemon(h->d);
+  if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
   agg_linger_stop(h->linger);
   free(h);
 }
