@@ -174,7 +174,9 @@ static void incarnate(weir_rt *rt, weir__proc *p, const weir_server *srv,
                    __ATOMIC_RELAXED);
   p->served_calls = 0;
   WEIR__ST(p->route, x ? x->route : NULL);
-  p->name = NULL;
+  /* p->name is NULL already: the previous incarnation's exit released it
+     under reg_mu (a fresh slot starts zeroed), and diagnostics read it
+     under that lock, so it is not written here */
   p->spawn_seq = (uint32_t)atomic_fetch_add_explicit(&rt->spawn_seq, 1,
                                                      memory_order_relaxed);
   atomic_store_explicit(&p->state_bytes, 0, memory_order_relaxed);
