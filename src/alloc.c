@@ -12,8 +12,13 @@
  * drift between threads: a thread whose list passes WEIR__POOL_HIGH objects
  * hands a batch of WEIR__POOL_BATCH to a shared per-class stack (one mutex
  * acquisition per batch), and a thread whose list is empty takes a batch from
- * there before carving a new slab. Objects carry no header: the caller passes
- * the size back to weir__pool_free, which maps it to the same class.
+ * there before it reserves a run of fresh objects from a slab, which it then
+ * hands out in address order. The lock covers pointer moves only: a slab's
+ * malloc and the page faults of its first touch happen outside it (a fan-in
+ * whose backlog grows the pools used to sleep on this mutex behind a page
+ * fault: 14 K context switches a second). Objects carry no header: the
+ * caller passes the size back to weir__pool_free, which maps it to the same
+ * class.
  *
  * Slabs live until the last runtime stops; then they are freed all at once
  * and an epoch bump makes every thread drop its (now dangling) free lists.
@@ -150,6 +155,10 @@ typedef struct pool_obj {
 typedef struct {
   pool_obj *head;
   uint32_t count;
+  /* A run of never-used objects reserved from a slab: allocated in address
+     order once the free list is empty, so a thread touches (and faults in)
+     fresh memory itself, outside g_pool_mu. */
+  char *bump, *bump_end;
 } tl_class;
 
 typedef struct {
@@ -195,13 +204,21 @@ static void tl_flush(void *unused) {
     return;
   }
   for (int c = 0; c < WEIR__NCLASS; c++) {
-    if (tl.cls[c].head) {
-      tl.cls[c].head->next_batch = g_batches[c];
-      tl.cls[c].head->batch_n = tl.cls[c].count;
-      g_batches[c] = tl.cls[c].head;
+    tl_class *tc = &tl.cls[c];
+    /* the reserved run joins the list, so an exiting thread keeps none */
+    while (tc->bump + class_size[c] <= tc->bump_end) {
+      pool_obj *o = (pool_obj *)tc->bump;
+      tc->bump += class_size[c];
+      o->next = tc->head;
+      tc->head = o;
+      tc->count++;
     }
-    tl.cls[c].head = NULL;
-    tl.cls[c].count = 0;
+    if (tc->head) {
+      tc->head->next_batch = g_batches[c];
+      tc->head->batch_n = tc->count;
+      g_batches[c] = tc->head;
+    }
+    memset(tc, 0, sizeof *tc);
   }
   weir__unlock(&g_pool_mu, WEIR__LK_POOL);
 }
@@ -223,44 +240,49 @@ static inline void tl_check(void) {
   }
 }
 
+/* The free list is empty: take a batch freed by other threads, or else
+   reserve a run of fresh objects. Under g_pool_mu only pointer moves: the
+   slab's malloc and the first touch of its pages (a page fault per 4 KiB)
+   happen outside it, so a thread growing the pools never stalls the
+   others' refills and batch returns on a sleeping mutex. */
 static void *pool_refill(int c) {
   size_t sz = class_size[c];
-  pool_obj *got = NULL;
-  uint32_t n = 0; /* objects in the batch */
-  weir__lock(&g_pool_mu, WEIR__LK_POOL);
-  if (g_batches[c]) {
-    got = g_batches[c];
-    g_batches[c] = got->next_batch;
-    n = got->batch_n;
-  } else {
-    if (g_carve[c] + sz > g_carve_end[c]) {
-      slab *s = weir__malloc(WEIR__SLAB_BYTES);
-      if (!s) {
-        weir__unlock(&g_pool_mu, WEIR__LK_POOL);
-        return NULL;
-      }
-      s->next = g_slabs;
-      g_slabs = s;
-      g_carve[c] = (char *)s + WEIR__CACHELINE;
-      g_carve_end[c] = (char *)s + WEIR__SLAB_BYTES;
+  tl_class *tc = &tl.cls[c];
+  slab *fresh = NULL;
+  for (;;) {
+    weir__lock(&g_pool_mu, WEIR__LK_POOL);
+    pool_obj *got = g_batches[c];
+    if (got) {
+      g_batches[c] = got->next_batch;
+      weir__unlock(&g_pool_mu, WEIR__LK_POOL);
+      if (fresh) weir__free(fresh); /* lost a race; rare */
+      /* The batch's first object is returned; the rest become the list. */
+      tc->head = got->next;
+      tc->count = got->batch_n - 1;
+      return got;
     }
-    /* Carve up to a batch at once so the lock is taken rarely. */
-    pool_obj *list = NULL;
-    for (int i = 0; i < WEIR__POOL_BATCH && g_carve[c] + sz <= g_carve_end[c];
-         i++) {
-      pool_obj *o = (pool_obj *)g_carve[c];
-      g_carve[c] += sz;
-      o->next = list;
-      list = o;
-      n++;
+    if (g_carve[c] + sz > g_carve_end[c] && fresh) {
+      fresh->next = g_slabs;
+      g_slabs = fresh;
+      g_carve[c] = (char *)fresh + WEIR__CACHELINE;
+      g_carve_end[c] = (char *)fresh + WEIR__SLAB_BYTES;
+      fresh = NULL;
     }
-    got = list;
+    if (g_carve[c] + sz <= g_carve_end[c]) {
+      size_t room = (size_t)(g_carve_end[c] - g_carve[c]) / sz;
+      size_t n = room < WEIR__POOL_BATCH ? room : WEIR__POOL_BATCH;
+      char *run = g_carve[c];
+      g_carve[c] += n * sz;
+      weir__unlock(&g_pool_mu, WEIR__LK_POOL);
+      if (fresh) weir__free(fresh); /* another thread grew the class */
+      tc->bump = run + sz;
+      tc->bump_end = run + n * sz;
+      return run;
+    }
+    weir__unlock(&g_pool_mu, WEIR__LK_POOL);
+    fresh = weir__malloc(WEIR__SLAB_BYTES);
+    if (!fresh) return NULL;
   }
-  weir__unlock(&g_pool_mu, WEIR__LK_POOL);
-  /* The batch's first object is returned; the rest become the local list. */
-  tl.cls[c].head = got->next;
-  tl.cls[c].count = n - 1;
-  return got;
 }
 
 void *weir__pool_alloc(size_t n) {
@@ -274,6 +296,11 @@ void *weir__pool_alloc(size_t n) {
     tc->head = o->next;
     tc->count--;
     return o;
+  }
+  if (WEIR__LIKELY(tc->bump < tc->bump_end)) {
+    void *r = tc->bump;
+    tc->bump += class_size[c];
+    return r;
   }
   return pool_refill(c);
 }
