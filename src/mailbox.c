@@ -45,14 +45,19 @@ void weir__mbox_init(weir__proc *p) {
 
 bool weir__mbox_push(weir__proc *p, weir__msg *m) {
   atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
-  /* acq_rel: release publishes m's contents to whoever follows prev->next;
-     acquire pairs with the consumer's markempty CAS so the sender that sees
-     the mark also sees every write the consumer made before giving up. */
-  uintptr_t prev = atomic_exchange_explicit(&p->head, (uintptr_t)&m->node,
+  return weir__mbox_push_chain(p, m, m);
+}
+
+bool weir__mbox_push_chain(weir__proc *p, weir__msg *first, weir__msg *last) {
+  /* acq_rel: release publishes the chain's contents and links to whoever
+     follows prev->next; acquire pairs with the consumer's markempty CAS so
+     the sender that sees the mark also sees every write the consumer made
+     before giving up. */
+  uintptr_t prev = atomic_exchange_explicit(&p->head, (uintptr_t)&last->node,
                                             memory_order_acq_rel);
   weir__node *pm = (weir__node *)(prev & ~(uintptr_t)1);
-  /* release: the consumer's acquire load of next sees m's contents. */
-  atomic_store_explicit(&pm->next, &m->node, memory_order_release);
+  /* release: the consumer's acquire load of next sees the chain. */
+  atomic_store_explicit(&pm->next, &first->node, memory_order_release);
   return (prev & 1u) != 0;
 }
 

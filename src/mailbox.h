@@ -11,6 +11,9 @@ void weir__mbox_init(weir__proc *p);
 /* Pushes m; returns true if the mailbox was empty-and-unscheduled, in which
    case the caller (exactly one sender) must schedule the process. */
 bool weir__mbox_push(weir__proc *p, weir__msg *m);
+/* Pushes first..last, already linked in order (last's next NULL), with one
+   exchange; returns as weir__mbox_push. */
+bool weir__mbox_push_chain(weir__proc *p, weir__msg *first, weir__msg *last);
 /* Consumer only: the next message, or NULL. The returned message stays the
    queue's tail node until the next pop, which frees it. */
 weir__msg *weir__mbox_pop(weir__proc *p);

@@ -137,7 +137,12 @@ static inline void router_exit(router_rec *r) {
   atomic_store_explicit(&r->seq, s + 1, memory_order_release);
 }
 
-/* Waits until every router that could have read the old table is done. */
+static void router_release(void *r) {
+  router_exit(r);
+}
+
+/* Waits until every router that could have read the old table is done (a
+   router on a scheduler thread is done once its outbox is flushed). */
 static void routers_quiesce(void) {
   /* acquire, as membarrier_ready's own load: pairs with its release
      store. This partsup's start ran membarrier_ready before its pid
@@ -342,14 +347,19 @@ static int route(weir_rt *rt, weir_pid ps_pid, uint64_t key, bool hashed,
     weir__msg_free(m);
     return WEIR_ENOMEM;
   }
-  router_enter(r);
+  /* A cast routed earlier in this callback may still wait in the outbox
+     (proc.h), holding the mark: this one routes under it too. */
+  bool held = weir__tl_ob.held == r;
+  if (!held) router_enter(r);
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   unsigned part = (unsigned)(key % t->n);
   weir__proc *slot = atomic_load_explicit(&t->slot[part], memory_order_acquire);
   m->flags |= (uint16_t)(WEIR__MF_ROUTED | ((unsigned)t->epoch << 8));
   int rc = slot ? weir__deliver_slot(rt, slot, ps, m) : WEIR_ENOPROC;
   if (!slot) weir__msg_free(m);
-  router_exit(r);
+  /* A message that waits in the outbox is not pushed yet: the mark stays
+     until the outbox flushes, so a resize waits for it (routers_quiesce) */
+  if (!weir__outbox_hold(r, router_release)) router_exit(r);
   if (WEIR__UNLIKELY(++tl_sample % HOT_SAMPLE == 0)) hot_record(ps, part, key);
   (void)hashed;
   return rc;

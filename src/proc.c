@@ -336,9 +336,113 @@ static inline void count_out_sender(weir_rt *rt) {
         memory_order_relaxed);
 }
 
+/* ---- the outbox -------------------------------------------------------
+
+   A callback that casts many messages to one unbounded mailbox (a fan-in
+   producer) would pay, per message, an exchange on the receiver's head and
+   two adds on its counters, all on one cache line that its fellow senders
+   on the other cores fight over. On a scheduler thread such casts and sends
+   wait instead in the thread's outbox, one chain per receiver (up to
+   WEIR__OUTBOX_WAYS receivers), and each chain goes into its mailbox with
+   one exchange and one add per counter, for up to WEIR__OUTBOX_MAX
+   messages.
+
+   Every other delivery from this thread (a call, a signal, a reply, a
+   bounded mailbox) flushes the outbox first, so per-sender order holds. So
+   does weir__proc_run after every callback: a message is in its receiver's
+   mailbox at the latest when the callback that sent it returns. Only
+   scheduler threads batch, where a callback may not block waiting for a
+   receiver (weir.h); threads and blocking processes send at once. */
+#define WEIR__OUTBOX_MAX 64u
+WEIR__TLS weir__outbox weir__tl_ob;
+
+void weir__outbox_enable(void) {
+  weir__tl_ob.on = 1;
+}
+
+static void chain_push(weir__chain *c) {
+  weir__proc *p = c->to;
+  /* relaxed: the counters order nothing; the push publishes the chain. */
+  atomic_fetch_add_explicit(&p->in_count, c->n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->in_bytes, c->bytes, memory_order_relaxed);
+  if (weir__mbox_push_chain(p, c->first, c->last))
+    c->rt->hooks.schedule(c->rt, p);
+}
+
+static void outbox_push_all(weir__outbox *o) {
+  /* used drops first: a schedule hook never sends, but be re-entrant */
+  uint32_t n = o->used;
+  o->used = 0;
+  for (uint32_t i = 0; i < n; i++)
+    chain_push(&o->c[i]);
+}
+
+void weir__outbox_flush_slow(void) {
+  weir__outbox *o = &weir__tl_ob;
+  outbox_push_all(o);
+  if (o->held) {
+    void *h = o->held;
+    o->held = NULL;
+    o->release(h);
+  }
+}
+
+static WEIR__TLS bool tl_took; /* the last delivery went into the outbox */
+
+bool weir__outbox_hold(void *mark, void (*release)(void *)) {
+  weir__outbox *o = &weir__tl_ob;
+  if (!tl_took) return o->held == mark;
+  if (!o->held) {
+    o->held = mark;
+    o->release = release;
+  }
+  return true;
+}
+
+static inline bool outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
+  weir__outbox *o = &weir__tl_ob;
+  if (!o->on || !weir__tl_cx ||
+      (m->kind != WEIR__K_CAST && m->kind != WEIR__K_INFO))
+    return false;
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+  weir__chain *c = NULL;
+  for (uint32_t i = 0; i < o->used; i++)
+    if (o->c[i].to == p) {
+      c = &o->c[i];
+      break;
+    }
+  if (c) {
+    atomic_store_explicit(&c->last->node.next, &m->node, memory_order_relaxed);
+  } else {
+    if (o->used == WEIR__OUTBOX_WAYS) outbox_push_all(o);
+    c = &o->c[o->used++];
+    c->to = p;
+    c->rt = rt;
+    c->first = m;
+    c->bytes = 0;
+    c->n = 0;
+  }
+  c->last = m;
+  c->bytes += m->len;
+  if (++c->n >= WEIR__OUTBOX_MAX) {
+    chain_push(c);
+    *c = o->c[--o->used]; /* the last chain takes its place */
+  }
+  return true;
+}
+
 static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
                                uint32_t gen) {
   m->gen = gen;
+  if (!(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
+        rt->opts.max_mailbox_bytes) &&
+      outbox_take(rt, p, m)) {
+    tl_took = true;
+    return WEIR_OK;
+  }
+  tl_took = false;
+  /* what this thread sent before goes first (a held router mark stays) */
+  if (weir__tl_ob.used) outbox_push_all(&weir__tl_ob);
   if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
       rt->opts.max_mailbox_bytes) {
     int rc = rt->hooks.bound_admit(rt, p, m);

@@ -98,6 +98,41 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *srv, void *arg,
                    weir_pid *pid, weir__proc **slot);
 void weir__proc_release_held(weir_rt *rt, weir__proc *p);
 
+/* The outbox (proc.c): on a scheduler thread, the casts a callback makes
+   to a few unbounded mailboxes wait here, one chain per receiver, and go
+   in as one push each. weir__proc_run flushes it after each callback and
+   before it returns. */
+#define WEIR__OUTBOX_WAYS 4u
+typedef struct weir__chain {
+  weir__proc *to;
+  weir_rt *rt;
+  weir__msg *first, *last;
+  uint64_t bytes;
+  uint32_t n;
+} weir__chain;
+typedef struct weir__outbox {
+  uint32_t used; /* chains c[0..used) in use */
+  uint32_t on;   /* this thread is a scheduler thread */
+  /* A partition router's mark (partsup.c), held while a message it routed
+     waits here: a resize waits for it (see weir__outbox_hold) */
+  void *held;
+  void (*release)(void *held);
+  weir__chain c[WEIR__OUTBOX_WAYS];
+} weir__outbox;
+extern WEIR__TLS weir__outbox weir__tl_ob;
+void weir__outbox_enable(void); /* this thread is a scheduler thread */
+void weir__outbox_flush_slow(void);
+/* Everything waiting goes into its mailbox, and a held router mark is
+   released. */
+static inline void weir__outbox_flush(void) {
+  if (WEIR__UNLIKELY(weir__tl_ob.used != 0 || weir__tl_ob.held != NULL))
+    weir__outbox_flush_slow();
+}
+/* Did the last delivery from this thread wait in the outbox? Then `mark`
+   stays held (not released by the caller) until the flush, which calls
+   release(mark); returns true. A mark already held is not taken twice. */
+bool weir__outbox_hold(void *mark, void (*release)(void *));
+
 /* ---- run.c ---- */
 void weir__proc_run(weir__proc *p, unsigned budget);
 /* The resize is done: deferred messages go first, before anything queued. */

@@ -288,6 +288,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
                               memory_order_relaxed);
       }
       weir__set_current_ctx(prev);
+      weir__outbox_flush();                /* before p may run elsewhere */
       if (weir__mbox_markempty(p)) return; /* p may run elsewhere now */
       weir__set_current_ctx(&cx);
       continue; /* a push is in flight; its link appears shortly */
@@ -308,6 +309,7 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
     cx.in_hand = m;
     cx.requeued = 0;
     int rc = dispatch(&cx, p, m);
+    weir__outbox_flush(); /* what the callback sent is in the mailboxes */
     if (WEIR__UNLIKELY(rc != WEIR_OK || cx.exiting)) {
       int reason = rc < 0            ? rc
                    : rc == WEIR_STOP ? WEIR_REASON_NORMAL
@@ -332,8 +334,10 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
   note_state_size(p);
   atomic_store_explicit(&p->status, WEIR_STATUS_RUNNABLE, memory_order_relaxed);
   weir__set_current_ctx(prev);
+  weir__outbox_flush();
   rt->hooks.schedule(rt, p);
   return;
 out:
   weir__set_current_ctx(prev);
+  weir__outbox_flush();
 }

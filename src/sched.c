@@ -269,6 +269,7 @@ static void *sched_main(void *arg) {
   weir_rt *rt = s->rt;
   tl.rt = rt;
   tl.sched = s;
+  weir__outbox_enable();
   unsigned budget = rt->opts.batch;
   busy_begin(s);
   for (;;) {
