@@ -19,6 +19,7 @@
 #define WEIR__UNUSED(x)   ((void)(x))
 #define WEIR__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define WEIR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WEIR__NOINLINE    __attribute__((noinline))
 
 /* Fields a slot's spawner writes while stale senders of the previous
    incarnation may still read them (bounds, route, flags): relaxed atomic

@@ -360,7 +360,7 @@ void weir__outbox_enable(void) {
   weir__tl_ob.on = 1;
 }
 
-static void chain_push(weir__chain *c) {
+WEIR__NOINLINE static void chain_push(weir__chain *c) {
   weir__proc *p = c->to;
   /* relaxed: the counters order nothing; the push publishes the chain. */
   atomic_fetch_add_explicit(&p->in_count, c->n, memory_order_relaxed);
@@ -369,12 +369,13 @@ static void chain_push(weir__chain *c) {
     c->rt->hooks.schedule(c->rt, p);
 }
 
-static void outbox_push_all(weir__outbox *o) {
-  /* used drops first: a schedule hook never sends, but be re-entrant */
+WEIR__NOINLINE static void outbox_push_all(weir__outbox *o) {
+  /* counts drop first: a schedule hook never sends, but be re-entrant */
   uint32_t n = o->used;
   o->used = 0;
+  o->pending = 0;
   for (uint32_t i = 0; i < n; i++)
-    chain_push(&o->c[i]);
+    if (o->c[i].n) chain_push(&o->c[i]);
 }
 
 void weir__outbox_flush_slow(void) {
@@ -399,50 +400,64 @@ bool weir__outbox_hold(void *mark, void (*release)(void *)) {
   return true;
 }
 
-static inline bool outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
+/* What push_counted does with m: */
+enum { OB_TAKEN, OB_DIRECT, OB_NOT };
+
+/* OB_TAKEN: m waits in the outbox. OB_DIRECT: m is this callback's first
+   message to p, pushed at once (a callback that sends one message, a
+   ping-pong's, pays nothing for the outbox); the next ones wait. OB_NOT:
+   not a batched delivery (a thread, a blocking process, a call...). */
+static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
   weir__outbox *o = &weir__tl_ob;
   if (!o->on || !weir__tl_cx ||
       (m->kind != WEIR__K_CAST && m->kind != WEIR__K_INFO))
-    return false;
-  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+    return OB_NOT;
   weir__chain *c = NULL;
   for (uint32_t i = 0; i < o->used; i++)
     if (o->c[i].to == p) {
       c = &o->c[i];
       break;
     }
-  if (c) {
-    atomic_store_explicit(&c->last->node.next, &m->node, memory_order_relaxed);
-  } else {
+  if (!c) {
     if (o->used == WEIR__OUTBOX_WAYS) outbox_push_all(o);
     c = &o->c[o->used++];
     c->to = p;
-    c->rt = rt;
-    c->first = m;
-    c->bytes = 0;
     c->n = 0;
+    return OB_DIRECT;
+  }
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+  if (c->n) {
+    atomic_store_explicit(&c->last->node.next, &m->node, memory_order_relaxed);
+    c->bytes += m->len;
+  } else {
+    c->first = m;
+    c->rt = rt;
+    c->bytes = m->len;
   }
   c->last = m;
-  c->bytes += m->len;
+  o->pending++;
   if (++c->n >= WEIR__OUTBOX_MAX) {
     chain_push(c);
-    *c = o->c[--o->used]; /* the last chain takes its place */
+    o->pending -= c->n;
+    c->n = 0;
   }
-  return true;
+  return OB_TAKEN;
 }
 
 static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
                                uint32_t gen) {
   m->gen = gen;
+  int ob = OB_NOT;
   if (!(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
         rt->opts.max_mailbox_bytes) &&
-      outbox_take(rt, p, m)) {
+      (ob = outbox_take(rt, p, m)) == OB_TAKEN) {
     tl_took = true;
     return WEIR_OK;
   }
   tl_took = false;
-  /* what this thread sent before goes first (a held router mark stays) */
-  if (weir__tl_ob.used) outbox_push_all(&weir__tl_ob);
+  /* what this thread sent before goes first (a held router mark stays);
+     a first message to p has nothing of this callback before it there */
+  if (ob == OB_NOT && weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
   if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
       rt->opts.max_mailbox_bytes) {
     int rc = rt->hooks.bound_admit(rt, p, m);

@@ -111,8 +111,9 @@ typedef struct weir__chain {
   uint32_t n;
 } weir__chain;
 typedef struct weir__outbox {
-  uint32_t used; /* chains c[0..used) in use */
-  uint32_t on;   /* this thread is a scheduler thread */
+  uint32_t used;    /* chains c[0..used) in use (receivers seen) */
+  uint32_t pending; /* messages waiting in them */
+  uint32_t on;      /* this thread is a scheduler thread */
   /* A partition router's mark (partsup.c), held while a message it routed
      waits here: a resize waits for it (see weir__outbox_hold) */
   void *held;
@@ -125,8 +126,11 @@ void weir__outbox_flush_slow(void);
 /* Everything waiting goes into its mailbox, and a held router mark is
    released. */
 static inline void weir__outbox_flush(void) {
-  if (WEIR__UNLIKELY(weir__tl_ob.used != 0 || weir__tl_ob.held != NULL))
+  weir__outbox *o = &weir__tl_ob;
+  if (WEIR__UNLIKELY(o->pending != 0 || o->held != NULL))
     weir__outbox_flush_slow();
+  else
+    o->used = 0; /* the next callback's first messages go at once again */
 }
 /* Did the last delivery from this thread wait in the outbox? Then `mark`
    stays held (not released by the caller) until the flush, which calls
