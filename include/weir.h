@@ -99,7 +99,11 @@ typedef struct weir_rt_opts {
   const char *node_name;  /* shown in diagnostics; NULL = "weir" (copied) */
   const char *console;    /* console socket path, "" = default path under
                              the run dir, NULL = no console (copied) */
-  unsigned batch;         /* messages a process handles per run; 0 = 64 */
+  unsigned batch;         /* a process's run, in reductions (a message
+                             handled or sent is one, as in BEAM); 0 = 64.
+                             A process whose mailbox still holds batch
+                             messages when it is spent runs on, batch after
+                             batch, for up to 200 us to catch up */
   /* Alarm defaults (see weir_spawn_opts); 0 = off. */
   uint32_t alarm_enable;      /* long_message_queue on at this length */
   uint32_t alarm_disable;     /* ... and off again at this length;
