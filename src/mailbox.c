@@ -205,6 +205,10 @@ static weir__msg *pop(weir__proc *p) {
   weir__node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (!next) return NULL;
   p->tail = next;
+  /* The message after this one, if linked yet: its line comes from the
+     sender's core, so start fetching it now, while this one is handled */
+  weir__node *after = atomic_load_explicit(&next->next, memory_order_relaxed);
+  if (after) __builtin_prefetch(after, 1);
   node_free(p, tail);
   weir__msg *m = (weir__msg *)next; /* node is a message's first member */
   count_out(p, m);
