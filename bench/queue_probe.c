@@ -2,7 +2,8 @@
  * queue_probe.c: the limits probe. The fan-in of `fanin` with no runtime
  * around weir's mailbox: P producer threads allocate a message from the
  * pools (alloc.c), copy the same 16-byte event into it and push it onto one
- * mailbox (mailbox.c); one consumer thread pops and frees. No processes, no
+ * mailbox (mailbox.c) in chains of up to 64, as a callback's outbox does
+ * (proc.c); one consumer thread pops and frees. No processes, no
  * scheduler, no parking: the consumer spins on an empty queue. What the
  * runtime adds on top is fanin's figure against this one.
  *
@@ -26,19 +27,45 @@ typedef struct probe_event {
   uint32_t value;
 } probe_event;
 
+/* As a callback's casts go through the outbox (proc.c): the first message
+   alone, then chains of up to CHAIN linked locally and pushed with one
+   exchange and one add per counter. */
+enum { CHAIN = 64 };
+
+static void push_counted(weir__proc *p, weir__msg *first, weir__msg *last,
+                         uint64_t n, uint64_t bytes) {
+  atomic_fetch_add_explicit(&p->in_count, n, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->in_bytes, bytes, memory_order_relaxed);
+  weir__mbox_push_chain(p, first, last);
+}
+
 static void *producer(void *arg) {
   probe *pr = arg;
   probe_event ev = {7, "k", 1};
+  weir__msg *first = NULL, *last = NULL;
+  uint64_t n = 0, bytes = 0;
   for (uint64_t i = 0; i < pr->m; i++) {
     weir__msg *m;
     while (!(m = weir__msg_new(WEIR__K_CAST, 1, sizeof ev)))
       weir__cpu_relax();
     weir__copy(weir__msg_data(m), &ev, sizeof ev);
-    /* the counters a send keeps, as push_counted does (proc.c) */
-    atomic_fetch_add_explicit(&pr->p->in_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pr->p->in_bytes, m->len, memory_order_relaxed);
-    weir__mbox_push(pr->p, m);
+    atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+    if (i == 0) { /* the first one goes at once */
+      push_counted(pr->p, m, m, 1, m->len);
+      continue;
+    }
+    if (n)
+      atomic_store_explicit(&last->node.next, &m->node, memory_order_relaxed);
+    else
+      first = m;
+    last = m;
+    bytes += m->len;
+    if (++n == CHAIN) {
+      push_counted(pr->p, first, last, n, bytes);
+      n = bytes = 0;
+    }
   }
+  if (n) push_counted(pr->p, first, last, n, bytes);
   return NULL;
 }
 
