@@ -2,17 +2,19 @@
  * test_stress_partsup.c: per-key order through a partition supervisor while
  * workers crash and the partition count changes under traffic.
  *
- * NPROD producer threads, each with its own NKP keys, route (producer, key,
- * seq) with weir_partition_cast. Meanwhile (a) workers crash at random: a
- * shared RNG, seeded from the run's seed, picks the messages a worker
- * crashes on (its callback returns -1); terminate puts the message in hand
- * back with weir_requeue, so nothing may be lost; and (b) a resizer thread
- * grows and shrinks the supervisor between 1 and MAXP partitions, spread
- * over the run. The workers check, per (producer, key), that seqs arrive
- * strictly increasing by exactly 1, and that no two workers ever handle one
- * key at the same time (that would be a key drained too late after a
- * resize). At the end every message has arrived exactly once: each key's
- * next expected seq equals what its producer sent, and the handled total
+ * NPROD producers, each with its own NKP keys, route (producer, key, seq)
+ * with weir_partition_cast: half of them threads, half processes that cast
+ * a chunk of 1-200 messages per callback (so their casts wait in the
+ * scheduler thread's outbox, proc.c, and the router's mark with them).
+ * Meanwhile (a) workers crash at random: a shared RNG, seeded from the run's
+ * seed, picks the messages a worker crashes on (its callback returns -1);
+ * terminate puts the message in hand back with weir_requeue, so nothing may be
+ * lost; and (b) a resizer thread grows and shrinks the supervisor between 1 and
+ * MAXP partitions, spread over the run. The workers check, per (producer, key),
+ * that seqs arrive strictly increasing by exactly 1, and that no two workers
+ * ever handle one key at the same time (that would be a key drained too late
+ * after a resize). At the end every message has arrived exactly once: each
+ * key's next expected seq equals what its producer sent, and the handled total
  * equals the sent total.
  *
  * A cast must never fail (the mailboxes are unbounded): any error is
@@ -29,7 +31,7 @@
 #include <stdatomic.h>
 
 enum { NPROD = 4, NKP = 16, NKEYS = NPROD * NKP, MAXP = 6, NRESIZE = 24 };
-enum { CRASH_ONE_IN = 2500, T_EV = 1 };
+enum { CRASH_ONE_IN = 2500, T_EV = 1, T_MORE = 2, NPROD_THREADS = NPROD / 2 };
 
 typedef struct ev {
   uint32_t prod, key; /* key: 0..NKP-1 within the producer */
@@ -116,30 +118,58 @@ typedef struct prod_arg {
   weir_pid ps;
   uint32_t id;
   test_rng rng;
+  uint64_t i; /* messages sent so far */
 } prod_arg;
+
+static void cast_one(prod_arg *a) {
+  uint32_t k = test_rng_below(&a->rng, NKP);
+  uint64_t g = (uint64_t)a->id * NKP + k;
+  ev e = {a->id, k, sent_key[g]};
+  /* The routing key: distinct per (producer, key), spread over any n. */
+  uint64_t rkey = g * 2654435761u + 17;
+  int rc, tries = 0;
+  while ((rc = weir_partition_cast(a->rt, a->ps, rkey, T_EV, &e, sizeof e)) !=
+         WEIR_OK) {
+    int idx = -rc > 0 && -rc < 32 ? -rc : 0;
+    atomic_fetch_add(&cast_err[idx], 1);
+    CHECK_MSG(++tries < 100000, "cast keeps failing: %s", weir_err_name(rc));
+    test_sleep_ms(0);
+  }
+  sent_key[g]++;
+  atomic_fetch_add(&sent_total, 1);
+  a->i++;
+}
 
 static void *producer(void *p) {
   prod_arg *a = p;
-  for (uint64_t i = 0; i < per_prod; i++) {
-    uint32_t k = test_rng_below(&a->rng, NKP);
-    uint64_t g = (uint64_t)a->id * NKP + k;
-    ev e = {a->id, k, sent_key[g]};
-    /* The routing key: distinct per (producer, key), spread over any n. */
-    uint64_t rkey = g * 2654435761u + 17;
-    int rc, tries = 0;
-    while ((rc = weir_partition_cast(a->rt, a->ps, rkey, T_EV, &e, sizeof e)) !=
-           WEIR_OK) {
-      int idx = -rc > 0 && -rc < 32 ? -rc : 0;
-      atomic_fetch_add(&cast_err[idx], 1);
-      CHECK_MSG(++tries < 100000, "cast keeps failing: %s", weir_err_name(rc));
-      test_sleep_ms(0);
-    }
-    sent_key[g]++;
-    atomic_fetch_add(&sent_total, 1);
-  }
+  while (a->i < per_prod)
+    cast_one(a);
   atomic_fetch_add(&producers_done, 1);
   return NULL;
 }
+
+/* A producer process: a chunk of casts per callback, then `more` to itself */
+static int pp_init(weir_ctx *cx, void *arg, void **state) {
+  (void)cx;
+  *state = arg;
+  return WEIR_OK;
+}
+
+static int pp_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  prod_arg *a = state;
+  CHECK_EQ_INT(m->tag, T_MORE);
+  uint32_t chunk = 1 + test_rng_below(&a->rng, 200);
+  for (uint32_t c = 0; c < chunk && a->i < per_prod; c++)
+    cast_one(a);
+  if (a->i < per_prod)
+    CHECK_OK(weir_send(a->rt, weir_self(cx), T_MORE, NULL, 0));
+  else
+    atomic_fetch_add(&producers_done, 1);
+  return WEIR_OK;
+}
+
+static const weir_server psrv = {
+    .name = "stress_producer", .init = pp_init, .handle_info = pp_info};
 
 typedef struct resize_arg {
   weir_rt *rt;
@@ -218,10 +248,20 @@ int main(void) {
   for (uint32_t i = 0; i < NPROD; i++) {
     pa[i] = (prod_arg){.rt = rt, .ps = ps, .id = i};
     test_rng_init(&pa[i].rng, seed * 31 + i);
-    CHECK(pthread_create(&th[i], NULL, producer, &pa[i]) == 0);
+    if (i < NPROD_THREADS) {
+      CHECK(pthread_create(&th[i], NULL, producer, &pa[i]) == 0);
+    } else {
+      weir_pid pp;
+      CHECK_OK(weir_spawn(rt, &psrv, &pa[i], NULL, &pp));
+      CHECK_OK(weir_send(rt, pp, T_MORE, NULL, 0));
+    }
   }
-  for (int i = 0; i < NPROD; i++)
+  for (int i = 0; i < NPROD_THREADS; i++)
     pthread_join(th[i], NULL);
+  uint64_t pdl = test_now_ms() + 300000;
+  while (atomic_load(&producers_done) < NPROD && test_now_ms() < pdl)
+    test_sleep_ms(2);
+  CHECK_EQ_INT(atomic_load(&producers_done), NPROD);
   pthread_join(rth, NULL);
   CHECK_EQ_INT(ra.done, resize_on ? NRESIZE : 0);
 
