@@ -33,6 +33,8 @@ struct weir__sched {
   /* head: CAS by any thread taking; tail: stored by the owner only. */
   _Atomic uint32_t head WEIR__ALIGNED;
   _Atomic uint32_t tail WEIR__ALIGNED;
+  _Atomic uint32_t running; /* 1 while the owner runs a process (owner's
+                               stores, rq_balance reads; relaxed: a hint) */
   _Atomic(weir__proc *) ring[RQ_SIZE];
   _Atomic uint32_t parked WEIR__ALIGNED; /* futex word: 1 = asleep */
   weir_rt *rt;
@@ -42,6 +44,7 @@ struct weir__sched {
   weir__sched *seen_victim; /* rq_steal's memory of a lone process */
   uint32_t seen_head;
   unsigned stale;
+  unsigned ticks; /* find_work calls, for the periodic balance check */
   /* busy time, for scheduler_usage: written by the owner, read by anyone */
   _Atomic uint64_t busy_ns;
   _Atomic uint64_t busy_since; /* 0 = idle now */
@@ -229,8 +232,37 @@ static weir__proc *rq_steal(weir__sched *s, weir__sched *v) {
   return rq_take(v);
 }
 
+/* Every BALANCE_EVERY looks for work, a scheduler compares its load with
+   its peers': its own ring (it runs nothing now) against a peer's ring
+   plus the process the peer is running (`running`). A peer ahead by two or more
+   gives up the oldest process in its ring. A busy scheduler never steals
+   otherwise, so without this the processes that happened to be woken on
+   one core stayed there: a partitioned cast's two workers shared a core
+   with one producer while the other core ran the other producer alone.
+   Two apart, not one, so that a process that moved does not move back. */
+#define BALANCE_EVERY 16
+static weir__proc *rq_balance(weir__sched *s) {
+  weir_rt *rt = s->rt;
+  uint32_t mine = atomic_load_explicit(&s->tail, memory_order_relaxed) -
+                  atomic_load_explicit(&s->head, memory_order_relaxed);
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *v = &rt->scheds[i];
+    if (v == s) continue;
+    /* relaxed: a hint; rq_take does the real, synchronised take */
+    uint32_t len = atomic_load_explicit(&v->tail, memory_order_relaxed) -
+                   atomic_load_explicit(&v->head, memory_order_relaxed);
+    uint32_t running = atomic_load_explicit(&v->running, memory_order_relaxed);
+    if (len <= RQ_SIZE && len + running >= mine + 2) return rq_take(v);
+  }
+  return NULL;
+}
+
 static weir__proc *find_work(weir__sched *s) {
   weir_rt *rt = s->rt;
+  if (rt->nscheds > 1 && ++s->ticks % BALANCE_EVERY == 0) {
+    weir__proc *b = rq_balance(s);
+    if (b) return b;
+  }
   weir__proc *p = rq_take(s);
   if (p) return p;
   p = inject_pop(rt);
@@ -264,6 +296,13 @@ static void busy_end(weir__sched *s) {
   atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
 }
 
+static void run(weir__sched *s, weir__proc *p, unsigned budget) {
+  /* relaxed: a hint for the peers' rq_balance */
+  atomic_store_explicit(&s->running, 1, memory_order_relaxed);
+  weir__proc_run(p, budget);
+  atomic_store_explicit(&s->running, 0, memory_order_relaxed);
+}
+
 static void *sched_main(void *arg) {
   weir__sched *s = arg;
   weir_rt *rt = s->rt;
@@ -275,7 +314,7 @@ static void *sched_main(void *arg) {
   for (;;) {
     weir__proc *p = find_work(s);
     if (p) {
-      weir__proc_run(p, budget);
+      run(s, p, budget);
       continue;
     }
     if (atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) break;
@@ -288,7 +327,7 @@ static void *sched_main(void *arg) {
     }
     atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
     if (p) {
-      weir__proc_run(p, budget);
+      run(s, p, budget);
       continue;
     }
     /* Park: announce, re-check, sleep. */
@@ -302,7 +341,7 @@ static void *sched_main(void *arg) {
               &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed))
         atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
       busy_begin(s);
-      if (p) weir__proc_run(p, budget);
+      if (p) run(s, p, budget);
       continue;
     }
     while (atomic_load_explicit(&s->parked, memory_order_acquire) == 1)
