@@ -7,7 +7,8 @@
  * restarts (same slot, next generation), the table does not change when a
  * worker crashes: messages routed during the restart queue in the held slot
  * and the next incarnation handles them in order. A route costs one table
- * read and key % n (integer keys) or XXH3 of the key bytes.
+ * read and key % n (integer keys; a mask when n is a power of two) or XXH3
+ * of the key bytes.
  *
  * Resize keeps per-key order. The new table is published with the next
  * epoch; every routed message carries its epoch. A worker that pops a message
@@ -41,6 +42,8 @@
 
 typedef struct route_tab {
   unsigned n;
+  unsigned mask; /* n - 1 when n is a power of two (key % n is key & mask,
+                    no division on the routing path), else 0 */
   uint8_t epoch;
   struct route_tab *older; /* retired tables, freed with the partsup */
   _Atomic(weir__proc *) slot[];
@@ -168,8 +171,15 @@ static route_tab *tab_new(unsigned n, uint8_t epoch) {
   route_tab *t = weir__calloc(1, sizeof *t + n * sizeof(t->slot[0]));
   if (!t) return NULL;
   t->n = n;
+  t->mask = (n & (n - 1)) == 0 ? n - 1 : 0;
   t->epoch = epoch;
   return t;
+}
+
+/* key % t->n, without a division when n is a power of two. */
+static inline unsigned tab_part(const route_tab *t, uint64_t key) {
+  if (t->mask || t->n == 1) return (unsigned)(key & t->mask);
+  return (unsigned)(key % t->n);
 }
 
 /* Has every partition of t a slot? (WEIR__ASSERT: a grown table is
@@ -352,7 +362,7 @@ static int route(weir_rt *rt, weir_pid ps_pid, uint64_t key, bool hashed,
   bool held = weir__tl_ob.held == r;
   if (!held) router_enter(r);
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
-  unsigned part = (unsigned)(key % t->n);
+  unsigned part = tab_part(t, key);
   weir__proc *slot = atomic_load_explicit(&t->slot[part], memory_order_acquire);
   m->flags |= (uint16_t)(WEIR__MF_ROUTED | ((unsigned)t->epoch << 8));
   int rc = slot ? weir__deliver_slot(rt, slot, ps, m) : WEIR_ENOPROC;
@@ -400,7 +410,7 @@ int weir_partition_whereis(weir_rt *rt, weir_pid ps_pid, uint64_t key,
   if (!ps) return weir__proc_get(rt, ps_pid) ? WEIR_EINVAL : WEIR_ENOPROC;
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_acquire);
   weir__proc *slot =
-      atomic_load_explicit(&t->slot[key % t->n], memory_order_acquire);
+      atomic_load_explicit(&t->slot[tab_part(t, key)], memory_order_acquire);
   /* acquire, as weir__deliver_slot: pairs with the exit's release stores
      of life. A LIVE that ends right after costs the caller an ENOPROC,
      as it would a moment later anyway. */
