@@ -86,8 +86,7 @@ static int usage(char *err, size_t errn, const cmd_row *c) {
               c->args);
 }
 
-/* A decimal number in [lo, hi]. */
-static int num(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+int weirctl_num(const char *s, unsigned lo, unsigned hi, unsigned *out) {
   unsigned long long v = 0;
   if (!*s) return -1;
   for (; *s; s++) {
@@ -148,7 +147,7 @@ static int tags(const char *s, char *err, size_t errn) {
     if (k == 0 || k > 10 || ++n > 8) goto bad; /* the node's limits */
     memcpy(one, s, k);
     one[k] = 0;
-    if (num(one, 0, 4294967295u, &t)) goto bad;
+    if (weirctl_num(one, 0, 4294967295u, &t)) goto bad;
     s += k;
     if (*s == ',' && !*++s) goto bad;
   }
@@ -170,10 +169,11 @@ static int parse_trace(weirctl_args *a, const cmd_row *c, char *const *pos,
     char *const *sub = pos - 1;
     if (is_opt(s, "--count")) {
       if (!(v = optval(np + 1, sub, &j, "--count")) ||
-          num(v, 1, 10000, &a->count))
+          weirctl_num(v, 1, 10000, &a->count))
         return fail(err, errn, "--count needs a number from 1 to 10000");
     } else if (is_opt(s, "--secs")) {
-      if (!(v = optval(np + 1, sub, &j, "--secs")) || num(v, 1, 300, &a->secs))
+      if (!(v = optval(np + 1, sub, &j, "--secs")) ||
+          weirctl_num(v, 1, 300, &a->secs))
         return fail(err, errn, "--secs needs a number from 1 to 300");
     } else if (is_opt(s, "--tag")) {
       if (!(v = optval(np + 1, sub, &j, "--tag")) || tags(v, err, errn))
@@ -217,7 +217,7 @@ static int listen_addr(const char *s) {
   unsigned port;
   if (!colon || colon == s || strlen(s) > 64) return -1;
   if (s[0] == '[' && colon[-1] != ']') return -1;
-  return num(colon + 1, 1, 65535, &port);
+  return weirctl_num(colon + 1, 1, 65535, &port);
 }
 
 /* web [--listen ADDR:PORT] [--token FILE] */
@@ -314,7 +314,8 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
         if (attr(v, &a->attr, err, errn)) return -1;
         k = j - 1;
       } else if (is_opt(s, "-n")) {
-        if (!(v = optval(np + 1, sub, &j, "-n")) || num(v, 1, 200, &a->n))
+        if (!(v = optval(np + 1, sub, &j, "-n")) ||
+            weirctl_num(v, 1, 200, &a->n))
           return fail(err, errn, "-n needs a number from 1 to 200");
         k = j - 1;
       } else {
@@ -332,14 +333,14 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
   case WEIRCTL_PROC_COUNT:
   case WEIRCTL_PROC_WINDOW:
     if (attr(pos[0], &a->attr, err, errn)) return -1;
-    if (num(pos[1], 1, 1000, &a->n))
+    if (weirctl_num(pos[1], 1, 1000, &a->n))
       return fail(err, errn, "N must be a number from 1 to 1000");
     if (a->cmd == WEIRCTL_PROC_COUNT) {
       snprintf(a->request, sizeof a->request, "proc_count %s %u",
                weir_attr_name(a->attr), a->n);
       break;
     }
-    if (num(pos[2], 1, 60000, &a->ms))
+    if (weirctl_num(pos[2], 1, 60000, &a->ms))
       return fail(err, errn, "MS must be a number from 1 to 60000");
     snprintf(a->request, sizeof a->request, "proc_window %s %u %u",
              weir_attr_name(a->attr), a->n, a->ms);
@@ -354,7 +355,7 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
     break;
   case WEIRCTL_SCHEDULER_USAGE:
     a->ms = 1000;
-    if (np == 1 && num(pos[0], 1, 60000, &a->ms))
+    if (np == 1 && weirctl_num(pos[0], 1, 60000, &a->ms))
       return fail(err, errn, "MS must be a number from 1 to 60000");
     snprintf(a->request, sizeof a->request, "scheduler_usage %u", a->ms);
     break;

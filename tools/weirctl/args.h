@@ -62,4 +62,8 @@ int weirctl_parse_args(int argc, char *const argv[], weirctl_args *a, char *err,
 /* Writes the usage text (for --help) to out. */
 void weirctl_usage(FILE *out);
 
+/* A decimal number in [lo, hi] into *out: 0, or -1 (empty, not digits,
+   out of range). Also weirctl web's query parser's (web_route.c). */
+int weirctl_num(const char *s, unsigned lo, unsigned hi, unsigned *out);
+
 #endif

@@ -20,6 +20,13 @@ int weirctl_sock_open(const char *path);
    -1 if dir cannot be read. */
 int weirctl_list_nodes(const char *dir, node_ent *out, int max);
 
+/* Sends the request line req on fd and reads one reply (one line, or text
+   up to "# EOF" when multiline), within timeout_ms. A malloc'd string, or
+   NULL with the reason in err (timeout, closed, a NUL byte in a one-line
+   reply, over 64 MiB). */
+char *weirctl_ask(int fd, const char *req, int multiline, int timeout_ms,
+                  char *err, size_t errn);
+
 /* `weirctl web`: serves the dashboard until SIGINT/SIGTERM; 0 or 1. */
 struct weirctl_args;
 int weirctl_web(const struct weirctl_args *a);

@@ -179,62 +179,13 @@ static int connect_node(const weirctl_args *a, const char *path) {
 
 /* ---- one request, one reply ------------------------------------------- */
 
-/* Sends req and reads the reply (one line, or Prometheus text up to
-   "# EOF"). Returns a malloc'd NUL-terminated string, or NULL after printing
-   the reason. */
+/* Sends req and reads the reply (weirctl_ask, web.c). Returns a malloc'd
+   NUL-terminated string, or NULL after printing the reason. */
 static char *request(int fd, const char *req, int multiline, int timeout_ms) {
-  size_t rl = strlen(req);
-  char line[300];
-  snprintf(line, sizeof line, "%s\n", req);
-  for (size_t off = 0; off < rl + 1;) {
-    ssize_t k = send(fd, line + off, rl + 1 - off, MSG_NOSIGNAL);
-    if (k <= 0) {
-      die("cannot send to the node: %s", strerror(errno));
-      return NULL;
-    }
-    off += (size_t)k;
-  }
-  size_t cap = 8192, len = 0;
-  char *b = malloc(cap);
-  if (!b) return NULL;
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    b[len] = 0;
-    if (len && b[len - 1] == '\n') {
-      if (!multiline || b[0] == '{') break;
-      if (len >= 6 && strcmp(b + len - 6, "# EOF\n") == 0) break;
-    }
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long el = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
-              (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    struct pollfd pf = {fd, POLLIN, 0};
-    int pr = el >= timeout_ms ? 0 : poll(&pf, 1, (int)(timeout_ms - el));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) {
-      free(b);
-      die("the node did not answer within %d ms", timeout_ms);
-      return NULL;
-    }
-    if (len + 4096 > cap) {
-      char *nb = realloc(b, cap *= 2);
-      if (!nb) {
-        free(b);
-        return NULL;
-      }
-      b = nb;
-    }
-    ssize_t k = recv(fd, b + len, cap - len - 1, 0);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) {
-      free(b);
-      die("the node closed the connection");
-      return NULL;
-    }
-    len += (size_t)k;
-  }
-  return b;
+  char err[160];
+  char *r = weirctl_ask(fd, req, multiline, timeout_ms, err, sizeof err);
+  if (!r) die("%s", err);
+  return r;
 }
 
 /* Parses a JSON reply; NULL (after printing) on an error reply. */

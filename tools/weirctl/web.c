@@ -85,12 +85,14 @@ static void node_path(const char *name, char *path, size_t n) {
   snprintf(path, n, "%s/%s.sock", dir, name);
 }
 
-/* Sends req on fd and reads one reply (one line, or text up to "# EOF").
-   A malloc'd string, or NULL with the reason in err. */
-static char *ask(int fd, const char *req, int multiline, int timeout_ms,
-                 char *err, size_t errn) {
-  char line[256];
+char *weirctl_ask(int fd, const char *req, int multiline, int timeout_ms,
+                  char *err, size_t errn) {
+  char line[300];
   int ln = snprintf(line, sizeof line, "%s\n", req);
+  if (ln < 0 || (size_t)ln >= sizeof line) {
+    snprintf(err, errn, "request too long");
+    return NULL;
+  }
   for (int off = 0; off < ln;) {
     ssize_t k = send(fd, line + off, (size_t)(ln - off), MSG_NOSIGNAL);
     if (k <= 0) {
@@ -157,7 +159,7 @@ static char *ask(int fd, const char *req, int multiline, int timeout_ms,
    JSON (garbage from the node). */
 static json_t *ask_json(int fd, const char *req, int timeout_ms, char *err,
                         size_t errn) {
-  char *r = ask(fd, req, 0, timeout_ms, err, errn);
+  char *r = weirctl_ask(fd, req, 0, timeout_ms, err, errn);
   if (!r) return NULL;
   json_error_t je;
   json_t *j = json_loads(r, JSON_REJECT_DUPLICATES, &je);
@@ -300,8 +302,8 @@ static MHD_RESULT api_node(struct MHD_Connection *c, const web_route *rt) {
     close(fd);
     return rc;
   }
-  char *r = ask(fd, rt->request, rt->multiline, NODE_TIMEOUT_MS + (int)rt->ms,
-                err, sizeof err);
+  char *r = weirctl_ask(fd, rt->request, rt->multiline,
+                        NODE_TIMEOUT_MS + (int)rt->ms, err, sizeof err);
   close(fd);
   if (!r) return answer_error(c, 502, err, rt->node);
   if (rt->multiline && r[0] != '{')

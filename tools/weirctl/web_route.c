@@ -10,6 +10,7 @@
  * only, never copied from the URL.
  */
 #include "web_route.h"
+#include "args.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,19 +82,6 @@ static int is_node(const char *s, size_t n) {
       return 0;
   }
   return 1;
-}
-
-static int num(const char *s, unsigned lo, unsigned hi, unsigned *out) {
-  unsigned long long v = 0;
-  if (!*s) return -1;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9') return -1;
-    v = v * 10 + (unsigned)(*s - '0');
-    if (v > hi) return -1;
-  }
-  if (v < lo) return -1;
-  *out = (unsigned)v;
-  return 0;
 }
 
 static const char *const attrs[] = {
@@ -177,7 +165,7 @@ static int node_cmd(const char *cmd, const query *x, web_route *r, char *err,
     const char *attr = x->has_attr ? x->attr : "message_queue_len";
     if (!is_attr(attr))
       return fail(r, 400, err, errn, "unknown attribute '%.40s'", attr);
-    if (x->has_n && num(x->n, 1, WEB_TOP_MAX, &n))
+    if (x->has_n && weirctl_num(x->n, 1, WEB_TOP_MAX, &n))
       return fail(r, 400, err, errn, "n must be a number from 1 to %d",
                   WEB_TOP_MAX);
     snprintf(r->request, sizeof r->request, "proc_count %s %u", attr, n);
@@ -198,7 +186,7 @@ static int node_cmd(const char *cmd, const query *x, web_route *r, char *err,
   }
   if (strcmp(cmd, "scheduler_usage") == 0) {
     v = 500;
-    if (x->has_ms && num(x->ms, 1, 1000, &v))
+    if (x->has_ms && weirctl_num(x->ms, 1, 1000, &v))
       return fail(r, 400, err, errn, "ms must be a number from 1 to 1000");
     snprintf(r->request, sizeof r->request, "scheduler_usage %u", v);
     r->ms = v;
