@@ -20,11 +20,13 @@
  *     "from a thread" means any thread that is not running a callback.
  *   - Messages between one sender and one receiver arrive in the order sent.
  *     A callback on a scheduler thread must not block: casts and sends it
- *     makes to unbounded mailboxes may be batched, and each is in its
- *     receiver's mailbox at the latest when the callback returns (a call,
- *     a reply, a signal or a send to a bounded mailbox goes at once, after
- *     what the callback sent before it). Threads and blocking processes
- *     deliver every message at once.
+ *     makes may be batched, and each is in its receiver's mailbox at the
+ *     latest when the callback returns (a call, a reply, a signal or a
+ *     send to a DROP_OLDEST mailbox goes at once, after what the callback
+ *     sent before it). A bounded mailbox still admits or refuses each
+ *     message when it is sent, and an admitted message counts in its
+ *     length from then on. Threads and blocking processes deliver every
+ *     message at once.
  */
 #ifndef WEIR_H
 #define WEIR_H

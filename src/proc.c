@@ -338,21 +338,28 @@ static inline void count_out_sender(weir_rt *rt) {
 
 /* ---- the outbox -------------------------------------------------------
 
-   A callback that casts many messages to one unbounded mailbox (a fan-in
-   producer) would pay, per message, an exchange on the receiver's head and
-   two adds on its counters, all on one cache line that its fellow senders
-   on the other cores fight over. On a scheduler thread such casts and sends
-   wait instead in the thread's outbox, one chain per receiver (up to
+   A callback that casts many messages to one mailbox (a fan-in producer)
+   would pay, per message, an exchange on the receiver's head and two adds
+   on its counters, all on one cache line that its fellow senders on the
+   other cores fight over. On a scheduler thread such casts and sends wait
+   instead in the thread's outbox, one chain per receiver (up to
    WEIR__OUTBOX_WAYS receivers), and each chain goes into its mailbox with
    one exchange and one add per counter, for up to WEIR__OUTBOX_MAX
    messages.
 
+   A bounded mailbox (REJECT, DROP_NEWEST, BLOCK, or any mailbox under a
+   node budget) admits each message first, as it is sent: the sender gets
+   its EFULL at once and the bound stays exact, because an admitted message
+   counts in the length from its admission. Only the push waits, in a
+   chain marked `counted`, whose push adds no counts. DROP_OLDEST pushes
+   under its mailbox's lock as it evicts, so its messages never wait here.
+
    Every other delivery from this thread (a call, a signal, a reply, a
-   bounded mailbox) flushes the outbox first, so per-sender order holds. So
-   does weir__proc_run after every callback: a message is in its receiver's
-   mailbox at the latest when the callback that sent it returns. Only
-   scheduler threads batch, where a callback may not block waiting for a
-   receiver (weir.h); threads and blocking processes send at once. */
+   DROP_OLDEST mailbox) flushes the outbox first, so per-sender order
+   holds. So does weir__proc_run after every callback: a message is in its
+   receiver's mailbox at the latest when the callback that sent it returns.
+   Only scheduler threads batch, where a callback may not block waiting for
+   a receiver (weir.h); threads and blocking processes send at once. */
 #define WEIR__OUTBOX_MAX 64u
 WEIR__TLS weir__outbox weir__tl_ob;
 
@@ -362,9 +369,11 @@ void weir__outbox_enable(void) {
 
 WEIR__NOINLINE static void chain_push(weir__chain *c) {
   weir__proc *p = c->to;
-  /* relaxed: the counters order nothing; the push publishes the chain. */
-  atomic_fetch_add_explicit(&p->in_count, c->n, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->in_bytes, c->bytes, memory_order_relaxed);
+  if (!c->counted) {
+    /* relaxed: the counters order nothing; the push publishes the chain. */
+    atomic_fetch_add_explicit(&p->in_count, c->n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->in_bytes, c->bytes, memory_order_relaxed);
+  }
   if (weir__mbox_push_chain(p, c->first, c->last))
     c->rt->hooks.schedule(c->rt, p);
 }
@@ -406,8 +415,10 @@ enum { OB_TAKEN, OB_DIRECT, OB_NOT };
 /* OB_TAKEN: m waits in the outbox. OB_DIRECT: m is this callback's first
    message to p, pushed at once (a callback that sends one message, a
    ping-pong's, pays nothing for the outbox); the next ones wait. OB_NOT:
-   not a batched delivery (a thread, a blocking process, a call...). */
-static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
+   not a batched delivery (a thread, a blocking process, a call...).
+   counted: m was admitted by a bound, which counted it. */
+static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m,
+                              uint32_t counted) {
   weir__outbox *o = &weir__tl_ob;
   if (!o->on || !weir__tl_cx ||
       (m->kind != WEIR__K_CAST && m->kind != WEIR__K_INFO))
@@ -423,7 +434,18 @@ static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
     c = &o->c[o->used++];
     c->to = p;
     c->n = 0;
+    c->counted = counted;
     return OB_DIRECT;
+  }
+  if (WEIR__UNLIKELY(c->counted != counted)) {
+    /* p became bounded, or unbounded, since (a restart in its slot): what
+       waits goes first, counted as it was. */
+    if (c->n) {
+      chain_push(c);
+      o->pending -= c->n;
+      c->n = 0;
+    }
+    c->counted = counted;
   }
   atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
   if (c->n) {
@@ -444,13 +466,40 @@ static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m) {
   return OB_TAKEN;
 }
 
+/* A bounded mailbox's message goes through bound_admit, which counts it
+   (or sheds, refuses, or, for DROP_OLDEST, pushes it itself). */
+static int push_bounded(weir_rt *rt, weir__proc *p, weir__msg *m) {
+  int ob = OB_NOT;
+  tl_took = false;
+  if (WEIR__LD(p->overflow) == WEIR_OVERFLOW_DROP_OLDEST) {
+    /* pushed under the mailbox's lock: what this thread sent goes first */
+    if (weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
+  } else {
+    ob = OB_DIRECT; /* batchable once admitted */
+  }
+  int rc = rt->hooks.bound_admit(rt, p, m);
+  if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
+    return rc == WEIR__SHED ? WEIR_OK : rc;
+  if (ob != OB_NOT) {
+    ob = outbox_take(rt, p, m, 1);
+    if (ob == OB_TAKEN) {
+      tl_took = true;
+      return WEIR_OK;
+    }
+    if (ob == OB_NOT && weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
+  }
+  if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
+  return WEIR_OK;
+}
+
 static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
                                uint32_t gen) {
   m->gen = gen;
-  int ob = OB_NOT;
-  if (!(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
-        rt->opts.max_mailbox_bytes) &&
-      (ob = outbox_take(rt, p, m)) == OB_TAKEN) {
+  if (WEIR__UNLIKELY(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
+                     rt->opts.max_mailbox_bytes))
+    return push_bounded(rt, p, m);
+  int ob = outbox_take(rt, p, m, 0);
+  if (ob == OB_TAKEN) {
     tl_took = true;
     return WEIR_OK;
   }
@@ -458,14 +507,7 @@ static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
   /* what this thread sent before goes first (a held router mark stays);
      a first message to p has nothing of this callback before it there */
   if (ob == OB_NOT && weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
-  if (WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
-      rt->opts.max_mailbox_bytes) {
-    int rc = rt->hooks.bound_admit(rt, p, m);
-    if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
-      return rc == WEIR__SHED ? WEIR_OK : rc;
-  } else {
-    count_in(p, m);
-  }
+  count_in(p, m);
   if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
   return WEIR_OK;
 }

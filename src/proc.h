@@ -99,9 +99,9 @@ int weir__spawn_ex(weir_rt *rt, const weir_server *srv, void *arg,
 void weir__proc_release_held(weir_rt *rt, weir__proc *p);
 
 /* The outbox (proc.c): on a scheduler thread, the casts a callback makes
-   to a few unbounded mailboxes wait here, one chain per receiver, and go
-   in as one push each. weir__proc_run flushes it after each callback and
-   before it returns. */
+   to a few mailboxes wait here, one chain per receiver, and go in as one
+   push each. weir__proc_run flushes it after each callback and before it
+   returns. */
 #define WEIR__OUTBOX_WAYS 4u
 typedef struct weir__chain {
   weir__proc *to;
@@ -109,6 +109,8 @@ typedef struct weir__chain {
   weir__msg *first, *last;
   uint64_t bytes;
   uint32_t n;
+  uint32_t counted; /* its messages were admitted, so counted, one by one
+                       (a bounded mailbox): the push adds no counts */
 } weir__chain;
 typedef struct weir__outbox {
   uint32_t used;    /* chains c[0..used) in use (receivers seen) */

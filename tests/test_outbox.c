@@ -17,7 +17,12 @@
  *     OK is handled or counted as a dead letter;
  *   - exact queue length: a callback casts N to a receiver that is blocked
  *     (a blocking process waiting on a flag); once the sender's callback has
- *     returned, weir_process_info shows exactly N queued.
+ *     returned, weir_process_info shows exactly N queued;
+ *   - a bounded receiver's casts (REJECT, then DROP_NEWEST, bound 100, the
+ *     receiver blocked): one callback casts 250; the first 100 are admitted
+ *     and the rest refused (EFULL) or shed (OK, counted as dropped) as each
+ *     is sent; the queue length counts the admitted ones while they still
+ *     wait in the outbox; exactly the first 100 arrive, in order.
  * The whole runs on 2 schedulers and again on 1.
  */
 #include "testlib.h"
@@ -226,7 +231,7 @@ static void test_mixed_paths(weir_rt *rt) {
   CHECK_OK(weir_spawn(rt, &lsrv, &l, NULL, &s.to[0]));
   weir_spawn_opts so;
   weir_spawn_opts_init(&so);
-  so.max_queue_len = 1000; /* bounded: its casts are not batched */
+  so.max_queue_len = 1000; /* bounded: admitted one by one, then batched */
   CHECK_OK(weir_spawn(rt, &lsrv, &lb, &so, &s.to[1]));
   run_script(rt, &s);
   unsigned want = (unsigned)s.k + 20 /* infos */ + 20 /* calls */;
@@ -319,6 +324,59 @@ static void test_exact_len(weir_rt *rt) {
   CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
 }
 
+/* ---- a bounded receiver ------------------------------------------------------
+ */
+
+enum { BOUND = 100, BOUND_SENT = 250 };
+
+static uint64_t dropped(weir_rt *rt, weir_pid pid) {
+  weir_proc_info pi;
+  CHECK_OK(weir_process_info(rt, pid, &pi));
+  return pi.dropped;
+}
+
+static void script_bounded(weir_ctx *cx, sender *s) {
+  weir_rt *rt = weir_ctx_rt(cx);
+  int want_full = s->k != 0; /* k: 1 = REJECT, 0 = DROP_NEWEST */
+  for (uint64_t i = 0; i < BOUND_SENT; i++) {
+    int rc = weir_cast(rt, s->to[0], T_SEQ, &i, sizeof i);
+    if (i < BOUND || !want_full)
+      CHECK_EQ_INT(rc, WEIR_OK);
+    else
+      CHECK_EQ_INT(rc, WEIR_EFULL);
+    if (rc == WEIR_OK) s->ok++;
+    /* admitted ones count from their admission, waiting or not */
+    if (i == BOUND / 2 - 1 || i == BOUND - 1 || i == BOUND_SENT - 1)
+      CHECK_EQ_U64(queue_len(rt, s->to[0]), i < BOUND ? i + 1 : BOUND);
+  }
+  CHECK_EQ_U64(dropped(rt, s->to[0]), BOUND_SENT - BOUND);
+}
+
+static void test_bounded(weir_rt *rt, int overflow) {
+  static logr l;
+  memset(&l, 0, sizeof l);
+  weir_spawn_opts so;
+  weir_spawn_opts_init(&so);
+  so.blocking = 1; /* it waits on a flag in a callback: not on a scheduler */
+  so.max_queue_len = BOUND;
+  so.overflow = overflow;
+  weir_pid r;
+  CHECK_OK(weir_spawn(rt, &lsrv, &l, &so, &r));
+  CHECK_OK(weir_cast(rt, r, T_BLOCK, NULL, 0));
+  WAIT_UNTIL(queue_len(rt, r) == 0, TEST_LIVENESS_MS);
+  sender s = {.script = script_bounded,
+              .nto = 1,
+              .k = overflow == WEIR_OVERFLOW_REJECT};
+  s.to[0] = r;
+  run_script(rt, &s);
+  CHECK_EQ_U64(s.ok, overflow == WEIR_OVERFLOW_REJECT ? BOUND : BOUND_SENT);
+  CHECK_EQ_U64(queue_len(rt, r), BOUND);
+  atomic_store(&l.gate, 1);
+  WAIT_UNTIL(atomic_load(&l.n) == BOUND, TEST_LIVENESS_MS);
+  check_seq(&l, T_SEQ, 0, BOUND, "bounded receiver");
+  CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+}
+
 static void run_all(unsigned schedulers) {
   test_log("[outbox] %u scheduler(s)", schedulers);
   weir_rt *rt = test_rt_start(schedulers);
@@ -329,6 +387,8 @@ static void run_all(unsigned schedulers) {
   test_mixed_paths(rt);
   test_killed_receiver(rt, w);
   test_exact_len(rt);
+  test_bounded(rt, WEIR_OVERFLOW_REJECT);
+  test_bounded(rt, WEIR_OVERFLOW_DROP_NEWEST);
   test_watcher_free(w);
   test_rt_stop(rt);
 }
