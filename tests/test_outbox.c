@@ -324,7 +324,7 @@ static void test_exact_len(weir_rt *rt) {
   CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
 }
 
-/* ---- a bounded receiver ------------------------------------------------------
+/* ---- a bounded receiver ---------------------------------------------------
  */
 
 enum { BOUND = 100, BOUND_SENT = 250 };
