@@ -25,8 +25,10 @@
  *     send to a DROP_OLDEST mailbox goes at once, after what the callback
  *     sent before it). A bounded mailbox still admits or refuses each
  *     message when it is sent, and an admitted message counts in its
- *     length from then on. Threads and blocking processes deliver every
- *     message at once.
+ *     length from then on; during the callback the length may also count
+ *     places reserved for the sender's next messages (at most an eighth of
+ *     the room left, never past the bound), given back when it returns.
+ *     Threads and blocking processes deliver every message at once.
  */
 #ifndef WEIR_H
 #define WEIR_H

@@ -37,6 +37,9 @@ typedef struct weir__hooks {
 /* bound_admit took m: shed it by the policy, or (DROP_OLDEST) queued it
    itself; the caller reports WEIR_OK to the sender and must not push. */
 #define WEIR__SHED 1
+  /* Places in bounded p reserved for up to `want` more messages from the
+     same sender (weir__bound_credit); 0 if none. */
+  uint32_t (*bound_credit)(weir__proc *p, uint32_t want);
   void (*bound_popped)(weir__proc *p);
   void (*bound_mode)(weir__proc *p, bool shed_oldest);
   void (*dead_letter)(weir_rt *rt, weir_pid to, weir__msg *m, int reason);

@@ -10,6 +10,13 @@
  * pass it by at most their own messages; it exists to cap memory, where that
  * slack does not matter.
  *
+ * A sender on a scheduler thread may reserve places for the messages it is
+ * about to send in the same callback (weir__bound_credit, proc.c's outbox):
+ * in_count counts them from the reservation, so the bound stays exact; what
+ * the callback did not spend is given back when it returns. A reservation
+ * is at most an eighth of the room left, so only a mailbox near its bound
+ * can refuse one sender while another holds places it has not used yet.
+ *
  * REJECT returns WEIR_EFULL to the sender; DROP_NEWEST sheds the new message;
  * BLOCK parks the sender on a futex the receiver bumps after each pop when
  * someone waits (EDEADLK where waiting would stall a scheduler).
@@ -303,6 +310,26 @@ refuse:
   return rc;
 }
 
+uint32_t weir__bound_credit(weir__proc *p, uint32_t want) {
+  const uint32_t max_len = WEIR__LD(p->max_len);
+  if (!max_len || WEIR__LD(p->max_bytes) || !WEIR__LD(p->x) ||
+      WEIR__LD(p->overflow) == WEIR_OVERFLOW_DROP_OLDEST ||
+      p->rt->opts.max_mailbox_bytes)
+    return 0;
+  uint64_t in = atomic_load_explicit(&p->in_count, memory_order_relaxed);
+  uint64_t out = atomic_load_explicit(&p->out_count, memory_order_relaxed);
+  uint64_t len = in > out ? in - out : 0;
+  if (len >= max_len) return 0;
+  uint64_t k = (max_len - len) / 8;
+  if (k > want) k = want;
+  /* relaxed, as bound_admit's reservation; a lost race gives no credit */
+  if (!k || !atomic_compare_exchange_strong_explicit(&p->in_count, &in, in + k,
+                                                     memory_order_relaxed,
+                                                     memory_order_relaxed))
+    return 0;
+  return (uint32_t)k;
+}
+
 void weir__bound_popped(weir__proc *p) {
   WEIR__ASSERT(weir__mbox_token_taken(p)); /* the receiver, after a pop */
   /* seq_cst fence: orders the pop's out_count store (relaxed) before the
@@ -369,6 +396,7 @@ int weir_dead_letter_subscribe(weir_rt *rt, weir_pid pid) {
 
 int weir__overload_start(weir_rt *rt) {
   rt->hooks.bound_admit = weir__bound_admit;
+  rt->hooks.bound_credit = weir__bound_credit;
   rt->hooks.bound_popped = weir__bound_popped;
   rt->hooks.bound_mode = weir__bound_mode;
   rt->hooks.dead_letter = weir__dead_letter_notify;

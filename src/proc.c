@@ -348,11 +348,15 @@ static inline void count_out_sender(weir_rt *rt) {
    messages.
 
    A bounded mailbox (REJECT, DROP_NEWEST, BLOCK, or any mailbox under a
-   node budget) admits each message first, as it is sent: the sender gets
-   its EFULL at once and the bound stays exact, because an admitted message
-   counts in the length from its admission. Only the push waits, in a
-   chain marked `counted`, whose push adds no counts. DROP_OLDEST pushes
-   under its mailbox's lock as it evicts, so its messages never wait here.
+   node budget) admits each message as it is sent: the sender gets its
+   EFULL at once and the bound stays exact, because an admitted message
+   counts in the length from its admission. Only the push waits. With a
+   bound on length alone, an admission also reserves places for the
+   sender's next messages to that mailbox (weir__bound_credit, at most an
+   eighth of the room left): they are admitted from the chain's credit
+   without touching the receiver's line, and the flush gives back what the
+   callback did not spend. DROP_OLDEST pushes under its mailbox's lock as it
+   evicts, so its messages never wait here.
 
    Every other delivery from this thread (a call, a signal, a reply, a
    DROP_OLDEST mailbox) flushes the outbox first, so per-sender order
@@ -369,11 +373,11 @@ void weir__outbox_enable(void) {
 
 WEIR__NOINLINE static void chain_push(weir__chain *c) {
   weir__proc *p = c->to;
-  if (!c->counted) {
-    /* relaxed: the counters order nothing; the push publishes the chain. */
-    atomic_fetch_add_explicit(&p->in_count, c->n, memory_order_relaxed);
+  /* relaxed: the counters order nothing; the push publishes the chain. */
+  if (c->ncount)
+    atomic_fetch_add_explicit(&p->in_count, c->ncount, memory_order_relaxed);
+  if (c->bytes)
     atomic_fetch_add_explicit(&p->in_bytes, c->bytes, memory_order_relaxed);
-  }
   if (weir__mbox_push_chain(p, c->first, c->last))
     c->rt->hooks.schedule(c->rt, p);
 }
@@ -383,8 +387,14 @@ WEIR__NOINLINE static void outbox_push_all(weir__outbox *o) {
   uint32_t n = o->used;
   o->used = 0;
   o->pending = 0;
-  for (uint32_t i = 0; i < n; i++)
-    if (o->c[i].n) chain_push(&o->c[i]);
+  o->credit = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    weir__chain *c = &o->c[i];
+    if (c->n) chain_push(c);
+    if (c->credit) /* the places this callback reserved and did not use */
+      atomic_fetch_sub_explicit(&c->to->in_count, c->credit,
+                                memory_order_relaxed);
+  }
 }
 
 void weir__outbox_flush_slow(void) {
@@ -409,85 +419,120 @@ bool weir__outbox_hold(void *mark, void (*release)(void *)) {
   return true;
 }
 
-/* What push_counted does with m: */
+/* What outbox_take did with m: */
 enum { OB_TAKEN, OB_DIRECT, OB_NOT };
 
-/* OB_TAKEN: m waits in the outbox. OB_DIRECT: m is this callback's first
-   message to p, pushed at once (a callback that sends one message, a
-   ping-pong's, pays nothing for the outbox); the next ones wait. OB_NOT:
-   not a batched delivery (a thread, a blocking process, a call...).
-   counted: m was admitted by a bound, which counted it. */
-static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m,
-                              uint32_t counted) {
+/* The chain to p, or NULL if there is none yet, or m cannot wait in the
+   outbox at all (*batchable false: not on a scheduler thread, not in a
+   callback, not a cast or send). */
+static inline weir__chain *outbox_find(weir__proc *p, const weir__msg *m,
+                                       bool *batchable) {
   weir__outbox *o = &weir__tl_ob;
-  if (!o->on || !weir__tl_cx ||
-      (m->kind != WEIR__K_CAST && m->kind != WEIR__K_INFO))
-    return OB_NOT;
-  weir__chain *c = NULL;
+  *batchable = o->on && weir__tl_cx &&
+               (m->kind == WEIR__K_CAST || m->kind == WEIR__K_INFO);
+  if (!*batchable) return NULL;
   for (uint32_t i = 0; i < o->used; i++)
-    if (o->c[i].to == p) {
-      c = &o->c[i];
-      break;
-    }
+    if (o->c[i].to == p) return &o->c[i];
+  return NULL;
+}
+
+/* Appends m to c; `count` says which of p's counters the push adds m to
+   (2: both, unbounded; 1: bytes only, spent from credit; 0: neither,
+   admitted one by one). */
+static inline void chain_add(weir__outbox *o, weir__chain *c, weir_rt *rt,
+                             weir__msg *m, int count) {
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+  if (c->n)
+    atomic_store_explicit(&c->last->node.next, &m->node, memory_order_relaxed);
+  else
+    c->first = m;
+  c->rt = rt;
+  c->last = m;
+  c->n++;
+  c->ncount += count == 2;
+  c->bytes += count ? m->len : 0;
+  o->pending++;
+  if (c->n >= WEIR__OUTBOX_MAX) {
+    chain_push(c);
+    o->pending -= c->n;
+    c->n = 0;
+    c->ncount = 0;
+    c->bytes = 0;
+  }
+}
+
+/* OB_TAKEN: m waits in the outbox. OB_DIRECT: m is this callback's first
+   message to p, to be pushed at once by the caller (a callback that sends
+   one message, a ping-pong's, pays nothing for the outbox); the next ones
+   wait. OB_NOT: not a batched delivery (a thread, a blocking process, a
+   call...). count: as chain_add's. */
+static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m,
+                              int count) {
+  weir__outbox *o = &weir__tl_ob;
+  bool batchable;
+  weir__chain *c = outbox_find(p, m, &batchable);
+  if (!batchable) return OB_NOT;
   if (!c) {
     if (o->used == WEIR__OUTBOX_WAYS) outbox_push_all(o);
     c = &o->c[o->used++];
     c->to = p;
     c->n = 0;
-    c->counted = counted;
+    c->ncount = 0;
+    c->bytes = 0;
+    c->credit = 0;
     return OB_DIRECT;
   }
-  if (WEIR__UNLIKELY(c->counted != counted)) {
-    /* p became bounded, or unbounded, since (a restart in its slot): what
-       waits goes first, counted as it was. */
-    if (c->n) {
-      chain_push(c);
-      o->pending -= c->n;
-      c->n = 0;
-    }
-    c->counted = counted;
-  }
-  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
-  if (c->n) {
-    atomic_store_explicit(&c->last->node.next, &m->node, memory_order_relaxed);
-    c->bytes += m->len;
-  } else {
-    c->first = m;
-    c->rt = rt;
-    c->bytes = m->len;
-  }
-  c->last = m;
-  o->pending++;
-  if (++c->n >= WEIR__OUTBOX_MAX) {
-    chain_push(c);
-    o->pending -= c->n;
-    c->n = 0;
-  }
+  chain_add(o, c, rt, m, count);
   return OB_TAKEN;
 }
 
-/* A bounded mailbox's message goes through bound_admit, which counts it
-   (or sheds, refuses, or, for DROP_OLDEST, pushes it itself). */
+/* After m's admission to bounded p: if m's chain (new or not) has no
+   credit left, reserve places for the next messages. */
+static void outbox_credit(weir_rt *rt, weir__proc *p) {
+  weir__outbox *o = &weir__tl_ob;
+  for (uint32_t i = 0; i < o->used; i++) {
+    weir__chain *c = &o->c[i];
+    if (c->to != p) continue;
+    if (!c->credit) {
+      c->credit = rt->hooks.bound_credit(p, WEIR__OUTBOX_MAX - 1);
+      o->credit += c->credit;
+    }
+    return;
+  }
+}
+
+/* A bounded mailbox's message: spent from credit, or else bound_admit
+   counts it (or sheds, refuses, or, for DROP_OLDEST, pushes it itself). */
 static int push_bounded(weir_rt *rt, weir__proc *p, weir__msg *m) {
-  int ob = OB_NOT;
+  weir__outbox *o = &weir__tl_ob;
   tl_took = false;
   if (WEIR__LD(p->overflow) == WEIR_OVERFLOW_DROP_OLDEST) {
     /* pushed under the mailbox's lock: what this thread sent goes first */
-    if (weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
-  } else {
-    ob = OB_DIRECT; /* batchable once admitted */
+    if (o->pending) outbox_push_all(o);
+    int rc = rt->hooks.bound_admit(rt, p, m);
+    if (rc != WEIR_OK) return rc == WEIR__SHED ? WEIR_OK : rc;
+    if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
+    return WEIR_OK;
+  }
+  bool batchable;
+  weir__chain *c = outbox_find(p, m, &batchable);
+  if (c && c->credit && !(m->flags & WEIR__MF_NOBOUND)) {
+    c->credit--; /* its place is reserved: admitted, counted */
+    o->credit--;
+    chain_add(o, c, rt, m, 1);
+    tl_took = true;
+    return WEIR_OK;
   }
   int rc = rt->hooks.bound_admit(rt, p, m);
   if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
     return rc == WEIR__SHED ? WEIR_OK : rc;
-  if (ob != OB_NOT) {
-    ob = outbox_take(rt, p, m, 1);
-    if (ob == OB_TAKEN) {
-      tl_took = true;
-      return WEIR_OK;
-    }
-    if (ob == OB_NOT && weir__tl_ob.pending) outbox_push_all(&weir__tl_ob);
+  int ob = outbox_take(rt, p, m, 0);
+  if (ob != OB_NOT) outbox_credit(rt, p);
+  if (ob == OB_TAKEN) {
+    tl_took = true;
+    return WEIR_OK;
   }
+  if (ob == OB_NOT && o->pending) outbox_push_all(o);
   if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
   return WEIR_OK;
 }
@@ -498,7 +543,7 @@ static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
   if (WEIR__UNLIKELY(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
                      rt->opts.max_mailbox_bytes))
     return push_bounded(rt, p, m);
-  int ob = outbox_take(rt, p, m, 0);
+  int ob = outbox_take(rt, p, m, 2);
   if (ob == OB_TAKEN) {
     tl_took = true;
     return WEIR_OK;

@@ -107,14 +107,16 @@ typedef struct weir__chain {
   weir__proc *to;
   weir_rt *rt;
   weir__msg *first, *last;
-  uint64_t bytes;
-  uint32_t n;
-  uint32_t counted; /* its messages were admitted, so counted, one by one
-                       (a bounded mailbox): the push adds no counts */
+  uint32_t n;      /* messages in the chain */
+  uint32_t ncount; /* of them, not counted in to->in_count yet (unbounded) */
+  uint64_t bytes;  /* their bytes not added to to->in_bytes yet */
+  uint32_t credit; /* places reserved in bounded `to`, unspent
+                      (weir__bound_credit): given back at the flush */
 } weir__chain;
 typedef struct weir__outbox {
   uint32_t used;    /* chains c[0..used) in use (receivers seen) */
   uint32_t pending; /* messages waiting in them */
+  uint32_t credit;  /* places reserved in bounded mailboxes, unspent */
   uint32_t on;      /* this thread is a scheduler thread */
   /* A partition router's mark (partsup.c), held while a message it routed
      waits here: a resize waits for it (see weir__outbox_hold) */
@@ -129,7 +131,7 @@ void weir__outbox_flush_slow(void);
    released. */
 static inline void weir__outbox_flush(void) {
   weir__outbox *o = &weir__tl_ob;
-  if (WEIR__UNLIKELY(o->pending != 0 || o->held != NULL))
+  if (WEIR__UNLIKELY((o->pending | o->credit) != 0 || o->held != NULL))
     weir__outbox_flush_slow();
   else
     o->used = 0; /* the next callback's first messages go at once again */

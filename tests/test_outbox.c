@@ -22,7 +22,12 @@
  *     receiver blocked): one callback casts 250; the first 100 are admitted
  *     and the rest refused (EFULL) or shed (OK, counted as dropped) as each
  *     is sent; the queue length counts the admitted ones while they still
- *     wait in the outbox; exactly the first 100 arrive, in order.
+ *     wait in the outbox (and places reserved for the next ones, never past
+ *     the bound), and is exactly 100 once the callback has returned;
+ *     exactly the first 100 arrive, in order;
+ *   - places reserved and not spent are given back: k casts (1 to 200) to a
+ *     blocked receiver bounded at 1000 leave exactly k queued once the
+ *     callback has returned.
  * The whole runs on 2 schedulers and again on 1.
  */
 #include "testlib.h"
@@ -345,9 +350,14 @@ static void script_bounded(weir_ctx *cx, sender *s) {
     else
       CHECK_EQ_INT(rc, WEIR_EFULL);
     if (rc == WEIR_OK) s->ok++;
-    /* admitted ones count from their admission, waiting or not */
-    if (i == BOUND / 2 - 1 || i == BOUND - 1 || i == BOUND_SENT - 1)
-      CHECK_EQ_U64(queue_len(rt, s->to[0]), i < BOUND ? i + 1 : BOUND);
+    /* admitted ones count from their admission, waiting or not, and so do
+       the places reserved for the next ones (never past the bound) */
+    uint64_t len = queue_len(rt, s->to[0]);
+    uint64_t admitted = i < BOUND ? i + 1 : BOUND;
+    CHECK_MSG(len >= admitted && len <= BOUND,
+              "cast %llu: queue length %llu, %llu admitted, bound %u",
+              (unsigned long long)i, (unsigned long long)len,
+              (unsigned long long)admitted, (unsigned)BOUND);
   }
   CHECK_EQ_U64(dropped(rt, s->to[0]), BOUND_SENT - BOUND);
 }
@@ -377,6 +387,33 @@ static void test_bounded(weir_rt *rt, int overflow) {
   CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
 }
 
+/* Places reserved and not spent are given back when the callback returns:
+   a few casts to a roomy bounded mailbox leave exactly that many queued. */
+static void test_credit_returned(weir_rt *rt) {
+  static const uint64_t ks[] = {1, 2, 10, 64, 70, 200};
+  for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++) {
+    static logr l;
+    memset(&l, 0, sizeof l);
+    weir_spawn_opts so;
+    weir_spawn_opts_init(&so);
+    so.blocking = 1;
+    so.max_queue_len = 1000;
+    weir_pid r;
+    CHECK_OK(weir_spawn(rt, &lsrv, &l, &so, &r));
+    CHECK_OK(weir_cast(rt, r, T_BLOCK, NULL, 0));
+    WAIT_UNTIL(queue_len(rt, r) == 0, TEST_LIVENESS_MS);
+    sender s = {.script = script_k, .nto = 1, .k = ks[j]};
+    s.to[0] = r;
+    run_script(rt, &s);
+    CHECK_EQ_U64(queue_len(rt, r), ks[j]);
+    atomic_store(&l.gate, 1);
+    WAIT_UNTIL(atomic_load(&l.n) == ks[j], TEST_LIVENESS_MS);
+    check_seq(&l, T_SEQ, 0, ks[j], "credit returned");
+    CHECK_EQ_U64(queue_len(rt, r), 0);
+    CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+  }
+}
+
 static void run_all(unsigned schedulers) {
   test_log("[outbox] %u scheduler(s)", schedulers);
   weir_rt *rt = test_rt_start(schedulers);
@@ -389,6 +426,7 @@ static void run_all(unsigned schedulers) {
   test_exact_len(rt);
   test_bounded(rt, WEIR_OVERFLOW_REJECT);
   test_bounded(rt, WEIR_OVERFLOW_DROP_NEWEST);
+  test_credit_returned(rt);
   test_watcher_free(w);
   test_rt_stop(rt);
 }
