@@ -18,6 +18,11 @@
  *     before the send returns); the byte bound by at most one message per
  *     sender;
  *   - BLOCK with a 10 s push timeout refuses nothing (the receiver drains).
+ *
+ * In half the rounds of the other policies the senders are processes, each
+ * sending a random number of messages per callback, so that their sends go
+ * through the outbox: admitted one by one or from places reserved for them
+ * (proc.c, weir__bound_credit), pushed in chains.
  */
 #include "testlib.h"
 
@@ -100,22 +105,44 @@ typedef struct snd {
   weir_rt *rt;
   weir_pid to;
   uint32_t id, n;
+  uint32_t next;  /* a process sender: the next message to send */
+  uint32_t chunk; /* a process sender: messages per callback */
   int *rc;
   atomic_int finished;
 } snd;
 
-static void *snd_main(void *arg) {
-  snd *s = arg;
+static void send_one(snd *s, uint32_t i) {
   char buf[MSG_LEN];
   memset(buf, 0x5a, sizeof buf);
-  for (uint32_t i = 0; i < s->n; i++) {
-    uint64_t id = ID(s->id, i);
-    memcpy(buf, &id, sizeof id);
-    s->rc[i] = weir_cast(s->rt, s->to, TAG_MSG, buf, MSG_LEN);
-  }
+  uint64_t id = ID(s->id, i);
+  memcpy(buf, &id, sizeof id);
+  s->rc[i] = weir_cast(s->rt, s->to, TAG_MSG, buf, MSG_LEN);
+}
+
+static void *snd_main(void *arg) {
+  snd *s = arg;
+  for (uint32_t i = 0; i < s->n; i++)
+    send_one(s, i);
   atomic_store(&s->finished, 1);
   return NULL;
 }
+
+/* A process sender: `chunk` casts per callback, then a send to itself. */
+static int psnd_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)m;
+  snd *s = state;
+  uint32_t end = s->next + s->chunk < s->n ? s->next + s->chunk : s->n;
+  for (; s->next < end; s->next++)
+    send_one(s, s->next);
+  if (s->next < s->n)
+    CHECK_OK(weir_send(weir_ctx_rt(cx), weir_self(cx), TAG_MSG, NULL, 0));
+  else
+    atomic_store(&s->finished, 1); /* seq_cst: publishes rc[] */
+  return WEIR_OK;
+}
+
+static const weir_server psnd_server = {
+    .name = "sender", .init = any_init, .handle_info = psnd_info};
 
 static const char *pol_name(weir_overflow o) {
   switch (o) {
@@ -141,9 +168,10 @@ static void round_run(test_rng *rng, unsigned round) {
   int held = test_rng_below(rng, 2) == 0 && pol != WEIR_OVERFLOW_BLOCK;
   unsigned pause_every = held ? 0 : 1 + test_rng_below(rng, 200);
   uint32_t per_max = (uint32_t)test_scaled(3000);
-  test_log("[round %u] %s max_len=%u max_bytes=%llu threads=%u %s", round,
-           pol_name(pol), max, (unsigned long long)max_bytes, nt,
-           held ? "held" : "running");
+  int procs = pol != WEIR_OVERFLOW_BLOCK && test_rng_below(rng, 2) == 0;
+  test_log("[round %u] %s max_len=%u max_bytes=%llu %s=%u %s", round,
+           pol_name(pol), max, (unsigned long long)max_bytes,
+           procs ? "processes" : "threads", nt, held ? "held" : "running");
 
   weir_rt_opts o;
   weir_rt_opts_init(&o);
@@ -194,7 +222,14 @@ static void round_run(test_rng *rng, unsigned round) {
     s[t].id = t;
     s[t].rc = calloc(s[t].n, sizeof *s[t].rc);
     CHECK(s[t].rc != NULL);
-    CHECK(pthread_create(&s[t].th, NULL, snd_main, &s[t]) == 0);
+    if (procs) {
+      s[t].chunk = 1 + test_rng_below(rng, 300);
+      weir_pid sp;
+      CHECK_OK(weir_spawn(rt, &psnd_server, &s[t], NULL, &sp));
+      CHECK_OK(weir_send(rt, sp, TAG_MSG, NULL, 0));
+    } else {
+      CHECK(pthread_create(&s[t].th, NULL, snd_main, &s[t]) == 0);
+    }
   }
   uint64_t lim = max;
   uint64_t seen_len = 0, seen_bytes = 0;
@@ -211,7 +246,7 @@ static void round_run(test_rng *rng, unsigned round) {
     CHECK_MSG(test_now_ms() < dl_ms, "senders stuck");
     test_sleep_ms(1);
   }
-  for (unsigned t = 0; t < nt; t++)
+  for (unsigned t = 0; t < nt && !procs; t++)
     pthread_join(s[t].th, NULL);
   atomic_store(&r.open, 1);
 
