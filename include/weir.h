@@ -105,9 +105,10 @@ typedef struct weir_rt_opts {
                              the run dir, NULL = no console (copied) */
   unsigned batch;         /* a process's run, in reductions (a message
                              handled or sent is one, as in BEAM); 0 = 64.
-                             A process whose mailbox still holds batch
-                             messages when it is spent runs on, batch after
-                             batch, for up to 200 us to catch up */
+                             A run after one that took more (a callback
+                             that sent in bulk) may take as many, up to 16
+                             batches, so a process fed by a bulk sender on
+                             its core keeps up with it */
   /* Alarm defaults (see weir_spawn_opts); 0 = off. */
   uint32_t alarm_enable;      /* long_message_queue on at this length */
   uint32_t alarm_disable;     /* ... and off again at this length;

@@ -37,7 +37,7 @@ static void *io_main(void *arg) {
       rt->io_head = p->rq_next;
       if (!rt->io_head) rt->io_tail = NULL;
       weir__unlock(&rt->io_mu, WEIR__LK_IO);
-      weir__proc_run(p, budget);
+      (void)weir__proc_run(p, budget);
       weir__lock(&rt->io_mu, WEIR__LK_IO);
       continue;
     }

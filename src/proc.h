@@ -142,7 +142,7 @@ static inline void weir__outbox_flush(void) {
 bool weir__outbox_hold(void *mark, void (*release)(void *));
 
 /* ---- run.c ---- */
-void weir__proc_run(weir__proc *p, unsigned budget);
+unsigned weir__proc_run(weir__proc *p, unsigned budget);
 /* The resize is done: deferred messages go first, before anything queued. */
 void weir__proc_undefer(weir__proc *p);
 /* The process running on this thread (a thread-local, inlined: every send

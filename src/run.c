@@ -260,23 +260,7 @@ static void rx_slow(weir_ctx *cx, weir__proc *p, weir__msg *m, uint8_t rx) {
     p->rt->hooks.trace(p->rt, cx->self, m);
 }
 
-/* The budget is spent. A process whose mailbox still holds a budget's
-   worth of messages keeps running, budget after budget, for up to
-   WEIR__BACKLOG_SLICE_NS from the first: the mailbox that is falling behind
-   gets the CPU to catch up. Without this a fan-in's sink, sharing a core
-   with a producer, handled one batch for every callback of the producer
-   (64 messages for 1024 cast), so its queue and the memory under it grew
-   for as long as the producers ran. The slice bounds what the other
-   processes on this scheduler wait. */
-#define WEIR__BACKLOG_SLICE_NS 200000u
-static bool run_on(weir__proc *p, unsigned budget, uint64_t *slice_end) {
-  if (weir__mbox_len(p) < budget) return false;
-  uint64_t now = weir__now_ns();
-  if (!*slice_end) *slice_end = now + WEIR__BACKLOG_SLICE_NS;
-  return now < *slice_end;
-}
-
-void weir__proc_run(weir__proc *p, unsigned budget) {
+unsigned weir__proc_run(weir__proc *p, unsigned budget) {
   WEIR__ASSERT(weir__mbox_token_taken(p)); /* the scheduler gave it to us */
   weir_rt *rt = p->rt;
   weir_ctx cx = {.p = p, .self = weir__proc_pid(p).id};
@@ -295,16 +279,13 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
      and one per message sent (messages_out, which only this run writes
      now). A process whose callback casts in bulk (a fan-in producer, 1024
      casts a callback) yields after that callback instead of 64 of them,
-     and the processes it feeds get their turn. */
+     and the processes it feeds get their turn (as long a turn: sched.c's
+     run). Returns the reductions this run took. */
   uint64_t out0 = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
-  uint64_t slice_end = 0;
+  uint64_t out = out0;
   for (;;) {
-    uint64_t out = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
-    if (WEIR__UNLIKELY(n + (out - out0) >= budget)) {
-      if (!run_on(p, budget, &slice_end)) break; /* spent: yield */
-      n = 0;
-      out0 = out;
-    }
+    out = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
+    if (WEIR__UNLIKELY(n + (out - out0) >= budget)) break; /* spent: yield */
     if (WEIR__UNLIKELY(p->route != NULL) && p->x->defer_head &&
         p->rt->hooks.route_done(p))
       weir__proc_undefer(p);
@@ -317,8 +298,10 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
                               memory_order_relaxed);
       }
       weir__set_current_ctx(prev);
-      weir__outbox_flush();                /* before p may run elsewhere */
-      if (weir__mbox_markempty(p)) return; /* p may run elsewhere now */
+      weir__outbox_flush(); /* before p may run elsewhere */
+      /* read while p is ours: once marked empty, it may run elsewhere */
+      out = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
+      if (weir__mbox_markempty(p)) return n + (unsigned)(out - out0);
       weir__set_current_ctx(&cx);
       continue; /* a push is in flight; its link appears shortly */
     }
@@ -365,8 +348,9 @@ void weir__proc_run(weir__proc *p, unsigned budget) {
   weir__set_current_ctx(prev);
   weir__outbox_flush();
   rt->hooks.schedule(rt, p);
-  return;
+  return n + (unsigned)(out - out0);
 out:
   weir__set_current_ctx(prev);
   weir__outbox_flush();
+  return n;
 }

@@ -44,7 +44,8 @@ struct weir__sched {
   weir__sched *seen_victim; /* rq_steal's memory of a lone process */
   uint32_t seen_head;
   unsigned stale;
-  unsigned ticks; /* find_work calls, for the periodic balance check */
+  unsigned ticks;     /* find_work calls, for the periodic balance check */
+  unsigned last_turn; /* reductions the last turn here took (see run) */
   /* busy time, for scheduler_usage: written by the owner, read by anyone */
   _Atomic uint64_t busy_ns;
   _Atomic uint64_t busy_since; /* 0 = idle now */
@@ -296,10 +297,24 @@ static void busy_end(weir__sched *s) {
   atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
 }
 
-static void run(weir__sched *s, weir__proc *p, unsigned budget) {
+/* A turn's budget, in reductions: the runtime's batch, or as many as the
+   turn before it on this scheduler took, up to WEIR__TURN_MAX batches.
+   A callback cannot be cut short, so a bulk sender's turn is one callback
+   however many it sends (a fan-in producer's, 1024 casts); the process it
+   feeds, sharing its core, then gets a turn as long, in messages handled,
+   and keeps up with it. With turns of one batch it fell behind 16 to 1 and
+   its queue grew for as long as the sender ran; with a turn of a fixed
+   time (200 us, an earlier design) it starved the sender instead: with a
+   partitioned cast's sender and worker on each core, each sender got one
+   callback (1024 casts) per 230 us, 9 M msgs/s in all. */
+#define WEIR__TURN_MAX 16u
+static void run(weir__sched *s, weir__proc *p) {
+  unsigned batch = s->rt->opts.batch;
+  unsigned budget = s->last_turn > batch ? s->last_turn : batch;
+  if (budget > WEIR__TURN_MAX * batch) budget = WEIR__TURN_MAX * batch;
   /* relaxed: a hint for the peers' rq_balance */
   atomic_store_explicit(&s->running, 1, memory_order_relaxed);
-  weir__proc_run(p, budget);
+  s->last_turn = weir__proc_run(p, budget);
   atomic_store_explicit(&s->running, 0, memory_order_relaxed);
 }
 
@@ -309,12 +324,11 @@ static void *sched_main(void *arg) {
   tl.rt = rt;
   tl.sched = s;
   weir__outbox_enable();
-  unsigned budget = rt->opts.batch;
   busy_begin(s);
   for (;;) {
     weir__proc *p = find_work(s);
     if (p) {
-      run(s, p, budget);
+      run(s, p);
       continue;
     }
     if (atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) break;
@@ -327,7 +341,7 @@ static void *sched_main(void *arg) {
     }
     atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_relaxed);
     if (p) {
-      run(s, p, budget);
+      run(s, p);
       continue;
     }
     /* Park: announce, re-check, sleep. */
@@ -341,7 +355,7 @@ static void *sched_main(void *arg) {
               &s->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed))
         atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
       busy_begin(s);
-      if (p) run(s, p, budget);
+      if (p) run(s, p);
       continue;
     }
     while (atomic_load_explicit(&s->parked, memory_order_acquire) == 1)
