@@ -1038,6 +1038,70 @@ static void test_block_edeadlk_timeout(void) {
            (unsigned long long)waited);
 }
 
+/* A sender waiting (no timeout) for room in a BLOCK mailbox whose receiver
+   ends returns: ENOPROC, or OK with its message counted as a dead letter.
+   It must not wait forever for a pop that will never come. */
+typedef struct blocked_sender {
+  weir_rt *rt;
+  weir_pid to;
+  atomic_int rc;
+  atomic_int done;
+} blocked_sender;
+
+static void *blocked_sender_main(void *arg) {
+  blocked_sender *b = arg;
+  uint64_t id = ID(9, 0);
+  atomic_store(&b->rc, weir_cast(b->rt, b->to, TAG_MSG, &id, sizeof id));
+  atomic_store(&b->done, 1);
+  return NULL;
+}
+
+static void test_block_receiver_exits(void) {
+  const uint32_t max = 4;
+  weir_rt *rt = rt_start(0);
+  gate g;
+  gate_init(&g, 64);
+  weir_pid pid = spawn_gate(rt, &g, max, 0, WEIR_OVERFLOW_BLOCK, -1);
+  gate_hold(rt, pid, &g);
+  fill(rt, pid, 0, max);
+  weir_stats st0, st1;
+  CHECK_OK(weir_node_stats(rt, &st0));
+  blocked_sender b = {.rt = rt, .to = pid};
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, blocked_sender_main, &b) == 0);
+  test_sleep_ms(100);
+  CHECK_EQ_INT(atomic_load(&b.done), 0); /* parked while full */
+  CHECK_OK(weir_exit(rt, pid, WEIR_REASON_KILL));
+  gate_release(&g);
+  WAIT_UNTIL(atomic_load(&b.done), TEST_LIVENESS_MS);
+  pthread_join(th, NULL);
+  int rc = atomic_load(&b.rc);
+  CHECK_MSG(rc == WEIR_OK || rc == WEIR_ENOPROC,
+            "a sender blocked on an ended receiver got %s", weir_err_name(rc));
+  /* the queued messages, and the blocked one if it went in, were handled
+     before the kill took effect or are dead letters: none is lost */
+  uint64_t want = max + (rc == WEIR_OK ? 1 : 0);
+  uint64_t dl = test_now_ms() + TEST_LIVENESS_MS;
+  uint64_t handled = 0, dead = 0;
+  do {
+    CHECK_OK(weir_node_stats(rt, &st1));
+    handled = atomic_load_explicit(&g.handled, memory_order_acquire);
+    dead = st1.dead_letters - st0.dead_letters;
+    if (handled + dead >= want) break;
+    test_sleep_ms(1);
+  } while (test_now_ms() < dl);
+  CHECK_MSG(handled + dead == want,
+            "%llu handled + %llu dead letters, %llu sent",
+            (unsigned long long)handled, (unsigned long long)dead,
+            (unsigned long long)want);
+  test_rt_stop(rt);
+  gate_free(&g);
+  test_log("[block_receiver_exits] the blocked sender returned %s; %llu "
+           "handled, %llu dead letters",
+           weir_err_name(rc), (unsigned long long)handled,
+           (unsigned long long)dead);
+}
+
 /* A call from a thread against a full BLOCK mailbox waits for room. */
 typedef struct caller {
   weir_rt *rt;
@@ -1296,6 +1360,7 @@ static const struct {
     {"block_wakeups", test_block_wakeups},
     {"block_edeadlk_timeout", test_block_edeadlk_timeout},
     {"block_call", test_block_call},
+    {"block_receiver_exits", test_block_receiver_exits},
     {"block_running", t_block_running},
     {"budget", test_budget},
     /* reported bugs */
