@@ -6,7 +6,8 @@
  *                            and a BLOCK one; both bounds are large enough
  *                            that nothing is refused or waits, so the figure
  *                            is the price of the bound check itself (a CAS on
- *                            the length instead of a fetch_add, the wake-up
+ *                            the length per chain of up to 64 reserved
+ *                            places, docs/OVERLOAD.md; for BLOCK the wake-up
  *                            check after each pop). The three run in turn,
  *                            ROUNDS times (3), each in a fresh node; medians.
  *                            One line: msgs/s of each and reject_ratio,
