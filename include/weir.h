@@ -179,8 +179,11 @@ typedef struct weir_allocator {
 } weir_allocator;
 /* Replaces the allocator (*a is copied) for all of libweir; call it before
    the first weir_rt_start, while no other thread uses libweir. malloc and
-   free must be non-NULL; realloc may be NULL. Errors: EINVAL (a, malloc or
-   free NULL, or a runtime is running). */
+   free must be non-NULL; realloc may be NULL. The functions are called from
+   any of weir's threads, at times while weir holds one of its own locks:
+   they must be thread-safe, should not block for long, and must not call
+   into libweir. Errors: EINVAL (a, malloc or free NULL, or a runtime is
+   running). */
 WEIR_API int weir_set_allocator(const weir_allocator *a);
 
 /* ------------------------------------------------------------------------ */
