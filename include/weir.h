@@ -423,10 +423,11 @@ WEIR_API void weir_trap_exit(weir_ctx *cx, int on);
 /* Puts a copy of the message in hand back at the head of the mailbox: in a
    handler it is handled again next; in terminate (in_hand non-NULL) it waits
    for the next incarnation of a child with keep_mailbox, and is a dead
-   letter otherwise. What is requeued is always the message in hand; m is
-   only checked for NULL. Errors: EINVAL (cx or m NULL, or no message in hand:
-   init, or terminate without in_hand), EEXIST (already requeued in this
-   callback), ENOMEM. */
+   letter otherwise. It is never refused by a bound: in a full bounded
+   mailbox it leaves the length one past the bound until taken again. What
+   is requeued is always the message in hand; m is only checked for NULL.
+   Errors: EINVAL (cx or m NULL, or no message in hand: init, or terminate
+   without in_hand), EEXIST (already requeued in this callback), ENOMEM. */
 WEIR_API int weir_requeue(weir_ctx *cx, const weir_msg *m);
 
 /* Registry: names -> pids. A name is freed when its process ends. */
