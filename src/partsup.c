@@ -77,6 +77,31 @@ struct weir__partsup {
   weir_rt *rt;
 };
 
+/* ---- memory on lines of its own ----------------------------------------
+
+   What every route reads (the partsup, its table) and what routers write
+   (their records, the hot-key sketches) each get whole cache lines: a
+   small calloc shares its line with whatever malloc put beside it, and the
+   table sat next to the sketches, whose lock a router writes every
+   HOT_SAMPLE routes, so the other core's next route missed on it. */
+static void *calloc_lines(size_t n) {
+  size_t size = (n + WEIR__CACHELINE - 1) / WEIR__CACHELINE * WEIR__CACHELINE;
+  char *raw = weir__calloc(1, size + WEIR__CACHELINE);
+  if (!raw) return NULL;
+  /* the raw pointer sits in the padding just before the aligned block */
+  char *p = (char *)(((uintptr_t)raw + sizeof(void *) + WEIR__CACHELINE - 1) &
+                     ~(uintptr_t)(WEIR__CACHELINE - 1));
+  memcpy(p - sizeof(void *), &raw, sizeof raw);
+  return p;
+}
+
+static void free_lines(void *p) {
+  if (!p) return;
+  void *raw;
+  memcpy(&raw, (char *)p - sizeof(void *), sizeof raw);
+  weir__free(raw);
+}
+
 /* ---- router records (who is routing right now) ------------------------ */
 
 typedef struct router_rec {
@@ -111,7 +136,7 @@ static router_rec *router_me(void) {
   /* One record per thread that routed while runtimes lived; a thread that
      exits leaves an even seq. They are freed when the last runtime stops
      (a thread's cached record is then stale by its generation). */
-  router_rec *r = weir__calloc(1, sizeof *r);
+  router_rec *r = calloc_lines(sizeof *r);
   if (!r) return NULL;
   weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   r->next = g_routers;
@@ -168,7 +193,7 @@ static void routers_quiesce(void) {
 /* ---- table ------------------------------------------------------------ */
 
 static route_tab *tab_new(unsigned n, uint8_t epoch) {
-  route_tab *t = weir__calloc(1, sizeof *t + n * sizeof(t->slot[0]));
+  route_tab *t = calloc_lines(sizeof *t + n * sizeof(t->slot[0]));
   if (!t) return NULL;
   t->n = n;
   t->mask = (n & (n - 1)) == 0 ? n - 1 : 0;
@@ -196,12 +221,12 @@ static void partsup_free(void *arg) {
   route_tab *t = atomic_load_explicit(&ps->tab, memory_order_relaxed);
   while (t) {
     route_tab *o = t->older;
-    weir__free(t);
+    free_lines(t);
     t = o;
   }
-  weir__free(atomic_load_explicit(&ps->hot, memory_order_relaxed));
+  free_lines(atomic_load_explicit(&ps->hot, memory_order_relaxed));
   pthread_mutex_destroy(&ps->resize_mu);
-  weir__free(ps);
+  free_lines(ps);
 }
 
 /* ---- the partition supervisor's part in its supervisor (sup.h) ------- */
@@ -256,9 +281,9 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
       o->max_seconds <= 0 || o->child.restart > WEIR_TEMPORARY)
     return WEIR_EINVAL;
   membarrier_ready();
-  weir__partsup *ps = weir__calloc(1, sizeof *ps);
+  weir__partsup *ps = calloc_lines(sizeof *ps);
   route_tab *t = tab_new(n, 0);
-  hot_arr *hot = weir__calloc(1, sizeof *hot + n * sizeof(hot_sketch));
+  hot_arr *hot = calloc_lines(sizeof *hot + n * sizeof(hot_sketch));
   weir_child_spec *specs = weir__calloc(n, sizeof *specs);
   char *ids = weir__calloc(n, 32);
   int rc = WEIR_ENOMEM;
@@ -305,9 +330,9 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   return rc;
 fail:
   if (ps) pthread_mutex_destroy(&ps->resize_mu);
-  weir__free(ps);
-  weir__free(t);
-  weir__free(hot);
+  free_lines(ps);
+  free_lines(t);
+  free_lines(hot);
   weir__free(specs);
   weir__free(ids);
   return rc;
@@ -517,7 +542,7 @@ void weir__partsup_stop(weir_rt *rt) {
     atomic_fetch_add_explicit(&g_router_gen, 1, memory_order_relaxed);
     while (r) {
       router_rec *n = r->next;
-      weir__free(r);
+      free_lines(r);
       r = n;
     }
   }
@@ -585,15 +610,15 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
   if (n > ha->cap) {
     /* Samplers read the sketches lock-free: grow into a new array and
        retire the old one with the node. Counts restart from zero. */
-    hot_arr *nh = weir__calloc(1, sizeof *nh + n * sizeof(hot_sketch));
+    hot_arr *nh = calloc_lines(sizeof *nh + n * sizeof(hot_sketch));
     if (!nh) {
       rc = WEIR_ENOMEM;
       goto out;
     }
     nh->cap = n;
-    rc = weir__retire(rt, ha, weir__free);
+    rc = weir__retire(rt, ha, free_lines);
     if (rc) {
-      weir__free(nh);
+      free_lines(nh);
       goto out;
     }
     atomic_store_explicit(&ps->hot, nh, memory_order_release);
@@ -621,7 +646,7 @@ int weir_partsup_resize(weir_rt *rt, weir_pid ps_pid, unsigned n) {
     if (rc != WEIR_OK) {
       atomic_store_explicit(&ps->pending, NULL, memory_order_release);
       /* a restart may still be writing into t: free it with the node */
-      if (weir__retire(rt, t, weir__free) != WEIR_OK) {
+      if (weir__retire(rt, t, free_lines) != WEIR_OK) {
         /* cannot defer the free: leak it rather than risk a write into
            freed memory (only after an allocation failure) */
       }
