@@ -968,14 +968,22 @@ static void fill(weir_rt *rt, weir_pid pid, uint32_t from, uint32_t n) {
   }
 }
 
+/* A BLOCK gate held in a callback, with max messages queued: full. */
+static weir_pid spawn_full_block(weir_rt *rt, gate *g, uint32_t max,
+                                 int push_timeout_ms) {
+  weir_pid pid =
+      spawn_gate(rt, g, max, 0, WEIR_OVERFLOW_BLOCK, push_timeout_ms);
+  gate_hold(rt, pid, g);
+  fill(rt, pid, 0, max);
+  return pid;
+}
+
 static void test_block_edeadlk_timeout(void) {
   const uint32_t max = 4;
   weir_rt *rt = rt_start(0);
   gate g;
   gate_init(&g, 64);
-  weir_pid pid = spawn_gate(rt, &g, max, 0, WEIR_OVERFLOW_BLOCK, -1);
-  gate_hold(rt, pid, &g);
-  fill(rt, pid, 0, max);
+  weir_pid pid = spawn_full_block(rt, &g, max, -1);
 
   /* A process on a scheduler thread must not wait: EDEADLK. */
   prober pr = {.target = pid};
@@ -1016,9 +1024,7 @@ static void test_block_edeadlk_timeout(void) {
   /* push_timeout_ms expires: EFULL, counted as dropped. */
   gate g2;
   gate_init(&g2, 64);
-  weir_pid pid2 = spawn_gate(rt, &g2, max, 0, WEIR_OVERFLOW_BLOCK, 100);
-  gate_hold(rt, pid2, &g2);
-  fill(rt, pid2, 0, max);
+  weir_pid pid2 = spawn_full_block(rt, &g2, max, 100);
   uint64_t t0 = test_now_ms();
   uint64_t id = ID(0, max);
   CHECK_RC(weir_cast(rt, pid2, TAG_MSG, &id, sizeof id), WEIR_EFULL);
@@ -1039,43 +1045,25 @@ static void test_block_edeadlk_timeout(void) {
 }
 
 /* A sender waiting (no timeout) for room in a BLOCK mailbox whose receiver
-   ends returns: ENOPROC, or OK with its message counted as a dead letter.
-   It must not wait forever for a pop that will never come. */
-typedef struct blocked_sender {
-  weir_rt *rt;
-  weir_pid to;
-  atomic_int rc;
-  atomic_int done;
-} blocked_sender;
-
-static void *blocked_sender_main(void *arg) {
-  blocked_sender *b = arg;
-  uint64_t id = ID(9, 0);
-  atomic_store(&b->rc, weir_cast(b->rt, b->to, TAG_MSG, &id, sizeof id));
-  atomic_store(&b->done, 1);
-  return NULL;
-}
-
+   ends returns: ENOPROC, or OK with its message handled or counted as a
+   dead letter. It must not wait forever for a pop that will never come. */
 static void test_block_receiver_exits(void) {
   const uint32_t max = 4;
   weir_rt *rt = rt_start(0);
   gate g;
   gate_init(&g, 64);
-  weir_pid pid = spawn_gate(rt, &g, max, 0, WEIR_OVERFLOW_BLOCK, -1);
-  gate_hold(rt, pid, &g);
-  fill(rt, pid, 0, max);
+  weir_pid pid = spawn_full_block(rt, &g, max, -1);
   weir_stats st0, st1;
   CHECK_OK(weir_node_stats(rt, &st0));
-  blocked_sender b = {.rt = rt, .to = pid};
-  pthread_t th;
-  CHECK(pthread_create(&th, NULL, blocked_sender_main, &b) == 0);
+  hammer h; /* one thread, one cast */
+  hammer_start(&h, rt, pid, 1, 1, 8);
   test_sleep_ms(100);
-  CHECK_EQ_INT(atomic_load(&b.done), 0); /* parked while full */
+  CHECK_EQ_U64(hammer_done(&h), 0); /* parked while full */
   CHECK_OK(weir_exit(rt, pid, WEIR_REASON_KILL));
   gate_release(&g);
-  WAIT_UNTIL(atomic_load(&b.done), TEST_LIVENESS_MS);
-  pthread_join(th, NULL);
-  int rc = atomic_load(&b.rc);
+  WAIT_UNTIL(hammer_done(&h) == 1, TEST_LIVENESS_MS);
+  hammer_join(&h, rt, pid); /* done: joins without sampling the receiver */
+  int rc = h.s[0].rc[0];
   CHECK_MSG(rc == WEIR_OK || rc == WEIR_ENOPROC,
             "a sender blocked on an ended receiver got %s", weir_err_name(rc));
   /* the queued messages, and the blocked one if it went in, were handled
@@ -1094,6 +1082,7 @@ static void test_block_receiver_exits(void) {
             "%llu handled + %llu dead letters, %llu sent",
             (unsigned long long)handled, (unsigned long long)dead,
             (unsigned long long)want);
+  hammer_free(&h);
   test_rt_stop(rt);
   gate_free(&g);
   test_log("[block_receiver_exits] the blocked sender returned %s; %llu "
@@ -1126,9 +1115,7 @@ static void test_block_call(void) {
   weir_rt *rt = rt_start(0);
   gate g;
   gate_init(&g, 64);
-  weir_pid pid = spawn_gate(rt, &g, 4, 0, WEIR_OVERFLOW_BLOCK, -1);
-  gate_hold(rt, pid, &g);
-  fill(rt, pid, 0, 4);
+  weir_pid pid = spawn_full_block(rt, &g, 4, -1);
   caller c = {.rt = rt, .to = pid};
   pthread_t th;
   CHECK(pthread_create(&th, NULL, caller_main, &c) == 0);
