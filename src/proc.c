@@ -422,23 +422,29 @@ bool weir__outbox_hold(void *mark, void (*release)(void *)) {
 /* What outbox_take did with m: */
 enum { OB_TAKEN, OB_DIRECT, OB_NOT };
 
-/* The chain to p, or NULL if there is none yet, or m cannot wait in the
-   outbox at all (*batchable false: not on a scheduler thread, not in a
-   callback, not a cast or send). */
-static inline weir__chain *outbox_find(weir__proc *p, const weir__msg *m,
-                                       bool *batchable) {
+/* Can m wait in the outbox? Only on a scheduler thread, in a callback, and
+   for a cast or a send. */
+static inline bool batchable(const weir__msg *m) {
+  return weir__tl_ob.on && weir__tl_cx &&
+         (m->kind == WEIR__K_CAST || m->kind == WEIR__K_INFO);
+}
+
+/* The chain to p, or NULL if there is none yet. */
+static inline weir__chain *outbox_find(const weir__proc *p) {
   weir__outbox *o = &weir__tl_ob;
-  *batchable = o->on && weir__tl_cx &&
-               (m->kind == WEIR__K_CAST || m->kind == WEIR__K_INFO);
-  if (!*batchable) return NULL;
   for (uint32_t i = 0; i < o->used; i++)
     if (o->c[i].to == p) return &o->c[i];
   return NULL;
 }
 
-/* Appends m to c; `count` says which of p's counters the push adds m to
-   (2: both, unbounded; 1: bytes only, spent from credit; 0: neither,
-   admitted one by one). */
+/* What a chain's push still adds a message to, of its receiver's counts */
+enum {
+  COUNTED,     /* neither: admitted one by one by a bound, which counted it */
+  COUNT_BYTES, /* its bytes: spent from a reserved place (counted) */
+  COUNT_BOTH   /* length and bytes: an unbounded mailbox */
+};
+
+/* Appends m to c, to be counted at the push as `count` says. */
 static inline void chain_add(weir__outbox *o, weir__chain *c, weir_rt *rt,
                              weir__msg *m, int count) {
   atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
@@ -449,8 +455,8 @@ static inline void chain_add(weir__outbox *o, weir__chain *c, weir_rt *rt,
   c->rt = rt;
   c->last = m;
   c->n++;
-  c->ncount += count == 2;
-  c->bytes += count ? m->len : 0;
+  c->ncount += count == COUNT_BOTH;
+  c->bytes += count != COUNTED ? m->len : 0;
   o->pending++;
   if (c->n >= WEIR__OUTBOX_MAX) {
     chain_push(c);
@@ -465,16 +471,15 @@ static inline void chain_add(weir__outbox *o, weir__chain *c, weir_rt *rt,
    message to p, to be pushed at once by the caller (a callback that sends
    one message, a ping-pong's, pays nothing for the outbox); the next ones
    wait. OB_NOT: not a batched delivery (a thread, a blocking process, a
-   call...). count: as chain_add's. */
+   call...). count: as chain_add's. *cp: p's chain (OB_TAKEN, OB_DIRECT). */
 static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m,
-                              int count) {
+                              int count, weir__chain **cp) {
   weir__outbox *o = &weir__tl_ob;
-  bool batchable;
-  weir__chain *c = outbox_find(p, m, &batchable);
-  if (!batchable) return OB_NOT;
+  if (!batchable(m)) return OB_NOT;
+  weir__chain *c = *cp = outbox_find(p);
   if (!c) {
     if (o->used == WEIR__OUTBOX_WAYS) outbox_push_all(o);
-    c = &o->c[o->used++];
+    c = *cp = &o->c[o->used++];
     c->to = p;
     c->n = 0;
     c->ncount = 0;
@@ -484,21 +489,6 @@ static inline int outbox_take(weir_rt *rt, weir__proc *p, weir__msg *m,
   }
   chain_add(o, c, rt, m, count);
   return OB_TAKEN;
-}
-
-/* After m's admission to bounded p: if m's chain (new or not) has no
-   credit left, reserve places for the next messages. */
-static void outbox_credit(weir_rt *rt, weir__proc *p) {
-  weir__outbox *o = &weir__tl_ob;
-  for (uint32_t i = 0; i < o->used; i++) {
-    weir__chain *c = &o->c[i];
-    if (c->to != p) continue;
-    if (!c->credit) {
-      c->credit = rt->hooks.bound_credit(p, WEIR__OUTBOX_MAX - 1);
-      o->credit += c->credit;
-    }
-    return;
-  }
 }
 
 /* A bounded mailbox's message: spent from credit, or else bound_admit
@@ -514,20 +504,22 @@ static int push_bounded(weir_rt *rt, weir__proc *p, weir__msg *m) {
     if (weir__mbox_push(p, m)) rt->hooks.schedule(rt, p);
     return WEIR_OK;
   }
-  bool batchable;
-  weir__chain *c = outbox_find(p, m, &batchable);
+  weir__chain *c = batchable(m) ? outbox_find(p) : NULL;
   if (c && c->credit && !(m->flags & WEIR__MF_NOBOUND)) {
     c->credit--; /* its place is reserved: admitted, counted */
     o->credit--;
-    chain_add(o, c, rt, m, 1);
+    chain_add(o, c, rt, m, COUNT_BYTES);
     tl_took = true;
     return WEIR_OK;
   }
   int rc = rt->hooks.bound_admit(rt, p, m);
   if (rc != WEIR_OK) /* m is gone: shed (the sender is told OK) or refused */
     return rc == WEIR__SHED ? WEIR_OK : rc;
-  int ob = outbox_take(rt, p, m, 0);
-  if (ob != OB_NOT) outbox_credit(rt, p);
+  int ob = outbox_take(rt, p, m, COUNTED, &c);
+  if (ob != OB_NOT && !c->credit) { /* places for the next messages */
+    c->credit = rt->hooks.bound_credit(p, WEIR__OUTBOX_MAX - 1);
+    o->credit += c->credit;
+  }
   if (ob == OB_TAKEN) {
     tl_took = true;
     return WEIR_OK;
@@ -543,7 +535,8 @@ static inline int push_counted(weir_rt *rt, weir__proc *p, weir__msg *m,
   if (WEIR__UNLIKELY(WEIR__LD(p->max_len) | WEIR__LD(p->max_bytes) |
                      rt->opts.max_mailbox_bytes))
     return push_bounded(rt, p, m);
-  int ob = outbox_take(rt, p, m, 2);
+  weir__chain *c;
+  int ob = outbox_take(rt, p, m, COUNT_BOTH, &c);
   if (ob == OB_TAKEN) {
     tl_took = true;
     return WEIR_OK;
