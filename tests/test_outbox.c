@@ -309,24 +309,41 @@ static uint64_t queue_len(weir_rt *rt, weir_pid pid) {
 /* ---- exact queue length ----------------------------------------------------
  */
 
-static void test_exact_len(weir_rt *rt) {
-  static logr l;
-  memset(&l, 0, sizeof l);
+/* A receiver held in a callback (a blocking process waiting on l->gate,
+   so not on a scheduler), its mailbox empty; max_len 0: unbounded. */
+static weir_pid spawn_gated(weir_rt *rt, logr *l, uint32_t max_len,
+                            int overflow) {
+  memset(l, 0, sizeof *l);
   weir_spawn_opts so;
   weir_spawn_opts_init(&so);
-  so.blocking = 1; /* it waits on a flag in a callback: not on a scheduler */
+  so.blocking = 1;
+  so.max_queue_len = max_len;
+  so.overflow = overflow;
   weir_pid r;
-  CHECK_OK(weir_spawn(rt, &lsrv, &l, &so, &r));
+  CHECK_OK(weir_spawn(rt, &lsrv, l, &so, &r));
   CHECK_OK(weir_cast(rt, r, T_BLOCK, NULL, 0));
   WAIT_UNTIL(queue_len(rt, r) == 0, TEST_LIVENESS_MS);
+  return r;
+}
+
+/* Opens the gate: casts 0..n-1 must arrive, in order; then r ends. */
+static void open_and_check(weir_rt *rt, weir_pid r, logr *l, uint64_t n,
+                           const char *what) {
+  atomic_store(&l->gate, 1);
+  WAIT_UNTIL(atomic_load(&l->n) == n, TEST_LIVENESS_MS);
+  check_seq(l, T_SEQ, 0, n, what);
+  CHECK_EQ_U64(queue_len(rt, r), 0);
+  CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+}
+
+static void test_exact_len(weir_rt *rt) {
+  static logr l;
+  weir_pid r = spawn_gated(rt, &l, 0, WEIR_OVERFLOW_REJECT);
   sender s = {.script = script_k, .nto = 1, .k = 777};
   s.to[0] = r;
   run_script(rt, &s);
   CHECK_EQ_U64(queue_len(rt, r), 777);
-  atomic_store(&l.gate, 1);
-  WAIT_UNTIL(atomic_load(&l.n) == 777, TEST_LIVENESS_MS);
-  check_seq(&l, T_SEQ, 0, 777, "exact length");
-  CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+  open_and_check(rt, r, &l, 777, "exact length");
 }
 
 /* ---- a bounded receiver ---------------------------------------------------
@@ -364,16 +381,7 @@ static void script_bounded(weir_ctx *cx, sender *s) {
 
 static void test_bounded(weir_rt *rt, int overflow) {
   static logr l;
-  memset(&l, 0, sizeof l);
-  weir_spawn_opts so;
-  weir_spawn_opts_init(&so);
-  so.blocking = 1; /* it waits on a flag in a callback: not on a scheduler */
-  so.max_queue_len = BOUND;
-  so.overflow = overflow;
-  weir_pid r;
-  CHECK_OK(weir_spawn(rt, &lsrv, &l, &so, &r));
-  CHECK_OK(weir_cast(rt, r, T_BLOCK, NULL, 0));
-  WAIT_UNTIL(queue_len(rt, r) == 0, TEST_LIVENESS_MS);
+  weir_pid r = spawn_gated(rt, &l, BOUND, overflow);
   sender s = {.script = script_bounded,
               .nto = 1,
               .k = overflow == WEIR_OVERFLOW_REJECT};
@@ -381,10 +389,7 @@ static void test_bounded(weir_rt *rt, int overflow) {
   run_script(rt, &s);
   CHECK_EQ_U64(s.ok, overflow == WEIR_OVERFLOW_REJECT ? BOUND : BOUND_SENT);
   CHECK_EQ_U64(queue_len(rt, r), BOUND);
-  atomic_store(&l.gate, 1);
-  WAIT_UNTIL(atomic_load(&l.n) == BOUND, TEST_LIVENESS_MS);
-  check_seq(&l, T_SEQ, 0, BOUND, "bounded receiver");
-  CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+  open_and_check(rt, r, &l, BOUND, "bounded receiver");
 }
 
 /* Places reserved and not spent are given back when the callback returns:
@@ -393,24 +398,12 @@ static void test_credit_returned(weir_rt *rt) {
   static const uint64_t ks[] = {1, 2, 10, 64, 70, 200};
   for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++) {
     static logr l;
-    memset(&l, 0, sizeof l);
-    weir_spawn_opts so;
-    weir_spawn_opts_init(&so);
-    so.blocking = 1;
-    so.max_queue_len = 1000;
-    weir_pid r;
-    CHECK_OK(weir_spawn(rt, &lsrv, &l, &so, &r));
-    CHECK_OK(weir_cast(rt, r, T_BLOCK, NULL, 0));
-    WAIT_UNTIL(queue_len(rt, r) == 0, TEST_LIVENESS_MS);
+    weir_pid r = spawn_gated(rt, &l, 1000, WEIR_OVERFLOW_REJECT);
     sender s = {.script = script_k, .nto = 1, .k = ks[j]};
     s.to[0] = r;
     run_script(rt, &s);
     CHECK_EQ_U64(queue_len(rt, r), ks[j]);
-    atomic_store(&l.gate, 1);
-    WAIT_UNTIL(atomic_load(&l.n) == ks[j], TEST_LIVENESS_MS);
-    check_seq(&l, T_SEQ, 0, ks[j], "credit returned");
-    CHECK_EQ_U64(queue_len(rt, r), 0);
-    CHECK_OK(weir_exit(rt, r, WEIR_REASON_SHUTDOWN));
+    open_and_check(rt, r, &l, ks[j], "credit returned");
   }
 }
 
