@@ -139,4 +139,23 @@ void weir__sleep_ms(uint64_t ms);
 void weir__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t ns);
 void weir__futex_wake(_Atomic uint32_t *word, int n);
 
+/* Asymmetric fences (a Dekker handshake whose one side is hot and the other
+   rare): the hot side calls weir__fence_light, the rare side
+   weir__fence_heavy; together they order as two seq_cst fences would.
+   With Linux's membarrier (registered by weir__fences_init, which
+   weir_rt_start calls before any thread of a node runs), the light fence is
+   only a compiler barrier and the heavy one makes every running thread of
+   the process pass a full barrier. Without it (an old kernel, a seccomp
+   filter, valgrind, or WEIR_NO_MEMBARRIER=1 in the environment), both are
+   full fences. */
+extern _Atomic int weir__membarrier;
+void weir__fences_init(void);
+static inline void weir__fence_light(void) {
+  if (atomic_load_explicit(&weir__membarrier, memory_order_relaxed))
+    atomic_signal_fence(memory_order_seq_cst);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+}
+void weir__fence_heavy(void);
+
 #endif

@@ -116,9 +116,11 @@ static bool has_room(weir__proc *p, uint32_t len) {
 /* BLOCK: waits for room until the deadline; false on timeout. */
 static bool wait_room(weir__proc *p, uint32_t len, uint64_t deadline) {
   uint32_t seq = atomic_load_explicit(&p->x->space_seq, memory_order_acquire);
-  /* seq_cst: the consumer reads `blocked` after its pop; one of us sees
-     the other (Dekker), so a wake-up is never lost. */
+  /* The consumer reads `blocked` after its pop (bound_popped); with the
+     heavy fence here and its light one there, one of us sees the other
+     (Dekker), so a wake-up is never lost. */
   atomic_fetch_add_explicit(&p->x->blocked, 1, memory_order_seq_cst);
+  weir__fence_heavy();
   bool room =
       has_room(p, len) ||
       atomic_load_explicit(&p->x->space_seq, memory_order_acquire) != seq;
@@ -332,10 +334,12 @@ uint32_t weir__bound_credit(weir__proc *p, uint32_t want) {
 
 void weir__bound_popped(weir__proc *p) {
   WEIR__ASSERT(weir__mbox_token_taken(p)); /* the receiver, after a pop */
-  /* seq_cst fence: orders the pop's out_count store (relaxed) before the
-     read of `blocked`, the other half of wait_room's handshake. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&p->x->blocked, memory_order_seq_cst) > 0) {
+  /* Orders the pop's out_count store (relaxed) before the read of
+     `blocked`, the other half of wait_room's handshake. The light fence of
+     an asymmetric pair (base.h): a pop is hot, a waiting sender rare, so
+     wait_room's side pays for the barrier. */
+  weir__fence_light();
+  if (atomic_load_explicit(&p->x->blocked, memory_order_relaxed) > 0) {
     atomic_fetch_add_explicit(&p->x->space_seq, 1, memory_order_release);
     weir__futex_wake(&p->x->space_seq, INT32_MAX);
   }

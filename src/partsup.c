@@ -28,11 +28,9 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -116,18 +114,6 @@ static _Atomic uint32_t g_router_gen; /* bumped when the records are freed */
 static WEIR__TLS router_rec *tl_router;
 static WEIR__TLS uint32_t tl_router_gen;
 static WEIR__TLS uint32_t tl_sample;
-static _Atomic int g_membarrier = -1; /* -1 unknown, 0 no, 1 yes */
-
-static bool membarrier_ready(void) {
-  int m = atomic_load_explicit(&g_membarrier, memory_order_acquire);
-  if (m >= 0) return m == 1;
-  long ok =
-      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
-  m = ok == 0 ? 1 : 0;
-  atomic_store_explicit(&g_membarrier, m, memory_order_release);
-  return m == 1;
-}
-
 static router_rec *router_me(void) {
   /* relaxed: the generation moves only while no runtime lives, so no
      routing can race with it (weir__partsup_stop) */
@@ -150,13 +136,9 @@ static router_rec *router_me(void) {
 static inline void router_enter(router_rec *r) {
   uint64_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
   atomic_store_explicit(&r->seq, s + 1, memory_order_relaxed);
-  /* The resizer's membarrier orders this store before our table load; with
-     no membarrier we pay a full fence here instead. */
-  if (WEIR__LIKELY(atomic_load_explicit(&g_membarrier, memory_order_relaxed) ==
-                   1))
-    atomic_signal_fence(memory_order_seq_cst);
-  else
-    atomic_thread_fence(memory_order_seq_cst);
+  /* Orders this store before our table load: the light half of an
+     asymmetric pair (base.h) whose heavy half is routers_quiesce's. */
+  weir__fence_light();
 }
 
 static inline void router_exit(router_rec *r) {
@@ -172,14 +154,7 @@ static void router_release(void *r) {
 /* Waits until every router that could have read the old table is done (a
    router on a scheduler thread is done once its outbox is flushed). */
 static void routers_quiesce(void) {
-  /* acquire, as membarrier_ready's own load: pairs with its release
-     store. This partsup's start ran membarrier_ready before its pid
-     existed, so we read the value every router of it reads: both sides
-     take the membarrier path, or both pay a full fence. */
-  if (atomic_load_explicit(&g_membarrier, memory_order_acquire) == 1)
-    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-  else
-    atomic_thread_fence(memory_order_seq_cst);
+  weir__fence_heavy(); /* pairs with router_enter's light fence */
   weir__lock(&g_routers_mu, WEIR__LK_ROUTERS);
   for (router_rec *r = g_routers; r; r = r->next) {
     uint64_t s = atomic_load_explicit(&r->seq, memory_order_acquire);
@@ -280,7 +255,6 @@ int weir_partsup_start(weir_rt *rt, const weir_partsup_opts *o, weir_pid *pid) {
   if (o->strategy > WEIR_REST_FOR_ONE || o->max_restarts < 0 ||
       o->max_seconds <= 0 || o->child.restart > WEIR_TEMPORARY)
     return WEIR_EINVAL;
-  membarrier_ready();
   weir__partsup *ps = calloc_lines(sizeof *ps);
   route_tab *t = tab_new(n, 0);
   hot_arr *hot = calloc_lines(sizeof *hot + n * sizeof(hot_sketch));

@@ -51,6 +51,7 @@ int weir_rt_start(const weir_rt_opts *o, weir_rt **out) {
       (o->node_name && (!*o->node_name || strlen(o->node_name) > 63)))
     return WEIR_EINVAL;
   if (o->alarm_enable && o->alarm_disable > o->alarm_enable) return WEIR_EINVAL;
+  weir__fences_init();
   weir__pools_acquire();
   weir_rt *rt = weir__calloc(1, sizeof *rt);
   if (!rt) {

@@ -1134,10 +1134,11 @@ static void test_block_call(void) {
 
 /* BLOCK while the receiver runs: no sender may wait for a wake-up that never
    comes (a lost wake-up would show as EFULL after 10 s with the receiver
-   idle). Length bound and byte bound. */
-static void block_running(uint32_t max_len, uint64_t max_bytes) {
-  const unsigned nt = 4;
-  const uint32_t per = (uint32_t)test_scaled(20000);
+   idle). Length bound and byte bound; and one sender to a mailbox of one,
+   where every send waits and every pop is the last one, so a wake-up the
+   receiver misses is never made up by a later pop. */
+static void block_running(unsigned nt, uint32_t max_len, uint64_t max_bytes) {
+  const uint32_t per = (uint32_t)test_scaled(80000 / nt);
   const uint64_t total = (uint64_t)nt * per;
   weir_rt *rt = rt_start(0);
   gate g;
@@ -1162,8 +1163,8 @@ static void block_running(uint32_t max_len, uint64_t max_bytes) {
   hammer_free(&h);
   test_rt_stop(rt);
   gate_free(&g);
-  test_log("[block_running] len=%u bytes=%llu sends=%llu ok", max_len,
-           (unsigned long long)max_bytes, (unsigned long long)total);
+  test_log("[block_running] senders=%u len=%u bytes=%llu sends=%llu ok", nt,
+           max_len, (unsigned long long)max_bytes, (unsigned long long)total);
 }
 
 /* ---- node budget -----------------------------------------------------------
@@ -1322,8 +1323,9 @@ static void t_drop_oldest(void) {
   test_drop_oldest_concurrent(&g_rng);
 }
 static void t_block_running(void) {
-  block_running(8, 0);
-  block_running(0, 2048);
+  block_running(4, 8, 0);
+  block_running(4, 0, 2048);
+  block_running(1, 1, 0);
 }
 static void t_shed_call(void) {
   test_shed_call_answered(WEIR_OVERFLOW_DROP_NEWEST);
