@@ -108,7 +108,9 @@ typedef struct weir_rt_opts {
                              A run after one that took more (a callback
                              that sent in bulk) may take as many, up to 16
                              batches, so a process fed by a bulk sender on
-                             its core keeps up with it */
+                             its core keeps up with it. A run also ends
+                             after about 1 ms once it has handled 16
+                             messages (a callback is never cut short) */
   /* Alarm defaults (see weir_spawn_opts); 0 = off. */
   uint32_t alarm_enable;      /* long_message_queue on at this length */
   uint32_t alarm_disable;     /* ... and off again at this length;

@@ -260,6 +260,11 @@ static void rx_slow(weir_ctx *cx, weir__proc *p, weir__msg *m, uint8_t rx) {
     p->rt->hooks.trace(p->rt, cx->self, m);
 }
 
+/* How often a long turn reads the clock, in messages handled, and how long
+   (from the first read) it may run. */
+#define TURN_CLOCK_EVERY  16u
+#define WEIR__TURN_MAX_NS 1000000ull
+
 unsigned weir__proc_run(weir__proc *p, unsigned budget) {
   WEIR__ASSERT(weir__mbox_token_taken(p)); /* the scheduler gave it to us */
   weir_rt *rt = p->rt;
@@ -283,9 +288,21 @@ unsigned weir__proc_run(weir__proc *p, unsigned budget) {
      run). Returns the reductions this run took. */
   uint64_t out0 = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
   uint64_t out = out0;
+  /* A turn of slow callbacks ends on time too: from its TURN_CLOCK_EVERY-th
+     message on, it yields once it has run WEIR__TURN_MAX_NS. (Reductions
+     alone let a process whose callbacks take a millisecond hold its core
+     for a second.) A short turn reads no clock. */
+  uint64_t t_clock = 0;
   for (;;) {
     out = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
     if (WEIR__UNLIKELY(n + (out - out0) >= budget)) break; /* spent: yield */
+    if (WEIR__UNLIKELY(n && n % TURN_CLOCK_EVERY == 0)) {
+      uint64_t now = weir__now_ns();
+      if (!t_clock)
+        t_clock = now;
+      else if (now - t_clock >= WEIR__TURN_MAX_NS)
+        break; /* ran long: yield */
+    }
     if (WEIR__UNLIKELY(p->route != NULL) && p->x->defer_head &&
         p->rt->hooks.route_done(p))
       weir__proc_undefer(p);

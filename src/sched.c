@@ -258,10 +258,16 @@ static weir__proc *rq_balance(weir__sched *s) {
   return NULL;
 }
 
+/* Every BALANCE_EVERY looks for work, the shared queue comes first (as
+   Go's scheduler looks at its global queue every 61 ticks): a process woken
+   from outside the schedulers (a user thread, an I/O thread, the console)
+   would otherwise wait until some scheduler's own ring ran dry, which with
+   processes that keep sending to themselves never happens. */
 static weir__proc *find_work(weir__sched *s) {
   weir_rt *rt = s->rt;
-  if (rt->nscheds > 1 && ++s->ticks % BALANCE_EVERY == 0) {
-    weir__proc *b = rq_balance(s);
+  if (++s->ticks % BALANCE_EVERY == 0) {
+    weir__proc *b = inject_pop(rt);
+    if (!b && rt->nscheds > 1) b = rq_balance(s);
     if (b) return b;
   }
   weir__proc *p = rq_take(s);

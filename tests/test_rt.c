@@ -3,7 +3,9 @@
  * runtimes at once, repeated start/stop, and what weir_rt_stop promises:
  * queued messages are drained within the timeout (every one handled, none
  * twice), every process's terminate runs, ETIMEDOUT when the drain could not
- * finish, no spawn while stopping.
+ * finish, no spawn while stopping; and a process woken from outside the
+ * schedulers runs while every scheduler has work of its own, and a turn of
+ * slow callbacks ends on time.
  */
 #include "testlib.h"
 
@@ -273,6 +275,124 @@ static void test_restart_loop(void) {
   }
 }
 
+/* A process woken from a thread that is not a scheduler goes to the shared
+   queue; it must run even while every scheduler's own ring never empties
+   (processes that send themselves a message after each short callback).
+   Before the schedulers looked at the shared queue on their own, it only
+   ran once some ring emptied: never, here. */
+static atomic_int busy_stop, outsider_ran;
+
+static int busy_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)state;
+  (void)m;
+  uint64_t t = test_now_ms();
+  while (test_now_ms() == t) /* about half a millisecond of work */
+    ;
+  if (!atomic_load(&busy_stop))
+    CHECK_OK(weir_send(weir_ctx_rt(cx), weir_self(cx), TAG_WORK, NULL, 0));
+  return WEIR_OK;
+}
+
+static int outsider_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  (void)state;
+  (void)m;
+  atomic_store(&outsider_ran, 1);
+  return WEIR_OK;
+}
+
+static const weir_server busy_srv = {
+    .name = "busy", .init = c_init, .handle_info = busy_info};
+static const weir_server outsider_srv = {
+    .name = "outsider", .init = c_init, .handle_cast = outsider_cast};
+
+static void test_outside_wake_not_starved(void) {
+  const unsigned nsched = 2, nbusy = 4;
+  weir_rt *rt = test_rt_start(nsched);
+  atomic_store(&busy_stop, 0);
+  atomic_store(&outsider_ran, 0);
+  weir_pid busy[4], out;
+  CHECK_OK(weir_spawn(rt, &outsider_srv, NULL, NULL, &out));
+  for (unsigned i = 0; i < nbusy; i++) {
+    CHECK_OK(weir_spawn(rt, &busy_srv, NULL, NULL, &busy[i]));
+    CHECK_OK(weir_send(rt, busy[i], TAG_WORK, NULL, 0));
+  }
+  test_sleep_ms(50); /* every ring now holds busy processes */
+  uint64_t t0 = test_now_ms();
+  CHECK_OK(weir_cast(rt, out, TAG_WORK, NULL, 0));
+  while (!atomic_load(&outsider_ran) && test_now_ms() - t0 < 5000)
+    test_sleep_ms(1);
+  uint64_t waited = test_now_ms() - t0;
+  atomic_store(&busy_stop, 1);
+  CHECK_MSG(atomic_load(&outsider_ran),
+            "a process cast to from outside did not run in 5 s while %u "
+            "busy processes kept %u schedulers' rings full",
+            nbusy, nsched);
+  test_rt_stop(rt);
+  test_log("[outside_wake_not_starved] ran after %llu ms",
+           (unsigned long long)waited);
+}
+
+/* A turn ends on time as well as on reductions. On one scheduler, a bulk
+   sender (1024 casts a callback, so its turn is 1024 reductions) and a
+   process whose callbacks take a millisecond each take turns; the slow
+   one's turn, as long in reductions as the bulk sender's, would be 512
+   callbacks, half a second, without the clock. The gap between the bulk
+   sender's callbacks stays far under that. */
+static atomic_uint_fast64_t bulk_last_ms, bulk_max_gap_ms, bulk_rounds;
+
+static int bulk_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)m;
+  weir_pid *sink = state;
+  weir_rt *rt = weir_ctx_rt(cx);
+  uint64_t now = test_now_ms(), last = atomic_load(&bulk_last_ms);
+  if (last && now - last > atomic_load(&bulk_max_gap_ms))
+    atomic_store(&bulk_max_gap_ms, now - last);
+  atomic_store(&bulk_last_ms, now);
+  for (int i = 0; i < 1024; i++)
+    CHECK_OK(weir_cast(rt, *sink, TAG_WORK, NULL, 0));
+  if (atomic_fetch_add(&bulk_rounds, 1) < 1000000 && !atomic_load(&busy_stop))
+    CHECK_OK(weir_send(rt, weir_self(cx), TAG_WORK, NULL, 0));
+  return WEIR_OK;
+}
+
+static int sink_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  (void)state;
+  (void)m;
+  return WEIR_OK;
+}
+
+static const weir_server bulk_srv = {
+    .name = "bulk", .init = c_init, .handle_info = bulk_info};
+static const weir_server sink_srv = {
+    .name = "sink", .init = c_init, .handle_cast = sink_cast};
+
+static void test_slow_turns_end_on_time(void) {
+  weir_rt *rt = test_rt_start(1);
+  atomic_store(&busy_stop, 0);
+  atomic_store(&bulk_last_ms, 0);
+  atomic_store(&bulk_max_gap_ms, 0);
+  weir_pid sink, bulk, slow;
+  CHECK_OK(weir_spawn(rt, &sink_srv, NULL, NULL, &sink));
+  CHECK_OK(weir_spawn(rt, &bulk_srv, &sink, NULL, &bulk));
+  CHECK_OK(weir_spawn(rt, &busy_srv, NULL, NULL, &slow));
+  CHECK_OK(weir_send(rt, slow, TAG_WORK, NULL, 0));
+  CHECK_OK(weir_send(rt, bulk, TAG_WORK, NULL, 0));
+  test_sleep_ms(1500);
+  atomic_store(&busy_stop, 1);
+  test_rt_stop(rt);
+  uint64_t gap = atomic_load(&bulk_max_gap_ms);
+  CHECK_MSG(gap < 400,
+            "the bulk sender waited %llu ms for its core: a turn of slow "
+            "callbacks did not end on time",
+            (unsigned long long)gap);
+  test_log("[slow_turns_end_on_time] the bulk sender's longest wait: %llu ms "
+           "(%llu callbacks)",
+           (unsigned long long)gap,
+           (unsigned long long)atomic_load(&bulk_rounds));
+}
+
 int main(void) {
   test_seed();
   test_opts();
@@ -281,6 +401,8 @@ int main(void) {
   test_many_idle();
   test_two_runtimes();
   test_restart_loop();
+  test_outside_wake_not_starved();
+  test_slow_turns_end_on_time();
   test_log("test_rt: ok");
   return 0;
 }
