@@ -46,6 +46,16 @@ struct weir__sched {
   unsigned stale;
   unsigned ticks;     /* find_work calls, for the periodic balance check */
   unsigned last_turn; /* reductions the last turn here took (see run) */
+  /* Bulk senders kept apart (see hand_off): the process running now and
+     its messages_out before the turn; the last bulk sender that ran here
+     and when its turn ended; that time, published for the peers; and a
+     process a peer handed to this scheduler. */
+  weir__proc *cur;
+  uint64_t cur_out0;
+  weir__proc *last_bulk;
+  uint64_t last_bulk_ns;
+  _Atomic uint64_t bulk_ns;
+  _Atomic(weir__proc *) gift;
   /* busy time, for scheduler_usage: written by the owner, read by anyone */
   _Atomic uint64_t busy_ns;
   _Atomic uint64_t busy_since; /* 0 = idle now */
@@ -161,11 +171,62 @@ static void wake_all(weir_rt *rt) {
   }
 }
 
+/* A bulk sender (a turn that sent BULK_SENDS or more) that would share
+   this core with another bulk sender that ran here within BULK_WINDOW_NS
+   goes to a peer that ran none in that window: two producers on one core
+   leave the other core only the consumers, and every message crosses
+   between the cores (partitioned cast ran at half speed in that layout).
+   The peer finds it in its gift slot before anything else; an idle
+   scheduler may take it from there too (a peer in a long callback must
+   not hold it), and a scheduler that leaves at stop closes its slot
+   (GIFT_CLOSED) so nothing is handed to it afterwards. */
+#define BULK_SENDS     256u
+#define GIFT_CLOSED    ((weir__proc *)1)
+#define BULK_WINDOW_NS 200000ull
+static bool hand_off(weir_rt *rt, weir__sched *s, weir__proc *p) {
+  uint64_t now = weir__now_ns();
+  if (!s->last_bulk || s->last_bulk == p ||
+      now - s->last_bulk_ns >= BULK_WINDOW_NS) {
+    s->last_bulk = p;
+    s->last_bulk_ns = now;
+    atomic_store_explicit(&s->bulk_ns, now, memory_order_relaxed);
+    return false;
+  }
+  for (unsigned i = 0; i < rt->nscheds; i++) {
+    weir__sched *v = &rt->scheds[i];
+    weir__proc *none = NULL;
+    if (v == s ||
+        now - atomic_load_explicit(&v->bulk_ns, memory_order_relaxed) <
+            BULK_WINDOW_NS)
+      continue;
+    /* seq_cst: the gift is visible before we read v's parked flag, and v
+       reads its gift after announcing itself parked (sched_main) */
+    if (!atomic_compare_exchange_strong_explicit(
+            &v->gift, &none, p, memory_order_seq_cst, memory_order_relaxed))
+      continue;
+    atomic_store_explicit(&v->bulk_ns, now, memory_order_relaxed);
+    uint32_t one = 1;
+    if (atomic_compare_exchange_strong_explicit(
+            &v->parked, &one, 0, memory_order_seq_cst, memory_order_relaxed)) {
+      atomic_fetch_sub_explicit(&rt->nsleeping, 1, memory_order_seq_cst);
+      weir__futex_wake(&v->parked, 1);
+    }
+    return true;
+  }
+  return false;
+}
+
 void weir__schedule(weir_rt *rt, weir__proc *p) {
   if (WEIR__LD(p->blocking)) {
     weir__io_schedule(rt, p);
     return;
   }
+  if (tl.sched && tl.rt == rt && p == tl.sched->cur && rt->nscheds > 1 &&
+      atomic_load_explicit(&p->messages_out, memory_order_relaxed) -
+              tl.sched->cur_out0 >=
+          BULK_SENDS &&
+      hand_off(rt, tl.sched, p))
+    return;
   if (tl.sched && tl.rt == rt) {
     rq_push(tl.sched, p);
     /* This thread runs p as soon as its current process yields, so a
@@ -263,8 +324,21 @@ static weir__proc *rq_balance(weir__sched *s) {
    from outside the schedulers (a user thread, an I/O thread, the console)
    would otherwise wait until some scheduler's own ring ran dry, which with
    processes that keep sending to themselves never happens. */
+/* Takes the process handed to v, if any (v's owner, or an idle peer). */
+static weir__proc *gift_take(weir__sched *v) {
+  /* seq_cst: the other half of hand_off's handshake with a parked owner */
+  weir__proc *g = atomic_load_explicit(&v->gift, memory_order_seq_cst);
+  while (g && g != GIFT_CLOSED)
+    if (atomic_compare_exchange_weak_explicit(
+            &v->gift, &g, NULL, memory_order_seq_cst, memory_order_seq_cst))
+      return g;
+  return NULL;
+}
+
 static weir__proc *find_work(weir__sched *s) {
   weir_rt *rt = s->rt;
+  weir__proc *g = gift_take(s);
+  if (g) return g;
   if (++s->ticks % BALANCE_EVERY == 0) {
     weir__proc *b = inject_pop(rt);
     if (!b && rt->nscheds > 1) b = rq_balance(s);
@@ -280,6 +354,7 @@ static weir__proc *find_work(weir__sched *s) {
       weir__sched *v = &rt->scheds[(start + i) % rt->nscheds];
       if (v == s) continue;
       p = rq_steal(s, v);
+      if (!p) p = gift_take(v);
       if (p) return p;
     }
   }
@@ -320,7 +395,10 @@ static void run(weir__sched *s, weir__proc *p) {
   if (budget > WEIR__TURN_MAX * batch) budget = WEIR__TURN_MAX * batch;
   /* relaxed: a hint for the peers' rq_balance */
   atomic_store_explicit(&s->running, 1, memory_order_relaxed);
+  s->cur = p;
+  s->cur_out0 = atomic_load_explicit(&p->messages_out, memory_order_relaxed);
   s->last_turn = weir__proc_run(p, budget);
+  s->cur = NULL;
   atomic_store_explicit(&s->running, 0, memory_order_relaxed);
 }
 
@@ -337,7 +415,16 @@ static void *sched_main(void *arg) {
       run(s, p);
       continue;
     }
-    if (atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) break;
+    if (atomic_load_explicit(&rt->stopping, memory_order_acquire) == 2) {
+      /* Leaving: close the gift slot; a process handed over since the
+         look above runs first. */
+      p = atomic_exchange_explicit(&s->gift, GIFT_CLOSED, memory_order_seq_cst);
+      if (p && p != GIFT_CLOSED) {
+        run(s, p);
+        continue;
+      }
+      break;
+    }
     /* Spin a little: work often arrives within microseconds. */
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_relaxed);
     for (int i = 0; i < SPIN_ROUNDS && !p; i++) {

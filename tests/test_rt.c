@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #define TAG_WORK 1
@@ -393,6 +394,87 @@ static void test_slow_turns_end_on_time(void) {
            (unsigned long long)atomic_load(&bulk_rounds));
 }
 
+/* Bulk senders on two schedulers are handed between them (sched.c's
+   hand_off, which keeps two of them off one core) while the node stops:
+   none may be left in a hand-off slot, where it would never run and its
+   queued message never drain (weir_rt_stop(-1) would not return). Half the
+   reps first wait for every round to be handled (a process handed to a
+   parked scheduler that is never woken would stall them); the others stop
+   at once, where a sink may end before its senders: their casts are then
+   refused (ENOPROC) or, flushed from a sender's outbox after the sink
+   ended, dead letters, so the sinks handle at most what was accepted. */
+typedef struct rounds_sender {
+  weir_pid sink;
+  uint64_t left, accepted;
+} rounds_sender;
+
+static atomic_uint_fast64_t sink_got;
+
+static int rounds_info(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)m;
+  rounds_sender *r = state;
+  weir_rt *rt = weir_ctx_rt(cx);
+  for (int i = 0; i < 1024; i++) {
+    int rc = weir_cast(rt, r->sink, TAG_WORK, NULL, 0);
+    CHECK_MSG(rc == WEIR_OK || rc == WEIR_ENOPROC, "cast: %s",
+              weir_err_name(rc));
+    r->accepted += rc == WEIR_OK;
+  }
+  if (--r->left) (void)weir_send(rt, weir_self(cx), TAG_WORK, NULL, 0);
+  return WEIR_OK;
+}
+
+static int counting_sink_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  (void)state;
+  (void)m;
+  atomic_fetch_add(&sink_got, 1);
+  return WEIR_OK;
+}
+
+static const weir_server rounds_srv = {
+    .name = "rounds", .init = c_init, .handle_info = rounds_info};
+static const weir_server counting_sink_srv = {
+    .name = "sink", .init = c_init, .handle_cast = counting_sink_cast};
+
+static void test_stop_with_bulk_senders(void) {
+  int reps = (int)test_scaled(20);
+  if (reps < 3) reps = 3;
+  uint64_t total = 0;
+  for (int rep = 0; rep < reps; rep++) {
+    enum { NS = 4 };
+    const uint64_t rounds = 40;
+    weir_rt *rt = test_rt_start(2);
+    atomic_store(&sink_got, 0);
+    weir_pid sinks[2], pids[NS];
+    rounds_sender rs[NS];
+    for (int i = 0; i < 2; i++)
+      CHECK_OK(weir_spawn(rt, &counting_sink_srv, NULL, NULL, &sinks[i]));
+    for (int i = 0; i < NS; i++) {
+      rs[i] = (rounds_sender){.sink = sinks[i % 2], .left = rounds};
+      CHECK_OK(weir_spawn(rt, &rounds_srv, &rs[i], NULL, &pids[i]));
+    }
+    for (int i = 0; i < NS; i++)
+      CHECK_OK(weir_send(rt, pids[i], TAG_WORK, NULL, 0));
+    bool to_the_end = rep % 2 == 0;
+    if (to_the_end)
+      WAIT_UNTIL(atomic_load(&sink_got) == NS * rounds * 1024,
+                 TEST_LIVENESS_MS);
+    else
+      test_sleep_ms((unsigned)(rep % 4)); /* stop at different points */
+    CHECK_OK(weir_rt_stop(rt, -1));
+    uint64_t accepted = 0;
+    for (int i = 0; i < NS; i++)
+      accepted += rs[i].accepted;
+    if (to_the_end) CHECK_EQ_U64(accepted, NS * rounds * 1024);
+    CHECK(atomic_load(&sink_got) <= accepted);
+    CHECK(accepted > 0);
+    total += accepted;
+  }
+  test_log("[stop_with_bulk_senders] %d stops, %llu casts accepted", reps,
+           (unsigned long long)total);
+}
+
 int main(void) {
   test_seed();
   test_opts();
@@ -403,6 +485,7 @@ int main(void) {
   test_restart_loop();
   test_outside_wake_not_starved();
   test_slow_turns_end_on_time();
+  test_stop_with_bulk_senders();
   test_log("test_rt: ok");
   return 0;
 }
