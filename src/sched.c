@@ -7,8 +7,10 @@
  * processes that keep waking each other cannot starve the rest) and idle
  * schedulers steal from the same end. A full ring spills half of itself to
  * the shared inject queue, which is also where threads outside the runtime
- * put processes they wake. A woken process goes to the waker's own ring: the
- * data it is about to read is in the waker's cache.
+ * put processes they wake; every scheduler looks there first once in 16
+ * turns. A woken process goes to the waker's own ring: the data it is about
+ * to read is in the waker's cache. Bulk senders are the exception: two of
+ * them are kept off one core (hand_off).
  *
  * An idle scheduler spins a while (checking its ring, the inject queue and
  * its peers'), then parks on a futex. Lost wake-ups are ruled out by a
@@ -319,11 +321,6 @@ static weir__proc *rq_balance(weir__sched *s) {
   return NULL;
 }
 
-/* Every BALANCE_EVERY looks for work, the shared queue comes first (as
-   Go's scheduler looks at its global queue every 61 ticks): a process woken
-   from outside the schedulers (a user thread, an I/O thread, the console)
-   would otherwise wait until some scheduler's own ring ran dry, which with
-   processes that keep sending to themselves never happens. */
 /* Takes the process handed to v, if any (v's owner, or an idle peer). */
 static weir__proc *gift_take(weir__sched *v) {
   /* seq_cst: the other half of hand_off's handshake with a parked owner */
@@ -335,6 +332,12 @@ static weir__proc *gift_take(weir__sched *v) {
   return NULL;
 }
 
+/* Every BALANCE_EVERY looks for work, the shared queue comes first (as
+   Go's scheduler looks at its global queue every 61 ticks): a process woken
+   from outside the schedulers (a user thread, an I/O thread, the console)
+   would otherwise wait until some scheduler's own ring ran dry, which with
+   processes that keep sending to themselves never happens. A process handed
+   over (hand_off) comes before anything. */
 static weir__proc *find_work(weir__sched *s) {
   weir_rt *rt = s->rt;
   weir__proc *g = gift_take(s);
