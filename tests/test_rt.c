@@ -281,7 +281,19 @@ static void test_restart_loop(void) {
    (processes that send themselves a message after each short callback).
    Before the schedulers looked at the shared queue on their own, it only
    ran once some ring emptied: never, here. */
-static atomic_int busy_stop, outsider_ran;
+static atomic_int busy_stop;
+static atomic_uint_fast64_t sink_got; /* the sinks' casts */
+
+/* A process that counts its casts in the counter it was spawned with. */
+static int count_cast(weir_ctx *cx, void *state, const weir_msg *m) {
+  (void)cx;
+  (void)m;
+  atomic_fetch_add((atomic_uint_fast64_t *)state, 1);
+  return WEIR_OK;
+}
+
+static const weir_server count_srv = {
+    .name = "counter", .init = c_init, .handle_cast = count_cast};
 
 static int busy_info(weir_ctx *cx, void *state, const weir_msg *m) {
   (void)state;
@@ -294,26 +306,16 @@ static int busy_info(weir_ctx *cx, void *state, const weir_msg *m) {
   return WEIR_OK;
 }
 
-static int outsider_cast(weir_ctx *cx, void *state, const weir_msg *m) {
-  (void)cx;
-  (void)state;
-  (void)m;
-  atomic_store(&outsider_ran, 1);
-  return WEIR_OK;
-}
-
 static const weir_server busy_srv = {
     .name = "busy", .init = c_init, .handle_info = busy_info};
-static const weir_server outsider_srv = {
-    .name = "outsider", .init = c_init, .handle_cast = outsider_cast};
 
 static void test_outside_wake_not_starved(void) {
   const unsigned nsched = 2, nbusy = 4;
   weir_rt *rt = test_rt_start(nsched);
   atomic_store(&busy_stop, 0);
-  atomic_store(&outsider_ran, 0);
+  atomic_uint_fast64_t outsider_ran = 0;
   weir_pid busy[4], out;
-  CHECK_OK(weir_spawn(rt, &outsider_srv, NULL, NULL, &out));
+  CHECK_OK(weir_spawn(rt, &count_srv, &outsider_ran, NULL, &out));
   for (unsigned i = 0; i < nbusy; i++) {
     CHECK_OK(weir_spawn(rt, &busy_srv, NULL, NULL, &busy[i]));
     CHECK_OK(weir_send(rt, busy[i], TAG_WORK, NULL, 0));
@@ -357,17 +359,8 @@ static int bulk_info(weir_ctx *cx, void *state, const weir_msg *m) {
   return WEIR_OK;
 }
 
-static int sink_cast(weir_ctx *cx, void *state, const weir_msg *m) {
-  (void)cx;
-  (void)state;
-  (void)m;
-  return WEIR_OK;
-}
-
 static const weir_server bulk_srv = {
     .name = "bulk", .init = c_init, .handle_info = bulk_info};
-static const weir_server sink_srv = {
-    .name = "sink", .init = c_init, .handle_cast = sink_cast};
 
 static void test_slow_turns_end_on_time(void) {
   weir_rt *rt = test_rt_start(1);
@@ -375,7 +368,7 @@ static void test_slow_turns_end_on_time(void) {
   atomic_store(&bulk_last_ms, 0);
   atomic_store(&bulk_max_gap_ms, 0);
   weir_pid sink, bulk, slow;
-  CHECK_OK(weir_spawn(rt, &sink_srv, NULL, NULL, &sink));
+  CHECK_OK(weir_spawn(rt, &count_srv, &sink_got, NULL, &sink));
   CHECK_OK(weir_spawn(rt, &bulk_srv, &sink, NULL, &bulk));
   CHECK_OK(weir_spawn(rt, &busy_srv, NULL, NULL, &slow));
   CHECK_OK(weir_send(rt, slow, TAG_WORK, NULL, 0));
@@ -408,8 +401,6 @@ typedef struct rounds_sender {
   uint64_t left, accepted;
 } rounds_sender;
 
-static atomic_uint_fast64_t sink_got;
-
 static int rounds_info(weir_ctx *cx, void *state, const weir_msg *m) {
   (void)m;
   rounds_sender *r = state;
@@ -424,18 +415,8 @@ static int rounds_info(weir_ctx *cx, void *state, const weir_msg *m) {
   return WEIR_OK;
 }
 
-static int counting_sink_cast(weir_ctx *cx, void *state, const weir_msg *m) {
-  (void)cx;
-  (void)state;
-  (void)m;
-  atomic_fetch_add(&sink_got, 1);
-  return WEIR_OK;
-}
-
 static const weir_server rounds_srv = {
     .name = "rounds", .init = c_init, .handle_info = rounds_info};
-static const weir_server counting_sink_srv = {
-    .name = "sink", .init = c_init, .handle_cast = counting_sink_cast};
 
 static void test_stop_with_bulk_senders(void) {
   int reps = (int)test_scaled(20);
@@ -449,7 +430,7 @@ static void test_stop_with_bulk_senders(void) {
     weir_pid sinks[2], pids[NS];
     rounds_sender rs[NS];
     for (int i = 0; i < 2; i++)
-      CHECK_OK(weir_spawn(rt, &counting_sink_srv, NULL, NULL, &sinks[i]));
+      CHECK_OK(weir_spawn(rt, &count_srv, &sink_got, NULL, &sinks[i]));
     for (int i = 0; i < NS; i++) {
       rs[i] = (rounds_sender){.sink = sinks[i % 2], .left = rounds};
       CHECK_OK(weir_spawn(rt, &rounds_srv, &rs[i], NULL, &pids[i]));
